@@ -1,0 +1,51 @@
+package codec
+
+import "encoding/binary"
+
+// Opcodes of the frames the server sends (RFC 6455 §5.2).
+const (
+	OpText  = 0x1
+	OpClose = 0x8
+	OpPing  = 0x9
+	OpPong  = 0xA
+)
+
+// MaxFrameHeader is the largest header a server frame needs: unmasked, so
+// 2 bytes plus up to 8 of extended length.
+const MaxFrameHeader = 10
+
+// AppendFrameHeader appends the header of one final, unmasked server frame
+// with opcode op and payload length n.
+func AppendFrameHeader(dst []byte, op byte, n int) []byte {
+	b0 := 0x80 | op
+	switch {
+	case n <= 125:
+		return append(dst, b0, byte(n))
+	case n <= 0xFFFF:
+		return append(dst, b0, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, b0, 127)
+		return binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+}
+
+// AppendFrame appends one complete final, unmasked frame.
+func AppendFrame(dst []byte, op byte, payload []byte) []byte {
+	dst = AppendFrameHeader(dst, op, len(payload))
+	return append(dst, payload...)
+}
+
+// AppendTextFrame appends payload as one TEXT frame: the form of every
+// packet the server sends.
+func AppendTextFrame(dst []byte, payload []byte) []byte { return AppendFrame(dst, OpText, payload) }
+
+// AppendCloseFrame appends a CLOSE frame with status code and reason. The
+// reason is cut to fit the 125-byte control payload.
+func AppendCloseFrame(dst []byte, code uint16, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	dst = AppendFrameHeader(dst, OpClose, 2+len(reason))
+	dst = binary.BigEndian.AppendUint16(dst, code)
+	return append(dst, reason...)
+}

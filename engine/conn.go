@@ -1,0 +1,257 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/router"
+)
+
+// phase is where a connection is in its life. Written by its loop (and by
+// a router worker for phaseLogin→phaseOpen, through a loop callback), read
+// by the ticker.
+type phase int32
+
+const (
+	phaseHandshake phase = iota // reading the HTTP upgrade
+	phaseLogin                  // upgraded; the router checks the token
+	phaseOpen                   // logged in; frames are served
+	phaseClosing                // CLOSE sent; waiting for the peer
+)
+
+// conn is the state of one connection, attached to its gnet.Conn.
+type conn struct {
+	id       uint64     // set in OnOpen; read-only afterwards
+	e        *Engine    // read-only
+	gc       gnet.Conn  // read-only; off the loop only its concurrency-safe methods
+	openedAt int64      // unix nanos; read-only
+	remote   string     // read-only
+
+	// Owned by the event loop.
+	hsScanned int    // bytes of the upgrade request already searched for CRLFCRLF
+	frag      []byte // reassembled payload of a fragmented message
+	fragOp    byte   // opcode of the fragmented message; 0 when none
+	closeCode uint16 // status of the CLOSE this side sent, for logs
+
+	// Shared: atomics only.
+	phase    atomic.Int32
+	ident    atomic.Pointer[router.Identity]
+	lastSeen atomic.Int64 // unix nanos of the last byte received
+	lastPing atomic.Int64 // unix nanos of the last PING sent
+	closeAt  atomic.Int64 // unix nanos after which a closing conn is dropped
+	closed   atomic.Bool  // OnClose ran
+
+	out outbox // frames queued by other goroutines; see outbound.go
+}
+
+var _ router.Session = (*conn)(nil)
+
+// Identity implements router.Session.
+func (c *conn) Identity() router.Identity {
+	if id := c.ident.Load(); id != nil {
+		return *id
+	}
+	return router.Identity{}
+}
+
+func (c *conn) phaseIs(p phase) bool { return phase(c.phase.Load()) == p }
+
+// OnOpen attaches a new conn to the gnet connection.
+func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if e.draining.Load() {
+		return nil, gnet.Close
+	}
+	now := time.Now().UnixNano()
+	c := &conn{id: e.nextID.Add(1), e: e, gc: gc, openedAt: now}
+	if ra := gc.RemoteAddr(); ra != nil {
+		c.remote = ra.String()
+	}
+	c.lastSeen.Store(now)
+	c.out.init(c)
+	gc.SetContext(c)
+	e.conns.add(c)
+	return nil, gnet.None
+}
+
+// OnClose forgets the connection everywhere.
+func (e *Engine) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.None
+	}
+	c.closed.Store(true)
+	c.out.discard()
+	if id := c.ident.Load(); id != nil {
+		e.reg.remove(id.UID, c)
+	}
+	e.conns.remove(c)
+	c.frag = nil
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		attrs := []slog.Attr{slog.Uint64("conn_id", c.id), slog.String("remote", c.remote), slog.Int("close", int(c.closeCode))}
+		if id := c.ident.Load(); id != nil {
+			attrs = append(attrs, slog.String("uid", id.ID))
+		}
+		if err != nil {
+			attrs = append(attrs, slog.Any("err", err))
+		}
+		e.log.LogAttrs(context.Background(), slog.LevelDebug, "connection closed", attrs...)
+	}
+	e.connGone()
+	return gnet.None
+}
+
+// OnTraffic reads what arrived: the upgrade request, then frames.
+func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
+	c := gc.Context().(*conn)
+	c.lastSeen.Store(time.Now().UnixNano())
+	switch phase(c.phase.Load()) {
+	case phaseHandshake:
+		if a := c.upgrade(gc); a != gnet.None || !c.phaseIs(phaseOpen) {
+			return a
+		}
+		return c.readFrames(gc)
+	case phaseLogin:
+		// Frames wait in gnet's buffer until the router has checked the
+		// token; login completion wakes us. Bound what a client may pile
+		// up before that.
+		if gc.InboundBuffered() > c.e.opts.MaxMessageSize+MaxHeaderBytes {
+			c.closeOnLoop(gc, nil, ClosePolicy, "too much data before login")
+		}
+		return gnet.None
+	case phaseOpen:
+		return c.readFrames(gc)
+	default: // closing: the peer's remaining bytes are of no interest
+		_, _ = gc.Discard(-1)
+		return gnet.None
+	}
+}
+
+// loginDone receives the router's verdict on the upgrade token. It runs on
+// a router worker.
+func (c *conn) loginDone(res router.LoginResult) {
+	if !res.OK {
+		c.Send(res.Frame)
+		c.Close(ClosePolicy, "login failed")
+		return
+	}
+	id := res.Identity
+	c.ident.Store(&id)
+	// The login frame is queued before the connection is registered, so it
+	// is the first frame the client sees even if a push races with us.
+	c.Send(res.Frame)
+	c.e.reg.add(id.UID, c)
+	if c.closed.Load() {
+		c.e.reg.remove(id.UID, c) // OnClose ran before we registered
+		return
+	}
+	_ = c.gc.AsyncWritev(nil, c.activate)
+}
+
+// activate runs on the loop once the login frame is queued: frames that
+// arrived meanwhile are served now.
+func (c *conn) activate(gc gnet.Conn, err error) error {
+	if err != nil || !c.phase.CompareAndSwap(int32(phaseLogin), int32(phaseOpen)) {
+		return nil
+	}
+	if gc.InboundBuffered() > 0 {
+		_ = gc.Wake(nil)
+	}
+	return nil
+}
+
+// Close implements router.Session: a CLOSE frame after everything queued,
+// then the end of the connection. Safe for concurrent use.
+func (c *conn) Close(code uint16, reason string) {
+	c.out.close(codec.AppendCloseFrame(nil, code, reason))
+}
+
+// closeOnLoop writes out (replies so far) and a CLOSE frame, then half-closes
+// the socket so the peer reads our CLOSE and EOF at once; its own CLOSE or
+// EOF, or the grace period, ends the connection. It must run on the loop.
+func (c *conn) closeOnLoop(gc gnet.Conn, out []byte, code uint16, reason string) {
+	if c.phaseIs(phaseClosing) {
+		if len(out) > 0 {
+			_, _ = gc.Write(out)
+		}
+		return
+	}
+	c.closeCode = code
+	out = codec.AppendCloseFrame(out, code, reason)
+	_, _ = gc.Write(out)
+	c.beginClosing(gc)
+}
+
+// beginClosing moves a connection whose CLOSE is written to phaseClosing.
+func (c *conn) beginClosing(gc gnet.Conn) {
+	c.phase.Store(int32(phaseClosing))
+	c.closeAt.Store(time.Now().Add(closeGrace).UnixNano())
+	_, _ = gc.Discard(-1)
+	if gc.OutboundBuffered() == 0 {
+		_ = unix.Shutdown(gc.Fd(), unix.SHUT_WR)
+	}
+}
+
+// connSet holds every open connection, for the ticker and for shutdown.
+type connSet struct {
+	shards [connShards]connShard
+	n      atomic.Int64
+}
+
+const connShards = 64
+
+type connShard struct {
+	mu sync.Mutex
+	m  map[uint64]*conn
+	_  [40]byte // keep shards on separate cache lines
+}
+
+func (s *connSet) init() {
+	for i := range s.shards {
+		s.shards[i].m = make(map[uint64]*conn)
+	}
+}
+
+func (s *connSet) add(c *conn) {
+	sh := &s.shards[c.id%connShards]
+	sh.mu.Lock()
+	sh.m[c.id] = c
+	sh.mu.Unlock()
+	s.n.Add(1)
+}
+
+func (s *connSet) remove(c *conn) {
+	sh := &s.shards[c.id%connShards]
+	sh.mu.Lock()
+	if _, ok := sh.m[c.id]; ok {
+		delete(sh.m, c.id)
+		s.n.Add(-1)
+	}
+	sh.mu.Unlock()
+}
+
+func (s *connSet) len() int { return int(s.n.Load()) }
+
+// each calls fn for every connection, one shard at a time, with no lock
+// held during fn.
+func (s *connSet) each(fn func(*conn)) {
+	var batch []*conn
+	for i := range s.shards {
+		sh := &s.shards[i]
+		batch = batch[:0]
+		sh.mu.Lock()
+		for _, c := range sh.m {
+			batch = append(batch, c)
+		}
+		sh.mu.Unlock()
+		for _, c := range batch {
+			fn(c)
+		}
+	}
+}

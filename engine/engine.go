@@ -1,0 +1,284 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/imgate/imgate/router"
+)
+
+// Limits and defaults. Each is a named constant with its reason.
+const (
+	// DefaultIdleTimeout: a connection silent this long is dead (PROTOCOL §2).
+	DefaultIdleTimeout = 90 * time.Second
+	// DefaultPingInterval: after this much silence the server pings, so a
+	// live client answers well before the idle timeout.
+	DefaultPingInterval = 30 * time.Second
+	// DefaultMaxMessageSize bounds one reassembled message (PROTOCOL §2).
+	DefaultMaxMessageSize = 64 << 10
+	// DefaultMaxPending caps a connection's unsent output; past it the
+	// reader is too slow to keep and is closed with 1008 (PROTOCOL §2).
+	DefaultMaxPending = 4 << 20
+	// HandshakeTimeout bounds the upgrade (PROTOCOL §2).
+	HandshakeTimeout = 10 * time.Second
+	// MaxHeaderBytes bounds the upgrade request's header block (PROTOCOL §2).
+	MaxHeaderBytes = 8 << 10
+	// closeGrace is how long a closing connection may take to answer our
+	// CLOSE before the socket is dropped.
+	closeGrace = 2 * time.Second
+)
+
+// Options configures an Engine. Zero values mean the documented defaults.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Addr is the listen address, "host:port"; required.
+	Addr string
+	// Loops is the number of event loops; zero means one per CPU.
+	Loops int
+	// IdleTimeout closes a connection that sent nothing this long; zero
+	// means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// PingInterval is the silence after which the server pings; zero means
+	// DefaultPingInterval.
+	PingInterval time.Duration
+	// MaxMessageSize bounds a message; zero means DefaultMaxMessageSize.
+	MaxMessageSize int
+	// MaxPending caps unsent output per connection; zero means
+	// DefaultMaxPending.
+	MaxPending int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Addr == "":
+		return errors.New("engine: no listen address")
+	case o.IdleTimeout < 0 || o.PingInterval < 0:
+		return errors.New("engine: negative timeout")
+	case o.PingInterval >= o.IdleTimeout:
+		return fmt.Errorf("engine: ping interval %v must be shorter than idle timeout %v", o.PingInterval, o.IdleTimeout)
+	case o.MaxMessageSize < 128:
+		return fmt.Errorf("engine: max message size %d below 128 bytes", o.MaxMessageSize)
+	case o.MaxPending < o.MaxMessageSize:
+		return errors.New("engine: max pending below max message size")
+	}
+	return nil
+}
+
+// Engine serves WebSocket connections on gnet event loops. Create it with
+// New, start it with Start and stop it with Shutdown.
+type Engine struct {
+	gnet.BuiltinEventEngine
+	_      noCopy
+	r      *router.Router
+	opts   Options
+	log    *slog.Logger
+	tick   time.Duration
+	hsWait time.Duration
+
+	reg    registry
+	conns  connSet
+	nextID atomic.Uint64
+
+	eng      gnet.Engine
+	addr     net.Addr
+	booted   chan error
+	done     chan error
+	draining atomic.Bool
+	drained  chan struct{}
+	drainMu  sync.Mutex
+}
+
+var (
+	_ gnet.EventHandler = (*Engine)(nil)
+	_ router.Hub        = (*Engine)(nil)
+)
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// New returns an Engine that hands packets to r. It does not listen yet.
+func New(r *router.Router, opts Options) (*Engine, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		r:      r,
+		opts:   opts,
+		log:    opts.Logger,
+		booted: make(chan error, 1),
+		done:   make(chan error, 1),
+	}
+	e.reg.init()
+	e.conns.init()
+	// Sweep often enough that a deadline is met within a quarter of the
+	// shortest interval, but not more than 20 times a second.
+	e.tick = min(opts.PingInterval, opts.IdleTimeout) / 4
+	e.tick = max(min(e.tick, time.Second), 50*time.Millisecond)
+	e.hsWait = min(HandshakeTimeout, opts.IdleTimeout)
+	return e, nil
+}
+
+// Start listens and serves in the background. It returns once the listener
+// is bound, or with the error that prevented it.
+func (e *Engine) Start() error {
+	loops := e.opts.Loops
+	go func() {
+		err := gnet.Run(e, "tcp://"+e.opts.Addr,
+			gnet.WithMulticore(loops == 0),
+			gnet.WithNumEventLoop(loops),
+			gnet.WithTicker(true),
+			gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(gnetLogger{e.log}),
+		)
+		select {
+		case e.booted <- err: // failed before boot
+		default:
+		}
+		e.done <- err
+	}()
+	return <-e.booted
+}
+
+// Addr returns the bound listen address; valid after Start.
+func (e *Engine) Addr() net.Addr { return e.addr }
+
+// OnBoot records the bound address.
+func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.eng = eng
+	addr, err := boundAddr(eng)
+	if err != nil {
+		e.booted <- err
+		return gnet.Shutdown
+	}
+	e.addr = addr
+	e.booted <- nil
+	return gnet.None
+}
+
+func boundAddr(eng gnet.Engine) (net.Addr, error) {
+	fd, err := eng.Dup()
+	if err != nil {
+		return nil, fmt.Errorf("engine: dup listener: %w", err)
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("engine: getsockname: %w", err)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}, nil
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}, nil
+	}
+	return nil, errors.New("engine: unexpected listener address")
+}
+
+// Shutdown stops accepting connections, sends every client a CLOSE 1001,
+// waits until they are gone (or ctx ends, or the close grace passes) and
+// stops the event loops.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.drainMu.Lock()
+	if e.drained == nil {
+		e.drained = make(chan struct{})
+		e.draining.Store(true)
+		if e.conns.len() == 0 {
+			close(e.drained)
+		}
+	}
+	e.drainMu.Unlock()
+	e.conns.each(func(c *conn) { c.Close(router.CloseGoingAway, "server shutting down") })
+	select {
+	case <-e.drained:
+	case <-ctx.Done():
+	}
+	err := e.eng.Stop(ctx)
+	if err != nil && !strings.Contains(err.Error(), "shutdown") {
+		return fmt.Errorf("engine: stop: %w", err)
+	}
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// connGone is called by OnClose after a connection left the set.
+func (e *Engine) connGone() {
+	if !e.draining.Load() {
+		return
+	}
+	e.drainMu.Lock()
+	defer e.drainMu.Unlock()
+	if e.conns.len() == 0 {
+		select {
+		case <-e.drained:
+		default:
+			close(e.drained)
+		}
+	}
+}
+
+// Deliver implements router.Hub.
+func (e *Engine) Deliver(uid uint64, frame []byte) int { return e.reg.deliver(uid, frame) }
+
+// Disconnect implements router.Hub.
+func (e *Engine) Disconnect(uid uint64, code uint16, reason string) int {
+	return e.reg.disconnect(uid, code, reason)
+}
+
+// Online implements router.Hub.
+func (e *Engine) Online(uid uint64) bool { return e.reg.online(uid) }
+
+// Stats is a snapshot of the engine's gauges.
+type Stats struct {
+	Conns int // open sockets, upgraded or not
+	Users int // users with at least one logged-in connection
+}
+
+// Stats returns the current gauges. Safe for concurrent use.
+func (e *Engine) Stats() Stats { return Stats{Conns: e.conns.len(), Users: e.reg.users()} }
+
+// gnetLogger sends gnet's own logs to slog.
+type gnetLogger struct{ log *slog.Logger }
+
+func (l gnetLogger) Debugf(f string, a ...any) { l.log.Debug("gnet", "msg", fmt.Sprintf(f, a...)) }
+func (l gnetLogger) Infof(f string, a ...any)  { l.log.Debug("gnet", "msg", fmt.Sprintf(f, a...)) }
+func (l gnetLogger) Warnf(f string, a ...any)  { l.log.Warn("gnet", "msg", fmt.Sprintf(f, a...)) }
+func (l gnetLogger) Errorf(f string, a ...any) { l.log.Error("gnet", "msg", fmt.Sprintf(f, a...)) }
+func (l gnetLogger) Fatalf(f string, a ...any) { l.log.Error("gnet fatal", "msg", fmt.Sprintf(f, a...)) }

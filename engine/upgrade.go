@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/url"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+)
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// badRequest answers what is not a WebSocket upgrade at all (PROTOCOL §2).
+var badRequest = []byte("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 40\r\nConnection: close\r\n\r\nimgate: expected a WebSocket upgrade.\r\n\r\n")
+
+// handshake adapts the upgrade request, already whole in the loop's inbound
+// buffer, to the io.ReadWriter that gobwas/ws parses: reads come from req,
+// writes (the response) go to resp. Nothing here touches the socket.
+type handshake struct {
+	req   []byte
+	resp  []byte
+	token string
+}
+
+func (h *handshake) Read(p []byte) (int, error) {
+	if len(h.req) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, h.req)
+	h.req = h.req[n:]
+	return n, nil
+}
+
+func (h *handshake) Write(p []byte) (int, error) {
+	h.resp = append(h.resp, p...)
+	return len(p), nil
+}
+
+// parseUpgrade runs gobwas/ws over one complete request head (through the
+// blank line) and returns the response to send and the token of the query
+// string. A non-nil error means the response rejects the request.
+func parseUpgrade(head []byte) (resp []byte, token string, err error) {
+	h := handshake{req: head}
+	u := ws.Upgrader{
+		ReadBufferSize: MaxHeaderBytes,
+		// The URI is only valid during the callback: copy the token out.
+		OnRequest: func(uri []byte) error {
+			h.token = tokenFromURI(uri)
+			return nil
+		},
+	}
+	if _, err = u.Upgrade(&h); err != nil {
+		if len(h.resp) == 0 || !bytes.HasPrefix(h.resp, []byte("HTTP/1.1 4")) {
+			h.resp = badRequest
+		}
+		return h.resp, "", err
+	}
+	return h.resp, h.token, nil
+}
+
+// tokenFromURI returns the token query parameter of a request URI, or "".
+func tokenFromURI(uri []byte) string {
+	i := bytes.IndexByte(uri, '?')
+	if i < 0 {
+		return ""
+	}
+	q := uri[i+1:]
+	if j := bytes.IndexByte(q, '#'); j >= 0 {
+		q = q[:j]
+	}
+	for len(q) > 0 {
+		var kv []byte
+		if j := bytes.IndexByte(q, '&'); j >= 0 {
+			kv, q = q[:j], q[j+1:]
+		} else {
+			kv, q = q, nil
+		}
+		k, v, _ := bytes.Cut(kv, []byte("="))
+		if string(k) != "token" {
+			continue
+		}
+		if bytes.IndexByte(v, '%') < 0 && bytes.IndexByte(v, '+') < 0 {
+			return string(v)
+		}
+		s, err := url.QueryUnescape(string(v))
+		if err != nil {
+			return ""
+		}
+		return s
+	}
+	return ""
+}
+
+var errHeaderTooLarge = errors.New("engine: upgrade header block over limit")
+
+// upgrade consumes the HTTP upgrade request once it is whole, answers it
+// and hands the token to the router. It resumes where it left off when the
+// request arrives in pieces. It runs on the loop.
+func (c *conn) upgrade(gc gnet.Conn) gnet.Action {
+	buf, _ := gc.Peek(-1)
+	from := max(c.hsScanned, 0)
+	i := bytes.Index(buf[from:], crlfcrlf)
+	if i < 0 {
+		if len(buf) >= MaxHeaderBytes {
+			c.rejectUpgrade(gc, badRequest, errHeaderTooLarge)
+			return gnet.Close
+		}
+		c.hsScanned = max(len(buf)-len(crlfcrlf)+1, 0)
+		return gnet.None
+	}
+	end := from + i + len(crlfcrlf)
+	if end > MaxHeaderBytes {
+		c.rejectUpgrade(gc, badRequest, errHeaderTooLarge)
+		return gnet.Close
+	}
+	resp, token, err := parseUpgrade(buf[:end])
+	if err != nil {
+		c.rejectUpgrade(gc, resp, err)
+		return gnet.Close
+	}
+	_, _ = gc.Discard(end)
+	_, _ = gc.Write(resp)
+	c.phase.Store(int32(phaseLogin))
+	if !c.e.r.Login(token, c.loginDone) {
+		c.closeOnLoop(gc, nil, CloseTryAgain, "server busy")
+	}
+	return gnet.None
+}
+
+func (c *conn) rejectUpgrade(gc gnet.Conn, resp []byte, err error) {
+	c.e.log.Debug("upgrade rejected", "conn_id", c.id, "remote", c.remote, "err", err)
+	_, _ = gc.Discard(-1)
+	_, _ = gc.Write(resp)
+}

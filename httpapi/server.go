@@ -1,0 +1,180 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/imgate/imgate/router"
+	"github.com/imgate/imgate/storage"
+)
+
+// Defaults and limits.
+const (
+	// DefaultMaxBodySize bounds a request body: a registration is well
+	// under 1 KiB; 64 KiB leaves room for long avatars and signatures.
+	DefaultMaxBodySize = 64 << 10
+	// DefaultAllowOrigin is the CORS origin when none is configured.
+	DefaultAllowOrigin = "*"
+	// readTimeout and writeTimeout bound one request; backends are on a
+	// trusted network and answer fast.
+	readTimeout  = 10 * time.Second
+	writeTimeout = 10 * time.Second
+	idleTimeout  = 90 * time.Second
+	// maxConns bounds concurrent HTTP connections.
+	maxConns = 10000
+)
+
+// Options configures a Server. Zero values mean the documented defaults.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// APIKey, when set, is required as "Authorization: Bearer <key>" on
+	// every endpoint but /healthz and /metrics.
+	APIKey string
+	// AllowOrigin is the Access-Control-Allow-Origin value; "" means "*".
+	AllowOrigin string
+	// MaxBodySize bounds request bodies; zero means DefaultMaxBodySize.
+	MaxBodySize int
+	// Ready reports whether the gateway's listeners are up, for /healthz;
+	// nil means always.
+	Ready func() error
+	// Metrics appends Prometheus text-format lines for /metrics; nil
+	// means none beyond the API's own counters.
+	Metrics func(dst []byte) []byte
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AllowOrigin == "" {
+		o.AllowOrigin = DefaultAllowOrigin
+	}
+	if o.MaxBodySize == 0 {
+		o.MaxBodySize = DefaultMaxBodySize
+	}
+	return o
+}
+
+// Server is the HTTP API. Create it with New and run it with Serve.
+type Server struct {
+	r    *router.Router
+	db   *storage.DB
+	opts Options
+	log  *slog.Logger
+	srv  *fasthttp.Server
+	key  []byte
+	m    apiMetrics
+}
+
+// New returns a Server over r and db.
+func New(r *router.Router, db *storage.DB, opts Options) (*Server, error) {
+	opts = opts.withDefaults()
+	if opts.MaxBodySize < 0 {
+		return nil, errors.New("httpapi: negative max body size")
+	}
+	s := &Server{r: r, db: db, opts: opts, log: opts.Logger, key: []byte(opts.APIKey)}
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.handleError,
+		Name:                  "imgate",
+		MaxRequestBodySize:    opts.MaxBodySize,
+		ReadTimeout:           readTimeout,
+		WriteTimeout:          writeTimeout,
+		IdleTimeout:           idleTimeout,
+		Concurrency:           maxConns,
+		NoDefaultContentType:  true,
+		NoDefaultServerHeader: true,
+		CloseOnShutdown:       true,
+	}
+	return s, nil
+}
+
+// Serve serves HTTP on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting requests and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+
+// Handler returns the request handler, for in-memory tests.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+// authorized checks the bearer key in constant time.
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	if len(s.key) == 0 {
+		return true
+	}
+	const prefix = "Bearer "
+	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	if len(h) < len(prefix) || string(h[:len(prefix)]) != prefix {
+		return false
+	}
+	return subtle.ConstantTimeCompare(h[len(prefix):], s.key) == 1
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.Set(fasthttp.HeaderAccessControlAllowOrigin, s.opts.AllowOrigin)
+	path := string(ctx.Path())
+	rt, known := routes[path]
+	if ctx.IsOptions() {
+		if !known {
+			s.fail(ctx, fasthttp.StatusNotFound, "not found")
+			return
+		}
+		h.Set(fasthttp.HeaderAccessControlAllowMethods, rt.method+", OPTIONS")
+		h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Content-Type, Authorization")
+		h.Set(fasthttp.HeaderAccessControlMaxAge, "86400")
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
+	if !known {
+		s.fail(ctx, fasthttp.StatusNotFound, "not found")
+		return
+	}
+	if string(ctx.Method()) != rt.method {
+		h.Set(fasthttp.HeaderAllow, rt.method+", OPTIONS")
+		s.fail(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use "+rt.method)
+		return
+	}
+	if rt.auth && !s.authorized(ctx) {
+		h.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="imgate"`)
+		s.fail(ctx, fasthttp.StatusUnauthorized, "unauthorized")
+		return
+	}
+	s.m.requests.Add(1)
+	rt.handle(s, ctx)
+}
+
+// handleError answers what fasthttp refused before our handler ran.
+func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
+	ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowOrigin, s.opts.AllowOrigin)
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		s.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	var te interface{ Timeout() bool }
+	if errors.As(err, &te) && te.Timeout() {
+		s.fail(ctx, fasthttp.StatusRequestTimeout, "request timeout")
+		return
+	}
+	s.fail(ctx, fasthttp.StatusBadRequest, "malformed request")
+}
+
+type route struct {
+	method string
+	auth   bool
+	handle func(*Server, *fasthttp.RequestCtx)
+}
+
+var routes = map[string]route{
+	"/im/vanke/initUser": {method: fasthttp.MethodPost, auth: true, handle: (*Server).initUser},
+	"/healthz":           {method: fasthttp.MethodGet, handle: (*Server).healthz},
+	"/metrics":           {method: fasthttp.MethodGet, handle: (*Server).metrics},
+}

@@ -1,0 +1,135 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/bytedance/sonic"
+	"github.com/valyala/fasthttp"
+
+	"github.com/imgate/imgate/router"
+)
+
+// lenientString accepts a JSON string or number (ids sent as numbers by
+// some backends); null is empty.
+type lenientString string
+
+func (s *lenientString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0 || string(b) == "null":
+		*s = ""
+	case b[0] == '"':
+		var v string
+		if err := sonic.ConfigStd.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = lenientString(v)
+	case b[0] == '-' || (b[0] >= '0' && b[0] <= '9'):
+		if _, err := strconv.ParseFloat(string(b), 64); err != nil {
+			return err
+		}
+		*s = lenientString(b)
+	default:
+		return errors.New("want a string")
+	}
+	return nil
+}
+
+// userBody is the JSON body of initUser (PROTOCOL §1.1). Numeric fields
+// accept a number or a numeric string (PROTOCOL §0).
+type userBody struct {
+	SenderID   lenientString `json:"senderId"`
+	Token      lenientString `json:"token"`
+	Type       json.Number   `json:"type"`
+	Nick       lenientString `json:"nick"`
+	Avatar     lenientString `json:"avatar"`
+	Terminal   lenientString `json:"terminal"`
+	Sign       lenientString `json:"sign"`
+	ReceiverID lenientString `json:"receiverId"`
+}
+
+// decodeUserBody parses the body into a router request, or answers 400.
+func (s *Server) decodeUserBody(ctx *fasthttp.RequestCtx) (router.InitUserRequest, bool) {
+	var b userBody
+	body := ctx.PostBody()
+	if len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{' {
+		s.fail(ctx, fasthttp.StatusBadRequest, "body must be a JSON object")
+		return router.InitUserRequest{}, false
+	}
+	if err := sonic.ConfigStd.Unmarshal(body, &b); err != nil {
+		s.fail(ctx, fasthttp.StatusBadRequest, "malformed JSON body: "+fieldOf(err))
+		return router.InitUserRequest{}, false
+	}
+	req := router.InitUserRequest{
+		SenderID: string(b.SenderID), Token: string(b.Token), Nick: string(b.Nick),
+		Avatar: string(b.Avatar), Terminal: string(b.Terminal), Sign: string(b.Sign),
+		ReceiverID: string(b.ReceiverID),
+	}
+	if b.Type != "" {
+		t, err := strconv.Atoi(string(b.Type))
+		if err != nil {
+			s.fail(ctx, fasthttp.StatusBadRequest, "type must be an integer")
+			return router.InitUserRequest{}, false
+		}
+		req.Type, req.TypeSet = t, true
+	}
+	return req, true
+}
+
+// fieldOf names the field a decode error is about, when it can tell.
+func fieldOf(err error) string {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) && ute.Field != "" {
+		return "field " + ute.Field + " has the wrong type"
+	}
+	for _, f := range [...]string{"senderId", "token", "type", "nick", "avatar", "terminal", "sign", "receiverId"} {
+		if bytes.Contains([]byte(err.Error()), []byte(`"`+f+`"`)) {
+			return "field " + f + " has the wrong type"
+		}
+	}
+	return "not valid JSON"
+}
+
+// initUser: POST /im/vanke/initUser (PROTOCOL §1.1).
+func (s *Server) initUser(ctx *fasthttp.RequestCtx) {
+	req, ok := s.decodeUserBody(ctx)
+	if !ok {
+		return
+	}
+	res, err := s.r.InitUser(req)
+	if !s.answered(ctx, err) {
+		return
+	}
+	if !res.Generated {
+		s.reply(ctx, nil)
+		return
+	}
+	data := make([]byte, 0, 80)
+	data = append(data, `{"token":"`...)
+	data = append(data, res.Token...) // 32 hex: nothing to escape
+	data = append(data, `","expireAt":`...)
+	data = strconv.AppendInt(data, res.ExpireAt, 10)
+	data = append(data, '}')
+	s.reply(ctx, data)
+}
+
+// answered turns a router error into its response and reports whether the
+// handler should go on (err == nil).
+func (s *Server) answered(ctx *fasthttp.RequestCtx, err error) bool {
+	var fe *router.FieldError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &fe):
+		s.fail(ctx, fasthttp.StatusBadRequest, fe.Msg)
+	case errors.Is(err, router.ErrLoginFailed), errors.Is(err, router.ErrReceiverBusy):
+		s.refuse(ctx, err.Error())
+	default:
+		s.log.Error("api request failed", "path", string(ctx.Path()), "err", err)
+		s.fail(ctx, fasthttp.StatusInternalServerError, "internal error")
+	}
+	return false
+}

@@ -1,0 +1,235 @@
+// Command imgate is an instant-messaging gateway that speaks the J-IM
+// customer-service protocol: WebSocket clients on one port, a trusted HTTP
+// API on another, durable state in an embedded Pebble store.
+//
+//	go run .            # WebSocket :8889, HTTP API 127.0.0.1:8082, data in ./data
+//	go run . -h         # flags; each has an IMGATE_* environment fallback
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/engine"
+	"github.com/imgate/imgate/httpapi"
+	"github.com/imgate/imgate/router"
+	"github.com/imgate/imgate/storage"
+)
+
+// config is everything main reads from flags and the environment.
+type config struct {
+	WSAddr         string
+	HTTPAddr       string
+	DataDir        string
+	APIKey         string
+	AllowOrigin    string
+	IdleTimeout    time.Duration
+	PingInterval   time.Duration
+	MaxMessageSize int
+	MaxPending     int
+	TokenTTL       time.Duration
+	LogLevel       string
+	// Now is the clock; nil means time.Now (tests inject one).
+	Now func() time.Time
+}
+
+// parseFlags reads args, with IMGATE_* environment variables as fallbacks
+// for flags not given on the command line.
+func parseFlags(args []string, getenv func(string) string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("imgate", flag.ContinueOnError)
+	fs.StringVar(&c.WSAddr, "ws-addr", ":8889", "WebSocket listen address")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP API listen address (trusted backends)")
+	fs.StringVar(&c.DataDir, "data", "./data", "Pebble data directory")
+	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer KEY' on the HTTP API (empty: no key)")
+	fs.StringVar(&c.AllowOrigin, "allow-origin", httpapi.DefaultAllowOrigin, "CORS Access-Control-Allow-Origin of the HTTP API")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", engine.DefaultIdleTimeout, "close a WebSocket silent this long")
+	fs.DurationVar(&c.PingInterval, "ping-interval", engine.DefaultPingInterval, "ping a WebSocket silent this long")
+	fs.IntVar(&c.MaxMessageSize, "max-message-size", engine.DefaultMaxMessageSize, "largest WebSocket message in bytes (close 1009 above)")
+	fs.IntVar(&c.MaxPending, "max-pending", engine.DefaultMaxPending, "unsent bytes per connection before it is closed as a slow consumer")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", router.DefaultTokenTTL, "lifetime of a token bound by initUser")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "IMGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, nil
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// server is one running gateway: store, router, WebSocket engine, HTTP API.
+type server struct {
+	log    *slog.Logger
+	db     *storage.DB
+	router *router.Router
+	engine *engine.Engine
+	api    *httpapi.Server
+	httpLn net.Listener
+	apiErr chan error
+}
+
+// start opens the store and starts both listeners.
+func start(cfg config, log *slog.Logger) (_ *server, err error) {
+	if err := codec.Pretouch(); err != nil {
+		return nil, fmt.Errorf("pretouch codec: %w", err)
+	}
+	s := &server{log: log, apiErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.stop(context.Background())
+		}
+	}()
+	if s.db, err = storage.Open(cfg.DataDir, storage.Options{Logger: log.With("component", "storage")}); err != nil {
+		return nil, err
+	}
+	s.router, err = router.New(s.db, router.Options{
+		Logger:   log.With("component", "router"),
+		Now:      cfg.Now,
+		TokenTTL: cfg.TokenTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.engine, err = engine.New(s.router, engine.Options{
+		Logger:         log.With("component", "engine"),
+		Addr:           cfg.WSAddr,
+		IdleTimeout:    cfg.IdleTimeout,
+		PingInterval:   cfg.PingInterval,
+		MaxMessageSize: cfg.MaxMessageSize,
+		MaxPending:     cfg.MaxPending,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.router.SetHub(s.engine)
+	s.api, err = httpapi.New(s.router, s.db, httpapi.Options{
+		Logger:      log.With("component", "httpapi"),
+		APIKey:      cfg.APIKey,
+		AllowOrigin: cfg.AllowOrigin,
+		Metrics:     s.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err = s.engine.Start(); err != nil {
+		s.engine = nil
+		return nil, fmt.Errorf("websocket listener: %w", err)
+	}
+	log.Info("listening", "proto", "websocket", "addr", s.engine.Addr().String())
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	log.Info("listening", "proto", "http", "addr", s.httpLn.Addr().String())
+	go func() { s.apiErr <- s.api.Serve(s.httpLn) }()
+	return s, nil
+}
+
+// metrics appends the gateway's gauges in Prometheus text format.
+func (s *server) metrics(b []byte) []byte {
+	st := s.engine.Stats()
+	b = append(b, "# HELP imgate_connections Open WebSocket connections.\n# TYPE imgate_connections gauge\nimgate_connections "...)
+	b = strconv.AppendInt(b, int64(st.Conns), 10)
+	b = append(b, "\n# HELP imgate_online_users Users with at least one live connection.\n# TYPE imgate_online_users gauge\nimgate_online_users "...)
+	b = strconv.AppendInt(b, int64(st.Users), 10)
+	return append(b, '\n')
+}
+
+// stop closes the listeners, sends CLOSE 1001 to every client, drains the
+// workers and flushes and closes the store. It is safe on a partly
+// started server.
+func (s *server) stop(ctx context.Context) error {
+	var errs []error
+	if s.httpLn != nil {
+		if err := s.api.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	if s.engine != nil {
+		if err := s.engine.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("websocket: %w", err))
+		}
+	}
+	if s.router != nil {
+		if err := s.router.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("router: %w", err))
+		}
+	}
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("storage: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// shutdownTimeout bounds a graceful stop: clients get their CLOSE and the
+// store is flushed well within what process supervisors wait.
+const shutdownTimeout = 10 * time.Second
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "imgate:", err)
+		os.Exit(2)
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "imgate:", err)
+		os.Exit(2)
+	}
+	s, err := start(cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		os.Exit(1)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case got := <-sig:
+		log.Info("shutting down", "signal", got.String())
+	case err := <-s.apiErr:
+		log.Error("http api stopped", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := s.stop(ctx); err != nil {
+		log.Error("shutdown incomplete", "err", err)
+		os.Exit(1)
+	}
+	log.Info("stopped")
+}

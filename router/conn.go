@@ -1,0 +1,91 @@
+package router
+
+import (
+	"errors"
+
+	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/storage"
+)
+
+// Handlers of the connection commands: 3 auth, 5 login, 13 heartbeat,
+// 14 close (PROTOCOL §3).
+
+// auth answers 10009: every served connection is authenticated (compat).
+func (r *Router) auth(c *Context) error {
+	c.Reply(codec.CodeAuthOK, codec.CmdAuthResp, nil)
+	return nil
+}
+
+// heartbeat answers {"command":13,"data":{"createTime":now,"hbbyte":-128}};
+// the request body is ignored (compat). It allocates nothing.
+func (r *Router) heartbeat(c *Context) error {
+	c.scratch = codec.AppendHeartbeat(c.scratch[:0], r.now().UnixMilli())
+	c.out = codec.AppendTextFrame(c.out, c.scratch)
+	return nil
+}
+
+// close answers 10021 and closes with 1000: this connection, or with
+// userid equal to the caller every connection of the caller. Another
+// user's id is refused with 10024 and nothing closes (fix).
+func (r *Router) close(c *Context) error {
+	me := c.Session.Identity()
+	target := c.Req.User()
+	if target != "" && target != me.ID {
+		return &Error{Code: codec.CodeForbidden, Command: codec.CmdClose}
+	}
+	c.Reply(codec.CodeCloseOK, codec.CmdClose, nil)
+	// Closes are queued behind c.out, so the reply goes out first.
+	if target == "" {
+		c.Session.Close(CloseNormal, "close requested")
+	} else {
+		r.hub.Disconnect(me.UID, CloseNormal, "close requested")
+	}
+	return nil
+}
+
+// login re-checks a token on a live connection (cmd 5): same checks as at
+// the upgrade; a token of another user fails with 10008 and changes
+// nothing, since a connection acts as one user for its whole life.
+func (r *Router) login(c *Context) error {
+	u, err := r.db.TokenUser(c.Req.Token, r.now().UnixMilli())
+	if err != nil || u.UID != c.Session.Identity().UID {
+		if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrTokenExpired) {
+			return err
+		}
+		return &Error{Code: codec.CodeLoginFailed, Command: codec.CmdLoginResp}
+	}
+	c.scratch = appendUser(c.scratch[:0], &u)
+	data := append([]byte(nil), c.scratch...)
+	c.Reply(codec.CodeLoginOK, codec.CmdLoginResp, data)
+	return nil
+}
+
+// loginFailedFrame is the first and last frame of a refused connection.
+var loginFailedFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeLoginFailed, codec.CmdLoginResp, nil))
+
+// authenticate checks the token of a connection that has just upgraded.
+func (r *Router) authenticate(token string) LoginResult {
+	u, err := r.db.TokenUser(token, r.now().UnixMilli())
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrTokenExpired) {
+			r.log.Error("login lookup failed", "err", err)
+		}
+		return LoginResult{Frame: loginFailedFrame}
+	}
+	data := appendUser(nil, &u)
+	frame := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeLoginOK, codec.CmdLoginResp, data))
+	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID}, Frame: frame}
+}
+
+// appendUser appends the user object of the login reply (ext), keys in
+// alphabetical order.
+func appendUser(dst []byte, u *storage.User) []byte {
+	o := codec.BeginObject(dst)
+	o.String("avatar", u.Avatar)
+	o.String("id", u.ID)
+	o.String("nick", u.Nick)
+	o.String("sign", u.Sign)
+	o.String("terminal", u.Terminal)
+	o.Int("type", int64(u.Type))
+	return o.End()
+}

@@ -1,0 +1,231 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/storage"
+)
+
+// Defaults of Options.
+const (
+	// DefaultTokenTTL is how long a token bound by initUser stays valid.
+	DefaultTokenTTL = 7 * 24 * time.Hour
+	// DefaultQueueSize bounds each worker's queue. A full queue means the
+	// disk is far behind; we answer 10028 rather than grow without bound.
+	DefaultQueueSize = 4096
+)
+
+// Options configures a Router.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+	// TokenTTL is the lifetime of tokens bound by InitUser; zero means
+	// DefaultTokenTTL.
+	TokenTTL time.Duration
+	// Workers is the number of storage workers; zero means 4×GOMAXPROCS.
+	Workers int
+	// QueueSize bounds each worker's queue; zero means DefaultQueueSize.
+	QueueSize int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.TokenTTL == 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
+	if o.Workers == 0 {
+		o.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.TokenTTL < 0:
+		return errors.New("router: negative token TTL")
+	case o.Workers < 0:
+		return errors.New("router: negative worker count")
+	case o.QueueSize < 0:
+		return errors.New("router: negative queue size")
+	}
+	return nil
+}
+
+// handler runs one command. It appends reply frames to c.out and returns
+// nil, or returns an *Error (a reply), a *Disconnect, or another error
+// (logged; the client gets the entry's failure code).
+type handler func(r *Router, c *Context) error
+
+// entry is one row of the command table.
+type entry struct {
+	handle handler
+	// onLoop: the handler touches no disk and runs inside Handle, on the
+	// engine's event loop. Otherwise it runs on a worker.
+	onLoop bool
+	// fail is the reply to an unexpected error: code and command.
+	fail codec.Code
+	resp codec.Cmd
+}
+
+// Router dispatches client packets to handlers. Create it with New; it is
+// safe for concurrent use.
+type Router struct {
+	_     noCopy
+	db    *storage.DB
+	opts  Options
+	log   *slog.Logger
+	hub   Hub
+	table [codec.MaxCmd]entry
+
+	workers []chan task
+	wg      sync.WaitGroup
+	mu      struct {
+		sync.RWMutex
+		closed bool
+	}
+}
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// New returns a Router over db. Call SetHub before the first connection.
+func New(db *storage.DB, opts Options) (*Router, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	r := &Router{db: db, opts: opts, log: opts.Logger}
+	r.table[codec.CmdAuth] = entry{handle: (*Router).auth, onLoop: true}
+	r.table[codec.CmdLogin] = entry{handle: (*Router).login, fail: codec.CodeLoginFailed, resp: codec.CmdLoginResp}
+	r.table[codec.CmdHeartbeat] = entry{handle: (*Router).heartbeat, onLoop: true}
+	r.table[codec.CmdClose] = entry{handle: (*Router).close, onLoop: true}
+
+	r.workers = make([]chan task, opts.Workers)
+	for i := range r.workers {
+		ch := make(chan task, opts.QueueSize)
+		r.workers[i] = ch
+		r.wg.Add(1)
+		go r.work(ch)
+	}
+	return r, nil
+}
+
+// SetHub wires the connection registry. It must be called once, before
+// any connection is served.
+func (r *Router) SetHub(h Hub) { r.hub = h }
+
+// Close stops accepting work, lets the workers finish what is queued and
+// waits for them or for ctx.
+func (r *Router) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.closed = true
+	for _, ch := range r.workers {
+		close(ch)
+	}
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Router) now() time.Time { return r.opts.Now() }
+
+// Context is one command in flight: the session, the decoded request and
+// the frames of the reply.
+type Context struct {
+	Session Session
+	Req     *codec.Request
+	out     []byte
+	scratch []byte
+	dec     codec.Decoder
+}
+
+// Reply appends the envelope {code, command, data, msg} as one frame.
+func (c *Context) Reply(code codec.Code, cmd codec.Cmd, data []byte) {
+	c.scratch = codec.AppendEnvelope(c.scratch[:0], code, cmd, data)
+	c.out = codec.AppendTextFrame(c.out, c.scratch)
+}
+
+// contextPool holds the Contexts of commands answered on the loop, so that
+// Handle allocates nothing for them (BenchmarkHandleHeartbeat).
+var contextPool = sync.Pool{New: func() any { return &Context{scratch: make([]byte, 0, 512)} }}
+
+// unknownFrame is the reply to an unknown or unparsable packet.
+var unknownFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeUnknownCmd, codec.CmdUnknown, nil))
+
+// Handle processes one client packet from s, which must be logged in.
+// payload is borrowed: Handle does not keep it after it returns. Replies
+// made on the loop are appended to out; the extended slice is returned.
+// Replies of queued commands reach s later through Send. Handle never
+// blocks. It must run on s's event loop.
+func (r *Router) Handle(s Session, payload []byte, out []byte) []byte {
+	c := contextPool.Get().(*Context)
+	defer func() {
+		*c = Context{scratch: c.scratch[:0]}
+		contextPool.Put(c)
+	}()
+	if err := c.dec.Decode(payload); err != nil {
+		return append(out, unknownFrame...)
+	}
+	cmd := c.dec.Req.Command()
+	e := &r.table[cmd]
+	if e.handle == nil {
+		return append(out, unknownFrame...)
+	}
+	c.out = out
+	if !e.onLoop {
+		if !r.enqueue(s, cmd, payload) {
+			c.Reply(codec.CodeTooManyRequests, e.resp, nil)
+		}
+		return c.out
+	}
+	c.Session, c.Req = s, &c.dec.Req
+	return r.finish(c, e, e.handle(r, c))
+}
+
+// finish turns a handler's error into the reply or close it stands for.
+func (r *Router) finish(c *Context, e *entry, err error) []byte {
+	if err == nil {
+		return c.out
+	}
+	var re *Error
+	var dis *Disconnect
+	switch {
+	case errors.As(err, &re):
+		c.Reply(re.Code, re.Command, nil)
+	case errors.As(err, &dis):
+		c.Session.Close(dis.Code, dis.Reason)
+	default:
+		id := c.Session.Identity()
+		r.log.Error("command failed", slog.String("uid", id.ID), slog.Int("cmd", int(c.Req.Command())), slog.Any("err", err))
+		c.Reply(e.fail, e.resp, nil)
+	}
+	return c.out
+}

@@ -1,0 +1,175 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Errors returned by DB methods.
+var (
+	ErrNotFound     = errors.New("storage: not found")
+	ErrTokenTaken   = errors.New("storage: token bound to another user")
+	ErrTokenExpired = errors.New("storage: token expired")
+	ErrClosed       = errors.New("storage: closed")
+)
+
+// Options configures a DB. The zero value is usable.
+type Options struct {
+	// Logger receives Pebble's error reports and lifecycle lines; nil
+	// discards them.
+	Logger *slog.Logger
+	// InMemory keeps everything in memory (tests and benchmarks only);
+	// the directory is then ignored.
+	InMemory bool
+}
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// lockStripes is the number of striped locks that serialise read-then-write
+// sequences on the same keys. A power of two; 256 makes collisions between
+// unrelated registrations rare.
+const lockStripes = 256
+
+// DB is the durable store. Create it with Open and close it with Close.
+type DB struct {
+	_       noCopy
+	pdb     *pebble.DB
+	log     *slog.Logger
+	seed    maphash.Seed
+	stripes [lockStripes]sync.Mutex
+	nextUID atomic.Uint64
+	closed  atomic.Bool
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	po := &pebble.Options{Logger: pebbleLogger{log}}
+	if opts.InMemory {
+		po.FS = memFS()
+	}
+	pdb, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+	}
+	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed()}
+	last, err := db.lastUID()
+	if err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	db.nextUID.Store(last + 1)
+	return db, nil
+}
+
+// Close flushes and closes the store. Calls after the first return nil.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	// A clean close flushes the memtable so that the next Open replays no WAL.
+	if err := db.pdb.Flush(); err != nil {
+		db.log.Error("storage flush on close", "err", err)
+	}
+	return db.pdb.Close()
+}
+
+// Ping reports whether the store is open and readable.
+func (db *DB) Ping() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	_, closer, err := db.pdb.Get(keyUser(0))
+	if err == nil {
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("storage: ping: %w", err)
+	}
+	return nil
+}
+
+// get returns a copy of the value at key, or ErrNotFound.
+func (db *DB) get(key []byte) ([]byte, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, nil
+}
+
+// lock locks the stripes of keys a and b in a fixed order (so two callers
+// never deadlock) and returns the unlock function.
+func (db *DB) lock(a, b string) func() {
+	i := maphash.String(db.seed, a) & (lockStripes - 1)
+	j := maphash.String(db.seed, b) & (lockStripes - 1)
+	if i > j {
+		i, j = j, i
+	}
+	db.stripes[i].Lock()
+	if j != i {
+		db.stripes[j].Lock()
+	}
+	return func() {
+		if j != i {
+			db.stripes[j].Unlock()
+		}
+		db.stripes[i].Unlock()
+	}
+}
+
+func (db *DB) lastUID() (uint64, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte(prefixUser),
+		UpperBound: []byte(prefixUserEnd),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: last uid: %w", err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	k := it.Key()
+	if len(k) != len(prefixUser)+8 {
+		return 0, fmt.Errorf("storage: last uid: bad key %q", k)
+	}
+	return binary.BigEndian.Uint64(k[len(prefixUser):]), nil
+}
+
+// pebbleLogger forwards Pebble's reports to slog: its Infof lines are
+// per-compaction detail (debug), Errorf is an operator's concern.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	if l.log.Enabled(nil, slog.LevelDebug) { //nolint:staticcheck // no context here
+		l.log.Debug("pebble", "msg", fmt.Sprintf(format, args...))
+	}
+}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("pebble", "msg", fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error("pebble fatal", "msg", fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}

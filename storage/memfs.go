@@ -1,0 +1,5 @@
+package storage
+
+import "github.com/cockroachdb/pebble/v2/vfs"
+
+func memFS() vfs.FS { return vfs.NewMem() }
