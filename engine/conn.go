@@ -28,11 +28,11 @@ const (
 
 // conn is the state of one connection, attached to its gnet.Conn.
 type conn struct {
-	id       uint64     // set in OnOpen; read-only afterwards
-	e        *Engine    // read-only
-	gc       gnet.Conn  // read-only; off the loop only its concurrency-safe methods
-	openedAt int64      // unix nanos; read-only
-	remote   string     // read-only
+	id       uint64    // set in OnOpen; read-only afterwards
+	e        *Engine   // read-only
+	gc       gnet.Conn // read-only; off the loop only its concurrency-safe methods
+	openedAt int64     // unix nanos; read-only
+	remote   string    // read-only
 
 	// Owned by the event loop.
 	hsScanned int    // bytes of the upgrade request already searched for CRLFCRLF

@@ -281,4 +281,6 @@ func (l gnetLogger) Debugf(f string, a ...any) { l.log.Debug("gnet", "msg", fmt.
 func (l gnetLogger) Infof(f string, a ...any)  { l.log.Debug("gnet", "msg", fmt.Sprintf(f, a...)) }
 func (l gnetLogger) Warnf(f string, a ...any)  { l.log.Warn("gnet", "msg", fmt.Sprintf(f, a...)) }
 func (l gnetLogger) Errorf(f string, a ...any) { l.log.Error("gnet", "msg", fmt.Sprintf(f, a...)) }
-func (l gnetLogger) Fatalf(f string, a ...any) { l.log.Error("gnet fatal", "msg", fmt.Sprintf(f, a...)) }
+func (l gnetLogger) Fatalf(f string, a ...any) {
+	l.log.Error("gnet fatal", "msg", fmt.Sprintf(f, a...))
+}

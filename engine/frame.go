@@ -119,7 +119,9 @@ func (c *conn) readFrames(gc gnet.Conn) gnet.Action {
 		off = end
 		out, code, reason = c.frame(h, payload, out)
 	}
-	_, _ = gc.Discard(off)
+	if off > 0 {
+		_, _ = gc.Discard(off) // gnet reads Discard(0) as "everything"
+	}
 	if code != 0 {
 		c.closeOnLoop(gc, out, code, reason)
 	} else if len(out) > 0 {

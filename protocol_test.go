@@ -1,0 +1,468 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+const (
+	loginFailed = `{"code":10008,"command":6,"msg":"login failed ! 登录失败!"}`
+	unknownCmd  = `{"code":10017,"command":0,"msg":"cmd failed! 未知的cmd命令!"}`
+)
+
+func heartbeatReply(ts *testServer) string {
+	return `{"command":13,"data":{"createTime":` + strconv.FormatInt(ts.clock.Now().UnixMilli(), 10) + `,"hbbyte":-128}}`
+}
+
+// PROTOCOL §2: a valid token logs in with exactly 10007 (data holding the
+// user object, ext).
+func TestSection2_LoginValidToken(t *testing.T) {
+	ts := newTestServer(t)
+	code, body := ts.post("/im/vanke/initUser", `{"senderId":"visitor_1","type":0,"token":"tok-visitor-1","nick":"Ann","avatar":"a.png","terminal":"h5","sign":"hi"}`)
+	if code != 200 || body != `{"code":200,"msg":"success","data":null}` {
+		t.Fatalf("initUser: %d %s", code, body)
+	}
+	c := ts.dial("tok-visitor-1")
+	c.expect(`{"code":10007,"command":6,"data":{"avatar":"a.png","id":"visitor_1","nick":"Ann","sign":"hi","terminal":"h5","type":0},"msg":"ok 登录成功!"}`)
+	c.send(`{"cmd":13}`)
+	c.expect(heartbeatReply(ts))
+}
+
+// PROTOCOL §2: an unknown or expired token gets 10008, then CLOSE 1008,
+// then the end of the TCP connection.
+func TestSection2_LoginRefused(t *testing.T) {
+	ts := newTestServer(t)
+	expired := ts.register("agent_7", 1)
+	ts.clock.Advance(ts.cfg.TokenTTL + time.Millisecond)
+	for name, token := range map[string]string{"unknown": "no-such-token", "empty": "", "expired": expired} {
+		t.Run(name+"/raw", func(t *testing.T) {
+			rc := ts.rawDial()
+			rc.write([]byte(fmt.Sprintf(upgradeRequest, token, ts.ws)))
+			if st := rc.readResponse(); !strings.HasPrefix(st, "HTTP/1.1 101") {
+				t.Fatalf("upgrade: %s", st)
+			}
+			if op, p := rc.readFrame(); op != 1 || string(p) != loginFailed {
+				t.Fatalf("first frame op %d %s", op, p)
+			}
+			rc.expectClose(1008)
+		})
+		t.Run(name+"/gorilla", func(t *testing.T) {
+			c := ts.dial(token)
+			c.expect(loginFailed)
+			c.expectClose(websocket.ClosePolicyViolation)
+		})
+	}
+}
+
+// PROTOCOL §3 cmd 5: a token of the connection's own user confirms the
+// login; another user's token is refused and changes nothing.
+func TestSection3_LoginCommand(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.register("a1", 0)
+	b := ts.register("b1", 1)
+	c := ts.login(a)
+	c.send(`{"cmd":5,"token":"` + b + `"}`)
+	c.expect(loginFailed)
+	c.send(`{"cmd":"5","token":"nonsense"}`)
+	c.expect(loginFailed)
+	c.send(`{"cmd":5,"token":"` + a + `"}`)
+	c.expect(`{"code":10007,"command":6,"data":{"avatar":"","id":"a1","nick":"","sign":"","terminal":"","type":0},"msg":"ok 登录成功!"}`)
+	// Still a1: closing a1's connections by id is allowed, b1's is not.
+	c.send(`{"cmd":14,"userid":"b1"}`)
+	c.expect(`{"code":10024,"command":14,"msg":"forbidden 无权操作"}`)
+	c.send(`{"cmd":3}`)
+	c.expect(`{"code":10009,"command":4,"msg":"ok 鉴权成功!"}`)
+}
+
+// PROTOCOL §3 cmd 13: both the numeric and the string form get the
+// heartbeat reply with server time and hbbyte -128.
+func TestSection3_Heartbeat(t *testing.T) {
+	ts := newTestServer(t)
+	c := ts.login(ts.register("u1", 0))
+	for _, req := range []string{`{"cmd":13,"hbbyte":"-127"}`, `{"cmd":"13"}`, `{"cmd":13,"hbbyte":5}`, ` {"cmd":13} `} {
+		c.send(req)
+		c.expect(heartbeatReply(ts))
+		ts.clock.Advance(1500 * time.Millisecond)
+	}
+}
+
+// PROTOCOL §3 "other / unparsable": the exact 10017 envelope, and the
+// connection stays usable.
+func TestSection3_UnknownCommand(t *testing.T) {
+	ts := newTestServer(t)
+	c := ts.login(ts.register("u1", 0))
+	for _, req := range []string{
+		`{"cmd":99}`, `{"cmd":0}`, `{"cmd":-13}`, `{"cmd":1.5}`, `{"cmd":"abc"}`, `{"cmd":true}`,
+		`{"cmd":{}}`, `{"cmd":13,"token":5}`, `{}`, `[1,2]`, `[{"cmd":13}]`, `"cmd"`, `null`, `13`,
+		`not json`, `{"cmd":13`, `{"cmd":13} trailing`, ``,
+	} {
+		c.send(req)
+		if got := c.read(); got != unknownCmd {
+			t.Fatalf("%q → %s", req, got)
+		}
+	}
+	c.send(`{"cmd":13}`)
+	c.expect(heartbeatReply(ts))
+}
+
+// PROTOCOL §3 cmd 14: 10021 then CLOSE 1000; with the caller's own userid
+// every connection of the caller closes; another user's id is refused and
+// their connection is untouched.
+func TestSection3_Close(t *testing.T) {
+	ts := newTestServer(t)
+	tokA, tokB := ts.register("a", 0), ts.register("b", 1)
+
+	t.Run("self", func(t *testing.T) {
+		c := ts.login(tokA)
+		c.send(`{"cmd":14}`)
+		c.expect(`{"code":10021,"command":14,"msg":"close ok! 关闭成功"}`)
+		c.expectClose(websocket.CloseNormalClosure)
+	})
+	t.Run("other user refused", func(t *testing.T) {
+		attacker, victim := ts.login(tokA), ts.login(tokB)
+		attacker.send(`{"cmd":14,"userid":"b"}`)
+		attacker.expect(`{"code":10024,"command":14,"msg":"forbidden 无权操作"}`)
+		attacker.send(`{"cmd":14,"userId":"b"}`)
+		attacker.expect(`{"code":10024,"command":14,"msg":"forbidden 无权操作"}`)
+		victim.send(`{"cmd":13}`)
+		victim.expect(heartbeatReply(ts))
+		attacker.send(`{"cmd":13}`)
+		attacker.expect(heartbeatReply(ts))
+		if !ts.s.engine.Online(uidOf(t, ts, "b")) {
+			t.Fatal("victim offline")
+		}
+	})
+	t.Run("all of mine", func(t *testing.T) {
+		c1, c2 := ts.login(tokA), ts.login(tokA)
+		c1.send(`{"cmd":14,"userid":"a"}`)
+		c1.expect(`{"code":10021,"command":14,"msg":"close ok! 关闭成功"}`)
+		c1.expectClose(websocket.CloseNormalClosure)
+		c2.expectClose(websocket.CloseNormalClosure)
+	})
+}
+
+func uidOf(t testing.TB, ts *testServer, id string) uint64 {
+	t.Helper()
+	u, err := ts.s.db.UserByID(id)
+	if err != nil {
+		t.Fatalf("user %s: %v", id, err)
+	}
+	return u.UID
+}
+
+// PROTOCOL §2 frames, with raw bytes over TCP.
+func TestSection2_FramesRaw(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxMessageSize = 1024 })
+	tok := ts.register("u1", 0)
+	hb := []byte(heartbeatReply(ts))
+
+	t.Run("ping answered by pong with the same payload", func(t *testing.T) {
+		rc := ts.rawLogin(tok)
+		rc.write(frame(0x9, true, []byte("are you there?"), false))
+		if op, p := rc.readFrame(); op != 0xA || string(p) != "are you there?" {
+			t.Fatalf("got op %#x %q", op, p)
+		}
+	})
+	t.Run("three fragments reassembled, ping between them", func(t *testing.T) {
+		rc := ts.rawLogin(tok)
+		var b []byte
+		b = append(b, frame(0x1, false, []byte(`{"cm`), false)...)
+		b = append(b, frame(0x0, false, []byte(`d":1`), false)...)
+		b = append(b, frame(0x9, true, []byte("p"), false)...)
+		b = append(b, frame(0x0, true, []byte(`3}`), false)...)
+		rc.write(b)
+		if op, p := rc.readFrame(); op != 0xA || string(p) != "p" {
+			t.Fatalf("got op %#x %q, want pong", op, p)
+		}
+		if op, p := rc.readFrame(); op != 1 || !bytes.Equal(p, hb) {
+			t.Fatalf("got op %#x %s", op, p)
+		}
+	})
+	t.Run("frames split across writes", func(t *testing.T) {
+		rc := ts.rawLogin(tok)
+		b := append(text(`{"cmd":13}`), text(`{"cmd":13,"hbbyte":"-127"}`)...)
+		for i := range b {
+			rc.write(b[i : i+1])
+		}
+		for range 2 {
+			if _, p := rc.readFrame(); !bytes.Equal(p, hb) {
+				t.Fatalf("got %s", p)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		send []byte
+		code uint16
+	}{
+		{"unmasked", frame(0x1, true, []byte(`{"cmd":13}`), true), 1002},
+		{"invalid UTF-8", frame(0x1, true, []byte("{\"cmd\":13,\"x\":\"\xff\xfe\"}"), false), 1007},
+		{"invalid UTF-8 across fragments", append(frame(0x1, false, []byte("{\"x\":\"\xe4"), false), frame(0x0, true, []byte("\"}"), false)...), 1007},
+		{"oversized", frame(0x1, true, bytes.Repeat([]byte("a"), 2000), false), 1009},
+		{"oversized by fragments", append(frame(0x1, false, bytes.Repeat([]byte("a"), 600), false), frame(0x0, true, bytes.Repeat([]byte("a"), 600), false)...), 1009},
+		{"reserved bits", append([]byte{0xC1}, frame(0x1, true, []byte("{}"), false)[1:]...), 1002},
+		{"reserved opcode", frame(0x3, true, []byte("{}"), false), 1002},
+		{"fragmented ping", frame(0x9, false, []byte("x"), false), 1002},
+		{"continuation first", frame(0x0, true, []byte("{}"), false), 1002},
+		{"binary", frame(0x2, true, []byte(`{"cmd":13}`), false), 1003},
+		{"close echoed", frame(0x8, true, append([]byte{0x03, 0xE8}, "bye"...), false), 1000},
+		{"close 4000 echoed", frame(0x8, true, []byte{0x0F, 0xA0}, false), 4000},
+		{"close without code", frame(0x8, true, nil, false), 1000},
+		{"close with bad code", frame(0x8, true, []byte{0x03, 0xED}, false), 1002},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := ts.rawLogin(tok)
+			rc.write(tc.send)
+			rc.expectClose(tc.code)
+		})
+	}
+}
+
+// PROTOCOL §2 frames, with an independent client library.
+func TestSection2_FramesGorilla(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxMessageSize = 1024 })
+	tok := ts.register("u1", 0)
+
+	t.Run("ping pong", func(t *testing.T) {
+		c := ts.login(tok)
+		pong := make(chan string, 1)
+		c.c.SetPongHandler(func(s string) error { pong <- s; return nil })
+		if err := c.c.WriteControl(websocket.PingMessage, []byte("42"), time.Now().Add(waitBound())); err != nil {
+			t.Fatal(err)
+		}
+		c.send(`{"cmd":13}`)
+		c.expect(heartbeatReply(ts)) // the pong came first and went to the handler
+		select {
+		case got := <-pong:
+			if got != "42" {
+				t.Fatalf("pong %q", got)
+			}
+		default:
+			t.Fatal("no pong before the heartbeat reply")
+		}
+	})
+	t.Run("close handshake", func(t *testing.T) {
+		c := ts.login(tok)
+		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "tab closed")
+		if err := c.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(waitBound())); err != nil {
+			t.Fatal(err)
+		}
+		c.expectClose(websocket.CloseGoingAway)
+	})
+	t.Run("oversized", func(t *testing.T) {
+		c := ts.login(tok)
+		c.send(`{"cmd":13,"x":"` + strings.Repeat("y", 2000) + `"}`)
+		c.expectClose(websocket.CloseMessageTooBig)
+	})
+	t.Run("invalid UTF-8", func(t *testing.T) {
+		c := ts.login(tok)
+		c.send("{\"cmd\":13,\"x\":\"\xc3\x28\"}")
+		c.expectClose(websocket.CloseInvalidFramePayloadData)
+	})
+	t.Run("largest message accepted", func(t *testing.T) {
+		c := ts.login(tok)
+		pad := 1024 - len(`{"cmd":13,"x":""}`)
+		c.send(`{"cmd":13,"x":"` + strings.Repeat("y", pad) + `"}`)
+		c.expect(heartbeatReply(ts))
+	})
+}
+
+// PROTOCOL §2 liveness: with -idle-timeout 2s -ping-interval 1s a client
+// that answers pings stays; a silent one is closed within the timeout plus
+// a second.
+func TestSection2_Liveness(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.IdleTimeout, c.PingInterval = 2*time.Second, time.Second })
+	tok := ts.register("u1", 0)
+
+	t.Run("answering client stays", func(t *testing.T) {
+		c := ts.login(tok)
+		pings := make(chan struct{}, 16)
+		c.c.SetPingHandler(func(s string) error {
+			pings <- struct{}{}
+			return c.c.WriteControl(websocket.PongMessage, []byte(s), time.Now().Add(waitBound()))
+		})
+		readErr := make(chan error, 1)
+		go func() {
+			_, _, err := c.c.ReadMessage() // serves pings until a message or an error
+			readErr <- err
+		}()
+		start := time.Now()
+		// Three pings span three ping intervals: longer than the idle
+		// timeout, so a connection kept only by its pongs is proven alive.
+		for i := 0; i < 3; i++ {
+			select {
+			case <-pings:
+			case err := <-readErr:
+				t.Fatalf("connection ended after %v: %v", time.Since(start), err)
+			case <-time.After(waitBound()):
+				t.Fatalf("ping %d never came", i+1)
+			}
+		}
+		if el := time.Since(start); el < 2*time.Second {
+			t.Fatalf("3 pings in %v: pings come faster than the interval", el)
+		}
+		c.send(`{"cmd":13}`)
+		select {
+		case err := <-readErr:
+			if err != nil {
+				t.Fatalf("after pings: %v", err)
+			}
+		case <-time.After(waitBound()):
+			t.Fatal("no heartbeat reply")
+		}
+	})
+	t.Run("silent raw client closed", func(t *testing.T) {
+		rc := ts.rawLogin(tok)
+		start := time.Now()
+		sawPing := false
+		for {
+			op, p := rc.readFrame()
+			if op == 0x9 {
+				sawPing = true
+				continue
+			}
+			if op != 0x8 || binary.BigEndian.Uint16(p) != 1001 {
+				t.Fatalf("got op %#x % x", op, p)
+			}
+			break
+		}
+		rc.expectEOF()
+		el := time.Since(start)
+		if !sawPing {
+			t.Error("no ping before the close")
+		}
+		if el < 2*time.Second-100*time.Millisecond || el > 3*time.Second {
+			t.Errorf("closed after %v, want within [2s, 3s]", el)
+		}
+	})
+	t.Run("silent before upgrade closed", func(t *testing.T) {
+		rc := ts.rawDial()
+		start := time.Now()
+		rc.expectEOF()
+		if el := time.Since(start); el > 3*time.Second {
+			t.Errorf("closed after %v, want ≤ 3s", el)
+		}
+	})
+}
+
+// PROTOCOL §2 upgrade edge cases.
+func TestSection2_Upgrade(t *testing.T) {
+	ts := newTestServer(t)
+	tok := ts.register("u1", 0)
+
+	t.Run("plain GET gets 400", func(t *testing.T) {
+		rc := ts.rawDial()
+		rc.write([]byte("GET / HTTP/1.1\r\nHost: " + ts.ws + "\r\n\r\n"))
+		if st := rc.readResponse(); !strings.HasPrefix(st, "HTTP/1.1 400") {
+			t.Fatalf("status %q", st)
+		}
+		rc.expectEOFAfterBody()
+	})
+	t.Run("garbage gets 400", func(t *testing.T) {
+		rc := ts.rawDial()
+		rc.write([]byte("\x16\x03\x01 hello\r\n\r\n"))
+		if st := rc.readResponse(); !strings.HasPrefix(st, "HTTP/1.1 400") {
+			t.Fatalf("status %q", st)
+		}
+	})
+	t.Run("byte by byte", func(t *testing.T) {
+		rc := ts.rawDial()
+		req := []byte(fmt.Sprintf(upgradeRequest, tok, ts.ws))
+		for i := range req {
+			rc.write(req[i : i+1])
+		}
+		if st := rc.readResponse(); !strings.HasPrefix(st, "HTTP/1.1 101") {
+			t.Fatalf("status %q", st)
+		}
+		if _, p := rc.readFrame(); !bytes.HasPrefix(p, []byte(`{"code":10007`)) {
+			t.Fatalf("login frame %s", p)
+		}
+	})
+	t.Run("frames pipelined behind the upgrade wait for the login", func(t *testing.T) {
+		rc := ts.rawDial()
+		req := append([]byte(fmt.Sprintf(upgradeRequest, tok, ts.ws)), text(`{"cmd":13}`)...)
+		rc.write(req)
+		if st := rc.readResponse(); !strings.HasPrefix(st, "HTTP/1.1 101") {
+			t.Fatalf("status %q", st)
+		}
+		if _, p := rc.readFrame(); !bytes.HasPrefix(p, []byte(`{"code":10007`)) {
+			t.Fatalf("first frame %s, want login", p)
+		}
+		if _, p := rc.readFrame(); string(p) != heartbeatReply(ts) {
+			t.Fatalf("second frame %s", p)
+		}
+	})
+	for name, req := range map[string]string{
+		"header block over 8 KiB, unterminated": "GET /?token=x HTTP/1.1\r\nHost: h\r\nX-Pad: " + strings.Repeat("p", 9000),
+		"header block over 8 KiB":               fmt.Sprintf(upgradeRequest, tok, "h"+strings.Repeat("h", 9000)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			rc := ts.rawDial()
+			rc.write([]byte(req))
+			if st := rc.readResponse(); !strings.HasPrefix(st, "HTTP/1.1 400") {
+				t.Fatalf("status %q", st)
+			}
+			rc.expectEOFAfterBody()
+		})
+	}
+	t.Run("1000 connections of one user", func(t *testing.T) {
+		const n = 1000
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		conns := make(chan *websocket.Conn, n)
+		d := websocket.Dialer{HandshakeTimeout: waitBound()}
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, resp, err := d.Dial("ws://"+ts.ws+"/?token="+tok, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				conns <- c
+				_ = c.SetReadDeadline(time.Now().Add(2 * waitBound()))
+				_, b, err := c.ReadMessage()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.HasPrefix(b, []byte(`{"code":10007,"command":6,`)) {
+					errs <- fmt.Errorf("login frame %s", b)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		close(conns)
+		for c := range conns {
+			t.Cleanup(func() { c.Close() })
+		}
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if got := ts.s.engine.Stats(); got.Users != 1 {
+			t.Fatalf("stats %+v, want 1 user", got)
+		}
+	})
+}
+
+// expectEOFAfterBody skips an HTTP error body and expects the close.
+func (rc *rawConn) expectEOFAfterBody() {
+	rc.t.Helper()
+	_ = rc.nc.SetReadDeadline(time.Now().Add(waitBound()))
+	for {
+		if _, err := rc.br.ReadByte(); err != nil {
+			return
+		}
+	}
+}
