@@ -391,4 +391,3 @@ func frame(op byte, fin bool, payload []byte, unmasked bool) []byte {
 }
 
 func text(s string) []byte { return frame(1, true, []byte(s), false) }
-
