@@ -466,3 +466,38 @@ func (rc *rawConn) expectEOFAfterBody() {
 		}
 	}
 }
+
+// PROTOCOL §2 slow consumers: a client that sends but never reads has its
+// unsent output capped; past the cap the server closes the connection
+// instead of buffering without bound.
+func TestSection2_SlowConsumerClosed(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxMessageSize, c.MaxPending = 1024, 64<<10 })
+	tok := ts.register("u1", 0)
+	rc := ts.rawLogin(tok)
+	victim := ts.login(tok) // a second connection of the same user stays
+
+	// Shrink the receive window so the server's output backs up quickly.
+	if tc, ok := rc.nc.(interface{ SetReadBuffer(int) error }); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	hb := text(`{"cmd":13}`)
+	batch := bytes.Repeat(hb, 1024)
+	deadline := time.Now().Add(4 * waitBound())
+	closed := false
+	for time.Now().Before(deadline) {
+		_ = rc.nc.SetWriteDeadline(time.Now().Add(waitBound()))
+		if _, err := rc.nc.Write(batch); err != nil {
+			closed = true // reset by the server, or our window full and the peer gone
+			break
+		}
+		if ts.s.engine.Stats().Conns == 1 {
+			closed = true
+			break
+		}
+	}
+	if !closed {
+		t.Fatal("the server kept a connection that never reads")
+	}
+	victim.send(`{"cmd":13}`)
+	victim.expect(heartbeatReply(ts))
+}
