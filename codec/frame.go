@@ -1,6 +1,9 @@
 package codec
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // Opcodes of the frames the server sends (RFC 6455 §5.2).
 const (
@@ -40,10 +43,15 @@ func AppendFrame(dst []byte, op byte, payload []byte) []byte {
 func AppendTextFrame(dst []byte, payload []byte) []byte { return AppendFrame(dst, OpText, payload) }
 
 // AppendCloseFrame appends a CLOSE frame with status code and reason. The
-// reason is cut to fit the 125-byte control payload.
+// reason is cut, on a rune boundary, to fit the 125-byte control payload:
+// a peer closes with 1007 on a reason that is not valid UTF-8.
 func AppendCloseFrame(dst []byte, code uint16, reason string) []byte {
 	if len(reason) > 123 {
-		reason = reason[:123]
+		n := 123
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n--
+		}
+		reason = reason[:n]
 	}
 	dst = AppendFrameHeader(dst, OpClose, 2+len(reason))
 	dst = binary.BigEndian.AppendUint16(dst, code)

@@ -153,8 +153,18 @@ func (d *Decoder) Decode(payload []byte) error {
 		d.Req = Request{}
 		return ErrMalformed
 	}
+	// Raw members are skipped, not parsed, by the decoder; they are echoed
+	// into outbound JSON later, so they must be valid JSON themselves.
+	if !validRaw(d.Req.Content) || !validRaw(d.Req.Extras) {
+		d.Req = Request{}
+		return ErrMalformed
+	}
 	return nil
 }
+
+// validRaw uses encoding/json: sonic.Valid accepts bad escapes such as "\0"
+// (found by FuzzDecode).
+func validRaw(b sonic.NoCopyRawMessage) bool { return len(b) == 0 || json.Valid(b) }
 
 func firstNonSpace(b []byte) byte {
 	for _, c := range b {
