@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -92,6 +93,7 @@ func New(r *router.Router, db *storage.DB, opts Options) (*Server, error) {
 		NoDefaultContentType:  true,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{opts.Logger},
 	}
 	return s, nil
 }
@@ -177,4 +179,14 @@ var routes = map[string]route{
 	"/im/vanke/initUser": {method: fasthttp.MethodPost, auth: true, handle: (*Server).initUser},
 	"/healthz":           {method: fasthttp.MethodGet, handle: (*Server).healthz},
 	"/metrics":           {method: fasthttp.MethodGet, handle: (*Server).metrics},
+}
+
+// fasthttpLogger sends fasthttp's own reports (connection-level errors that
+// it also answers) to slog at debug level: they are per-request noise.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+	}
 }

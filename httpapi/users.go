@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/bytedance/sonic"
 	"github.com/valyala/fasthttp"
@@ -38,7 +39,7 @@ func (s *lenientString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// userBody is the JSON body of initUser (PROTOCOL §1.1). Numeric fields
+// userBody is the decoded JSON body of initUser (PROTOCOL §1.1). Numeric fields
 // accept a number or a numeric string (PROTOCOL §0).
 type userBody struct {
 	SenderID   lenientString `json:"senderId"`
@@ -51,17 +52,32 @@ type userBody struct {
 	ReceiverID lenientString `json:"receiverId"`
 }
 
-// decodeUserBody parses the body into a router request, or answers 400.
+// decodeUserBody parses the body into a router request, or answers 400
+// naming the field at fault. Keys match exactly, else case-insensitively
+// (as encoding/json does).
 func (s *Server) decodeUserBody(ctx *fasthttp.RequestCtx) (router.InitUserRequest, bool) {
-	var b userBody
-	body := ctx.PostBody()
-	if len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{' {
+	body := bytes.TrimSpace(ctx.PostBody())
+	var raw map[string]json.RawMessage
+	if len(body) == 0 || body[0] != '{' || sonic.ConfigStd.Unmarshal(body, &raw) != nil {
 		s.fail(ctx, fasthttp.StatusBadRequest, "body must be a JSON object")
 		return router.InitUserRequest{}, false
 	}
-	if err := sonic.ConfigStd.Unmarshal(body, &b); err != nil {
-		s.fail(ctx, fasthttp.StatusBadRequest, "malformed JSON body: "+fieldOf(err))
-		return router.InitUserRequest{}, false
+	var b userBody
+	for _, f := range [...]struct {
+		name string
+		dst  any
+	}{
+		{"senderId", &b.SenderID}, {"token", &b.Token}, {"type", &b.Type}, {"nick", &b.Nick},
+		{"avatar", &b.Avatar}, {"terminal", &b.Terminal}, {"sign", &b.Sign}, {"receiverId", &b.ReceiverID},
+	} {
+		v, ok := lookup(raw, f.name)
+		if !ok {
+			continue
+		}
+		if err := sonic.ConfigStd.Unmarshal(v, f.dst); err != nil {
+			s.fail(ctx, fasthttp.StatusBadRequest, f.name+" has the wrong type")
+			return router.InitUserRequest{}, false
+		}
 	}
 	req := router.InitUserRequest{
 		SenderID: string(b.SenderID), Token: string(b.Token), Nick: string(b.Nick),
@@ -79,18 +95,17 @@ func (s *Server) decodeUserBody(ctx *fasthttp.RequestCtx) (router.InitUserReques
 	return req, true
 }
 
-// fieldOf names the field a decode error is about, when it can tell.
-func fieldOf(err error) string {
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) && ute.Field != "" {
-		return "field " + ute.Field + " has the wrong type"
+// lookup finds key in m exactly, else case-insensitively.
+func lookup(m map[string]json.RawMessage, key string) (json.RawMessage, bool) {
+	if v, ok := m[key]; ok {
+		return v, true
 	}
-	for _, f := range [...]string{"senderId", "token", "type", "nick", "avatar", "terminal", "sign", "receiverId"} {
-		if bytes.Contains([]byte(err.Error()), []byte(`"`+f+`"`)) {
-			return "field " + f + " has the wrong type"
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v, true
 		}
 	}
-	return "not valid JSON"
+	return nil, false
 }
 
 // initUser: POST /im/vanke/initUser (PROTOCOL §1.1).
