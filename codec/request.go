@@ -107,11 +107,14 @@ func ParseInt(v Int) (n int64, ok bool, err error) {
 		}
 		u = u*10 + uint64(c-'0')
 	}
+	if neg {
+		if u > 1<<63 {
+			return 0, true, ErrBadNumber
+		}
+		return int64(-u), true, nil // -u wraps to the two's complement, also for 1<<63
+	}
 	if u > 1<<63-1 {
 		return 0, true, ErrBadNumber
-	}
-	if neg {
-		return -int64(u), true, nil
 	}
 	return int64(u), true, nil
 }
@@ -145,6 +148,9 @@ func (d *Decoder) Decode(payload []byte) error {
 		return ErrMalformed
 	}
 	d.dec.Reset(unsafe.String(unsafe.SliceData(payload), len(payload)))
+	// ValidateString rejects invalid UTF-8, raw control characters and bad
+	// escapes in every string, skipped members included.
+	d.dec.SetOptions(decoder.OptionValidateString)
 	if err := d.dec.Decode(&d.Req); err != nil {
 		d.Req = Request{}
 		return ErrMalformed
@@ -153,8 +159,10 @@ func (d *Decoder) Decode(payload []byte) error {
 		d.Req = Request{}
 		return ErrMalformed
 	}
-	// Raw members are skipped, not parsed, by the decoder; they are echoed
-	// into outbound JSON later, so they must be valid JSON themselves.
+	// Raw members are echoed into other clients' JSON, so they must be valid
+	// JSON themselves. ValidateString already makes sonic check what it
+	// skips; this second check is cheap (no allocation, members are small)
+	// and does not depend on the decoder's skipping being strict.
 	if !validRaw(d.Req.Content) || !validRaw(d.Req.Extras) {
 		d.Req = Request{}
 		return ErrMalformed

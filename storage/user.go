@@ -89,16 +89,9 @@ func (db *DB) Register(r Registration) (User, error) {
 
 	u := r.User
 	prev, err := db.UserByID(u.ID)
-	switch {
-	case err == nil:
-		u.UID, u.Created = prev.UID, prev.Created
-	case errors.Is(err, ErrNotFound):
-		u.UID, u.Created = db.nextUID.Add(1)-1, r.Now
-	default:
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return User{}, err
 	}
-	u.Updated = r.Now
-
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	if r.Token != "" {
@@ -106,12 +99,20 @@ func (db *DB) Register(r Registration) (User, error) {
 		switch {
 		case err == nil:
 			uid, exp := decodeToken(v)
-			if uid != u.UID && exp > r.Now {
+			if (prev.UID == 0 || uid != prev.UID) && exp > r.Now {
 				return User{}, ErrTokenTaken
 			}
 		case !errors.Is(err, ErrNotFound):
 			return User{}, err
 		}
+	}
+	if prev.UID != 0 {
+		u.UID, u.Created = prev.UID, prev.Created
+	} else {
+		u.UID, u.Created = db.nextUID.Add(1)-1, r.Now
+	}
+	u.Updated = r.Now
+	if r.Token != "" {
 		_ = b.Set(keyToken(r.Token), encodeToken(u.UID, r.TokenExpire), nil)
 	}
 	if prev.UID == 0 { // first registration: map the id to its new uid
