@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // Errors returned by DB methods.
@@ -35,6 +36,10 @@ type noCopy struct{}
 func (*noCopy) Lock()   {}
 func (*noCopy) Unlock() {}
 
+// blockCacheSize is Pebble's block cache: hot conversations' tails,
+// contacts and tokens stay in memory.
+const blockCacheSize = 64 << 20
+
 // lockStripes is the number of striped locks that serialise read-then-write
 // sequences on the same keys. A power of two; 256 makes collisions between
 // unrelated registrations rare.
@@ -49,6 +54,13 @@ type DB struct {
 	stripes [lockStripes]sync.Mutex
 	nextUID atomic.Uint64
 	closed  atomic.Bool
+
+	// Committer (commit.go). convs is owned by the committer goroutine.
+	commitMu   sync.RWMutex // held for reading by submit, for writing by Close
+	commitCh   chan op
+	commitDone chan struct{}
+	cstats     commitCounters
+	convs      map[convKey]convState
 }
 
 // Open opens or creates the store in dir.
@@ -57,7 +69,13 @@ func Open(dir string, opts Options) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	po := &pebble.Options{Logger: pebbleLogger{log}}
+	cache := pebble.NewCache(blockCacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	po := &pebble.Options{Logger: pebbleLogger{log}, Cache: cache}
+	// Bloom filters on every level: most point reads here (idempotency
+	// records, tokens of strangers) look for keys that do not exist, and
+	// without a filter each of them reads a block from every level.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	if opts.InMemory {
 		po.FS = memFS()
 	}
@@ -72,14 +90,23 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.nextUID.Store(last + 1)
+	db.commitCh = make(chan op, commitQueue)
+	db.commitDone = make(chan struct{})
+	db.convs = make(map[convKey]convState)
+	go db.commitLoop()
 	return db, nil
 }
 
 // Close flushes and closes the store. Calls after the first return nil.
 func (db *DB) Close() error {
+	db.commitMu.Lock()
 	if !db.closed.CompareAndSwap(false, true) {
+		db.commitMu.Unlock()
 		return nil
 	}
+	close(db.commitCh) // the committer finishes what is queued, then exits
+	db.commitMu.Unlock()
+	<-db.commitDone
 	// A clean close flushes the memtable so that the next Open replays no WAL.
 	if err := db.pdb.Flush(); err != nil {
 		db.log.Error("storage flush on close", "err", err)

@@ -16,9 +16,26 @@
 // fixed width so that byte order is numeric order and every read is a point
 // lookup or a bounded LowerBound/UpperBound scan.
 //
-//	u|uid(8B BE)        -> user record (see user.go: encodeUser)
-//	i|<user id>         -> uid(8B BE)
-//	t|<token>           -> uid(8B BE) | expireAt ms(8B BE)
+//	u|uid(8B BE)                       -> user record (user.go: encodeUser)
+//	i|<user id>                        -> uid(8B BE)
+//	t|<token>                          -> uid(8B BE) | expireAt ms(8B BE)
+//	h|conv(16B)|seq(8B)                -> message record (message.go: encodeMessage)
+//	x|conv(16B)|createTime(8B)|seq(8B) -> empty: time index of h|
+//	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
+//	c|owner(8B)|peer(8B)               -> contact record: unread, pending reply, last contact
+//	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B): idempotency of client message ids
+//
+// conv of a private conversation is the two uids, lower first. seq is the
+// message's position in it, 1, 2, 3… with no gaps, which turns history
+// offsets and seq bounds into key bounds: a page reads what it returns.
+// createTime never decreases within a conversation, so the time index maps
+// a beginTime/endTime window to a seq range with two seeks.
+//
+// # Group commit
+//
+// Messages, queues and contacts are written by one committer goroutine
+// (commit.go) that gathers every waiting operation into one batch and
+// commits it with the WAL synced: one fsync acknowledges many messages.
 //
 // A user's uid is a dense internal number assigned at first registration;
 // the largest u| key gives the next one on open, so no counter is written.

@@ -1,0 +1,317 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Chat types of PROTOCOL §4.1.
+const (
+	ChatGroup   = 1
+	ChatPrivate = 2
+)
+
+// Message is one chat message as stored.
+type Message struct {
+	ID         [16]byte // 32 hex on the wire
+	From, To   uint64   // uids; To is 0 for group messages
+	FromID     string   // protocol ids, kept so a page renders without lookups
+	ToID       string
+	ChatType   int
+	MsgType    int
+	Content    string // a string, or the compact JSON text of an object/array
+	Extras     []byte // raw JSON object passed through, or nil
+	CreateTime int64  // ms, assigned by the server, non-decreasing per conversation
+	Seq        uint64 // position in the conversation: 1, 2, 3… with no gaps
+}
+
+// convKey names a conversation: for private chat the two uids, lower first.
+type convKey [16]byte
+
+func privateConv(a, b uint64) convKey {
+	if a > b {
+		a, b = b, a
+	}
+	var k convKey
+	binary.BigEndian.PutUint64(k[:8], a)
+	binary.BigEndian.PutUint64(k[8:], b)
+	return k
+}
+
+// maxConvCache bounds the committer's conversation cache (~40 B each).
+const maxConvCache = 1 << 20
+
+// convState is the committer's cache of a conversation's tail.
+type convState struct {
+	seq  uint64 // last assigned seq
+	time int64  // its createTime
+}
+
+const (
+	prefixHistory   = "h|" // h|conv(16)|seq(8) -> message record
+	prefixTimeIdx   = "x|" // x|conv(16)|createTime(8)|seq(8) -> empty
+	prefixOffline   = "q|" // q|uid(8)|peer(8)|seq(8) -> empty; the message is h|conv(uid,peer)|seq
+	prefixContact   = "c|" // c|owner(8)|peer(8) -> contact record
+	prefixDedup     = "d|" // d|from(8)|id(16) -> conv(16)|seq(8)
+	messageRecordV1 = 1
+)
+
+func keyHistory(c convKey, seq uint64) []byte {
+	k := make([]byte, 0, 2+16+8)
+	k = append(append(k, prefixHistory...), c[:]...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func keyTimeIdx(c convKey, t int64, seq uint64) []byte {
+	k := make([]byte, 0, 2+16+16)
+	k = append(append(k, prefixTimeIdx...), c[:]...)
+	k = binary.BigEndian.AppendUint64(k, uint64(t))
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func keyOffline(uid, peer, seq uint64) []byte {
+	k := make([]byte, 0, 2+24)
+	k = append(k, prefixOffline...)
+	k = binary.BigEndian.AppendUint64(k, uid)
+	k = binary.BigEndian.AppendUint64(k, peer)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func keyContact(owner, peer uint64) []byte {
+	k := make([]byte, 0, 2+16)
+	k = append(k, prefixContact...)
+	k = binary.BigEndian.AppendUint64(k, owner)
+	return binary.BigEndian.AppendUint64(k, peer)
+}
+
+func keyDedup(from uint64, id [16]byte) []byte {
+	k := make([]byte, 0, 2+24)
+	k = append(k, prefixDedup...)
+	k = binary.BigEndian.AppendUint64(k, from)
+	return append(k, id[:]...)
+}
+
+// encodeMessage: version(1) chatType(1) msgType(uvarint) createTime(8)
+// seq(8) from(8) to(8) id(16), then fromID, toID, content, extras as
+// uvarint length and bytes.
+func encodeMessage(m *Message) []byte {
+	b := make([]byte, 0, 64+len(m.FromID)+len(m.ToID)+len(m.Content)+len(m.Extras))
+	b = append(b, messageRecordV1, byte(m.ChatType))
+	b = binary.AppendUvarint(b, uint64(m.MsgType))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.CreateTime))
+	b = binary.BigEndian.AppendUint64(b, m.Seq)
+	b = binary.BigEndian.AppendUint64(b, m.From)
+	b = binary.BigEndian.AppendUint64(b, m.To)
+	b = append(b, m.ID[:]...)
+	for _, s := range [...]string{m.FromID, m.ToID, m.Content, string(m.Extras)} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+func decodeMessage(b []byte) (Message, error) {
+	var m Message
+	if len(b) < 2 || b[0] != messageRecordV1 {
+		return m, errCorrupt
+	}
+	m.ChatType = int(b[1])
+	mt, w := binary.Uvarint(b[2:])
+	if w <= 0 || mt > math.MaxInt32 {
+		return m, errCorrupt
+	}
+	m.MsgType = int(mt)
+	b = b[2+w:]
+	if len(b) < 48 {
+		return m, errCorrupt
+	}
+	m.CreateTime = int64(binary.BigEndian.Uint64(b))
+	m.Seq = binary.BigEndian.Uint64(b[8:])
+	m.From = binary.BigEndian.Uint64(b[16:])
+	m.To = binary.BigEndian.Uint64(b[24:])
+	copy(m.ID[:], b[32:48])
+	b = b[48:]
+	var extras string
+	for _, p := range [...]*string{&m.FromID, &m.ToID, &m.Content, &extras} {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return Message{}, errCorrupt
+		}
+		*p = string(b[w : w+int(n)])
+		b = b[w+int(n):]
+	}
+	if extras != "" {
+		m.Extras = []byte(extras)
+	}
+	return m, nil
+}
+
+// Contact is one entry of owner's contact list (PROTOCOL §4.3).
+type Contact struct {
+	Peer        uint64
+	Unread      uint64 // messages from Peer not yet read by the owner
+	Pending     bool   // the last message came from Peer: the owner owes a reply
+	LastContact int64  // ms of the last message or assignment
+}
+
+const contactRecordV1 = 1
+
+func encodeContact(c *Contact) []byte {
+	b := make([]byte, 0, 20)
+	b = append(b, contactRecordV1)
+	var flags byte
+	if c.Pending {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.LastContact))
+	return binary.AppendUvarint(b, c.Unread)
+}
+
+func decodeContact(peer uint64, b []byte) (Contact, error) {
+	if len(b) < 10 || b[0] != contactRecordV1 {
+		return Contact{}, errCorrupt
+	}
+	c := Contact{Peer: peer, Pending: b[1]&1 != 0, LastContact: int64(binary.BigEndian.Uint64(b[2:]))}
+	n, w := binary.Uvarint(b[10:])
+	if w <= 0 {
+		return Contact{}, errCorrupt
+	}
+	c.Unread = n
+	return c, nil
+}
+
+// contact reads owner's record of peer inside the batch; found=false if
+// they are not contacts yet.
+func (t *tx) contact(owner, peer uint64) (Contact, bool, error) {
+	v, err := t.get(keyContact(owner, peer))
+	if errors.Is(err, ErrNotFound) {
+		return Contact{Peer: peer}, false, nil
+	}
+	if err != nil {
+		return Contact{}, false, err
+	}
+	c, err := decodeContact(peer, v)
+	return c, err == nil, err
+}
+
+// conv returns the conversation's tail, from the cache or the last history
+// key on disk.
+func (t *tx) conv(c convKey) (convState, error) {
+	if st, ok := t.db.convs[c]; ok {
+		return st, nil
+	}
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: keyHistory(c, 0), UpperBound: keyHistory(c, math.MaxUint64)})
+	if err != nil {
+		return convState{}, err
+	}
+	defer it.Close()
+	var st convState
+	if it.Last() {
+		m, err := decodeMessage(it.Value())
+		if err != nil {
+			return convState{}, fmt.Errorf("storage: conversation tail: %w", err)
+		}
+		st = convState{seq: m.Seq, time: m.CreateTime}
+	} else if err := it.Error(); err != nil {
+		return convState{}, err
+	}
+	return st, nil
+}
+
+// AppendOptions qualifies one append.
+type AppendOptions struct {
+	// Offline: the receiver had no live connection; queue the message.
+	Offline bool
+	// ClientID: the sender chose m.ID, so it may be a resend. A server-made
+	// ID is new by construction and skips the idempotency lookup.
+	ClientID bool
+}
+
+// AppendResult is what AppendPrivate reports once the message is durable.
+type AppendResult struct {
+	Msg       Message // as stored: Seq and CreateTime assigned
+	Duplicate bool    // an earlier message of the same sender had this ID
+	Err       error
+}
+
+// AppendPrivate stores a private message durably: history, time index,
+// idempotency record, the receiver's offline queue when offline is set,
+// and both contact records. It returns at once; done runs on the
+// committer goroutine after the WAL is synced and must not block.
+// m.CreateTime is raised if needed so times never go back within a
+// conversation. A message whose (From, ID) was stored before is not stored
+// again: done gets the stored message with Duplicate set.
+func (db *DB) AppendPrivate(m Message, opts AppendOptions, done func(AppendResult)) error {
+	var res AppendResult
+	return db.submit(op{
+		apply: func(t *tx) error {
+			var err error
+			res, err = t.appendPrivate(m, opts)
+			return err
+		},
+		done: func(err error) {
+			res.Err = err
+			done(res)
+		},
+	})
+}
+
+func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) {
+	conv := privateConv(m.From, m.To)
+	if opts.ClientID {
+		v, err := t.get(keyDedup(m.From, m.ID))
+		switch {
+		case err == nil && len(v) == 24:
+			stored, err := t.get(append([]byte(prefixHistory), v...))
+			if err != nil {
+				return AppendResult{}, fmt.Errorf("storage: dedup target: %w", err)
+			}
+			sm, err := decodeMessage(stored)
+			return AppendResult{Msg: sm, Duplicate: true}, err
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return AppendResult{}, err
+		}
+	}
+	st, err := t.conv(conv)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	toC, _, err := t.contact(m.To, m.From)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	fromC, _, err := t.contact(m.From, m.To)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	// All reads done; from here on only writes.
+	m.Seq = st.seq + 1
+	m.CreateTime = max(m.CreateTime, st.time)
+	if len(t.db.convs) >= maxConvCache {
+		clear(t.db.convs) // reloaded from disk on demand; a cheap bound
+	}
+	t.db.convs[conv] = convState{seq: m.Seq, time: m.CreateTime}
+
+	hk := keyHistory(conv, m.Seq)
+	t.set(hk, encodeMessage(&m))
+	t.set(keyTimeIdx(conv, m.CreateTime, m.Seq), nil)
+	t.set(keyDedup(m.From, m.ID), hk[len(prefixHistory):])
+	if opts.Offline {
+		t.set(keyOffline(m.To, m.From, m.Seq), nil)
+	}
+	if m.To != m.From {
+		toC.Unread++
+		toC.Pending = true
+		toC.LastContact = m.CreateTime
+		t.set(keyContact(m.To, m.From), encodeContact(&toC))
+		fromC.Pending = false
+	}
+	fromC.LastContact = m.CreateTime
+	t.set(keyContact(m.From, m.To), encodeContact(&fromC))
+	return AppendResult{Msg: m}, nil
+}
