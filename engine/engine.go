@@ -255,7 +255,9 @@ func (e *Engine) connGone() {
 }
 
 // Deliver implements router.Hub.
-func (e *Engine) Deliver(uid uint64, frame []byte) int { return e.reg.deliver(uid, frame) }
+func (e *Engine) Deliver(uid uint64, frame []byte, skip router.Session) int {
+	return e.reg.deliver(uid, frame, skip)
+}
 
 // Disconnect implements router.Hub.
 func (e *Engine) Disconnect(uid uint64, code uint16, reason string) int {

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"sync"
+
+	"github.com/imgate/imgate/router"
 )
 
 // registry maps a user to their live, logged-in connections (PROTOCOL §2:
@@ -65,14 +67,15 @@ func (r *registry) remove(uid uint64, c *conn) {
 	}
 }
 
-// deliver sends frame to every connection of uid and counts the takers.
-func (r *registry) deliver(uid uint64, frame []byte) int {
+// deliver sends frame to every connection of uid but skip and counts the
+// takers.
+func (r *registry) deliver(uid uint64, frame []byte, skip router.Session) int {
 	sh := r.shard(uid)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	n := 0
 	for _, c := range sh.m[uid] {
-		if c.Send(frame) {
+		if router.Session(c) != skip && c.Send(frame) {
 			n++
 		}
 	}

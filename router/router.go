@@ -117,6 +117,8 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	r.table[codec.CmdLogin] = entry{handle: (*Router).login, fail: codec.CodeLoginFailed, resp: codec.CmdLoginResp}
 	r.table[codec.CmdHeartbeat] = entry{handle: (*Router).heartbeat, onLoop: true}
 	r.table[codec.CmdClose] = entry{handle: (*Router).close, onLoop: true}
+	r.table[codec.CmdChat] = entry{handle: (*Router).chat, fail: codec.CodeBadMessage, resp: codec.CmdChatAck}
+	r.table[codec.CmdGetMessage] = entry{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 
 	r.workers = make([]chan task, opts.Workers)
 	for i := range r.workers {

@@ -24,9 +24,10 @@ type Session interface {
 // Hub reaches the live connections of any user. engine implements it.
 // All methods are safe for concurrent use and never block on I/O.
 type Hub interface {
-	// Deliver queues frame to every live connection of uid and reports
-	// how many accepted it. frame is shared and read-only.
-	Deliver(uid uint64, frame []byte) int
+	// Deliver queues frame to every live connection of uid but skip (nil:
+	// none) and reports how many accepted it. frame is shared and
+	// read-only.
+	Deliver(uid uint64, frame []byte, skip Session) int
 	// Disconnect closes every live connection of uid with code and reason
 	// and reports how many it closed.
 	Disconnect(uid uint64, code uint16, reason string) int

@@ -23,7 +23,7 @@
 //	x|conv(16B)|createTime(8B)|seq(8B) -> empty: time index of h|
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
 //	c|owner(8B)|peer(8B)               -> contact record: unread, pending reply, last contact
-//	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B): idempotency of client message ids
+//	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B): idempotency of client message ids
 //
 // conv of a private conversation is the two uids, lower first. seq is the
 // message's position in it, 1, 2, 3… with no gaps, which turns history

@@ -236,6 +236,7 @@ type AppendOptions struct {
 type AppendResult struct {
 	Msg       Message // as stored: Seq and CreateTime assigned
 	Duplicate bool    // an earlier message of the same sender had this ID
+	Online    bool    // for a duplicate: the receiver was online the first time
 	Err       error
 }
 
@@ -266,13 +267,13 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	if opts.ClientID {
 		v, err := t.get(keyDedup(m.From, m.ID))
 		switch {
-		case err == nil && len(v) == 24:
-			stored, err := t.get(append([]byte(prefixHistory), v...))
+		case err == nil && len(v) == 25:
+			stored, err := t.get(append([]byte(prefixHistory), v[:24]...))
 			if err != nil {
 				return AppendResult{}, fmt.Errorf("storage: dedup target: %w", err)
 			}
 			sm, err := decodeMessage(stored)
-			return AppendResult{Msg: sm, Duplicate: true}, err
+			return AppendResult{Msg: sm, Duplicate: true, Online: v[24] == 0}, err
 		case err != nil && !errors.Is(err, ErrNotFound):
 			return AppendResult{}, err
 		}
@@ -300,7 +301,11 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	hk := keyHistory(conv, m.Seq)
 	t.set(hk, encodeMessage(&m))
 	t.set(keyTimeIdx(conv, m.CreateTime, m.Seq), nil)
-	t.set(keyDedup(m.From, m.ID), hk[len(prefixHistory):])
+	var queued byte
+	if opts.Offline {
+		queued = 1
+	}
+	t.set(keyDedup(m.From, m.ID), append(hk[len(prefixHistory):len(hk):len(hk)], queued))
 	if opts.Offline {
 		t.set(keyOffline(m.To, m.From, m.Seq), nil)
 	}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const badMessage = `{"code":10002,"command":12,"msg":"send failed 消息发送失败,数据格式不正确,请参考:{'from':来源ID,'to':目标ID,'cmd':'消息命令码','createTime':消息创建时间(Long型),'msgType':Integer消息类型,'content':内容}"}`
+
+var ackRE = regexp.MustCompile(`^\{"code":(10000|10001),"command":12,"data":\{"createTime":(\d+),"id":"([0-9a-f]{32})","seq":(\d+)\},"msg":"(ok 发送成功|offline 用户不在线)"\}$`)
+
+// PROTOCOL §4.1-4.2: online A→B is acked 10000 with {id, seq, createTime};
+// both of B's connections and A's other connection get the push; object
+// content arrives as its compact JSON text; createTime is the server's.
+func TestSection4_2_OnlinePrivateChat(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a1, a2 := ts.login(ta), ts.login(ta)
+	b1, b2 := ts.login(tb), ts.login(tb)
+	a1.send(`{"cmd":11,"from":"visitor_a","to":"agent_b","chatType":2,"msgType":0,"createTime":1568012384,"content":{"asd": "hell,你2好"},"extras":{"k":[1, 2]}}`)
+	ack := a1.read()
+	m := ackRE.FindStringSubmatch(ack)
+	now := fmt.Sprint(ts.clock.Now().UnixMilli())
+	if m == nil || m[1] != "10000" || m[2] != now || m[4] != "1" {
+		t.Fatalf("ack %s", ack)
+	}
+	want := `{"command":11,"data":{"chatType":2,"cmd":11,"content":"{\"asd\":\"hell,你2好\"}","createTime":` + now +
+		`,"extras":{"k":[1, 2]},"from":"visitor_a","id":"` + m[3] + `","msgType":0,"seq":1,"to":"agent_b"}}`
+	for _, c := range []*wsClient{b1, b2, a2} {
+		c.expect(want)
+	}
+	// The reply is seq 2 of the same conversation.
+	b1.send(`{"cmd":"11","to":"visitor_a","chatType":"2","content":"hi"}`)
+	if m := ackRE.FindStringSubmatch(b1.read()); m == nil || m[4] != "2" {
+		t.Fatalf("reply ack %v", m)
+	}
+}
+
+// PROTOCOL §4.2-4.4: offline B gets 10001; later B pulls type 2 (kept),
+// type 0 (taken), and type 2 again finds nothing; order preserved.
+func TestSection4_4_OfflineQueue(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	for i := 1; i <= 3; i++ {
+		a.send(fmt.Sprintf(`{"cmd":11,"to":"agent_b","chatType":2,"content":"m%d"}`, i))
+		if m := ackRE.FindStringSubmatch(a.read()); m == nil || m[1] != "10001" || m[4] != fmt.Sprint(i) {
+			t.Fatalf("ack %d %v", i, m)
+		}
+	}
+	b := ts.login(tb)
+	contents := func(body string, code int) []string {
+		t.Helper()
+		var r struct {
+			Code int
+			Data struct {
+				Friends map[string][]struct{ Content string }
+				Groups  map[string]any
+				Userid  string
+			}
+		}
+		if err := json.Unmarshal([]byte(body), &r); err != nil || r.Code != code || r.Data.Userid != "agent_b" || r.Data.Groups == nil {
+			t.Fatalf("reply %s (%v)", body, err)
+		}
+		var out []string
+		for _, m := range r.Data.Friends["visitor_a"] {
+			out = append(out, m.Content)
+		}
+		return out
+	}
+	b.send(`{"cmd":19,"type":2,"userId":"agent_b","fromUserId":"visitor_a"}`)
+	if got := contents(b.read(), 10022); strings.Join(got, ",") != "m1,m2,m3" {
+		t.Fatalf("type 2: %v", got)
+	}
+	b.send(`{"cmd":19,"type":0,"userId":"agent_b"}`)
+	if got := contents(b.read(), 10016); strings.Join(got, ",") != "m1,m2,m3" {
+		t.Fatalf("type 0: %v", got)
+	}
+	b.send(`{"cmd":19,"type":"2","userid":"agent_b","fromUserId":"visitor_a"}`)
+	b.expect(`{"code":10022,"command":20,"data":{"friends":{},"groups":{},"userid":"agent_b"},"msg":"ok! 拉取离线消息成功!"}`)
+	// History keeps everything: offset 1, count 2 is the 2nd and 3rd.
+	b.send(`{"cmd":19,"type":1,"fromUserId":"visitor_a","offset":1,"count":2}`)
+	if got := contents(b.read(), 10018); strings.Join(got, ",") != "m2,m3" {
+		t.Fatalf("history: %v", got)
+	}
+}
+
+// PROTOCOL §4.1, §4.4 fixes: no sending as someone else, no reading
+// someone else's messages; unknown receivers and malformed messages.
+func TestSection4_1_Refusals(t *testing.T) {
+	ts := newTestServer(t)
+	ta := ts.register("visitor_a", 0)
+	ts.register("agent_b", 1)
+	a := ts.login(ta)
+	for _, tc := range []struct{ send, want string }{
+		{`{"cmd":11,"from":"agent_b","to":"visitor_a","chatType":2,"content":"x"}`, `{"code":10024,"command":12,"msg":"forbidden 无权操作"}`},
+		{`{"cmd":11,"to":"nobody","chatType":2,"content":"x"}`, `{"code":10023,"command":12,"msg":"receiver not found 接收者不存在"}`},
+		{`{"cmd":11,"to":"agent_b","content":"x"}`, badMessage},
+		{`{"cmd":11,"to":"agent_b","chatType":2}`, badMessage},
+		{`{"cmd":11,"to":"agent_b","chatType":2,"content":""}`, badMessage},
+		{`{"cmd":11,"to":"agent_b","chatType":3,"content":"x"}`, badMessage},
+		{`{"cmd":11,"to":"agent_b","chatType":2,"content":"x","id":"NOT-HEX"}`, badMessage},
+		{`{"cmd":19,"type":1,"userId":"agent_b","fromUserId":"visitor_a"}`, `{"code":10024,"command":20,"msg":"forbidden 无权操作"}`},
+		{`{"cmd":19,"type":1}`, `{"code":10015,"command":20,"msg":"get user message failed! 获取用户消息失败!"}`},
+	} {
+		a.send(tc.send)
+		if got := a.read(); got != tc.want {
+			t.Fatalf("%s\ngot  %s\nwant %s", tc.send, got, tc.want)
+		}
+	}
+	// Nothing refused was stored.
+	a.send(`{"cmd":19,"type":1,"fromUserId":"agent_b"}`)
+	a.expect(`{"code":10018,"command":20,"data":{"friends":{},"groups":{},"userid":"visitor_a"},"msg":"get user message ok! 获取历史消息成功!"}`)
+}
+
+// PROTOCOL §4.1 ext: a resend of the same id is stored once and acked the
+// same way.
+func TestSection4_1_Idempotent(t *testing.T) {
+	ts := newTestServer(t)
+	ta := ts.register("visitor_a", 0)
+	ts.register("agent_b", 1)
+	a := ts.login(ta)
+	req := `{"cmd":11,"to":"agent_b","chatType":2,"content":"once","id":"0123456789abcdef0123456789abcdef"}`
+	a.send(req)
+	first := a.read()
+	ts.clock.Advance(5000)
+	a.send(req)
+	if again := a.read(); again != first || !ackRE.MatchString(first) {
+		t.Fatalf("first %s\nagain %s", first, again)
+	}
+	a.send(`{"cmd":19,"type":1,"fromUserId":"agent_b"}`)
+	if got := a.read(); strings.Count(got, `"content":"once"`) != 1 {
+		t.Fatalf("history %s", got)
+	}
+}

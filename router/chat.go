@@ -1,0 +1,202 @@
+package router
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+
+	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/storage"
+)
+
+var errBadMessage = &Error{Code: codec.CodeBadMessage, Command: codec.CmdChatAck}
+
+// chat stores and delivers one message (PROTOCOL §4.1-4.3): validate,
+// write durably (group commit), then ack and push from the commit's
+// completion. Group chat (chatType 1) arrives with the group layer.
+func (r *Router) chat(c *Context) error {
+	req, me := c.Req, c.Session.Identity()
+	chatType, ok, err := codec.ParseInt(req.ChatType)
+	if !ok || err != nil || chatType != storage.ChatPrivate {
+		return errBadMessage
+	}
+	if req.From != "" && req.From != me.ID {
+		return &Error{Code: codec.CodeForbidden, Command: codec.CmdChatAck}
+	}
+	msgType, ok, err := codec.ParseInt(req.MsgType)
+	if err != nil || msgType < 0 || msgType > 1<<31-1 {
+		return errBadMessage
+	}
+	content, err := contentText(req.Content)
+	if err != nil || content == "" {
+		return errBadMessage
+	}
+	extras, err := extrasObject(req.Extras)
+	if err != nil {
+		return errBadMessage
+	}
+	var id [16]byte
+	clientID := req.ID != ""
+	if clientID {
+		if len(req.ID) != 32 || !isLowerHex(req.ID) {
+			return errBadMessage
+		}
+		_, _ = hex.Decode(id[:], []byte(req.ID))
+	} else {
+		id = r.newMessageID()
+	}
+	if !ValidID(req.To) {
+		return errBadMessage
+	}
+	to, err := r.db.UserByID(req.To)
+	if errors.Is(err, storage.ErrNotFound) {
+		return &Error{Code: codec.CodeReceiverMissing, Command: codec.CmdChatAck}
+	}
+	if err != nil {
+		return err
+	}
+
+	m := storage.Message{
+		ID: id, From: me.UID, To: to.UID, FromID: me.ID, ToID: to.ID,
+		ChatType: storage.ChatPrivate, MsgType: int(msgType), Content: content, Extras: extras,
+		CreateTime: r.now().UnixMilli(),
+	}
+	// The one online/offline decision: it picks the ack and the queue.
+	online := r.hub.Online(to.UID)
+	s := c.Session
+	return r.db.AppendPrivate(m, storage.AppendOptions{Offline: !online, ClientID: clientID}, func(res storage.AppendResult) {
+		r.delivered(s, res, online)
+	})
+}
+
+// delivered runs on the storage committer once the message is durable:
+// ack the sender, push to the receiver and to the sender's other
+// connections. It must not block.
+func (r *Router) delivered(s Session, res storage.AppendResult, online bool) {
+	if res.Err != nil {
+		r.log.Error("append failed", "uid", s.Identity().ID, "err", res.Err)
+		s.Send(replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
+		return
+	}
+	m := &res.Msg
+	if res.Duplicate {
+		online = res.Online
+	}
+	code := codec.CodeOffline
+	if online {
+		code = codec.CodeSent
+	}
+	o := codec.BeginObject(make([]byte, 0, 96))
+	o.Int("createTime", m.CreateTime)
+	o.String("id", hex.EncodeToString(m.ID[:]))
+	o.Int("seq", int64(m.Seq))
+	s.Send(replyFrame(code, codec.CmdChatAck, o.End()))
+	if res.Duplicate {
+		return // pushed the first time
+	}
+	push := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, codec.CmdChat, appendMessage(nil, m)))
+	n := r.hub.Deliver(m.To, push, nil)
+	if m.From != m.To {
+		r.hub.Deliver(m.From, push, s)
+	}
+	if online && n == 0 {
+		// The receiver left between the decision and the push: queue it.
+		// Not on this goroutine: the committer must never wait on itself.
+		go func() {
+			_ = r.db.QueueOffline(m.To, m.From, []uint64{m.Seq}, func(err error) {
+				if err != nil {
+					r.log.Error("requeue failed", "err", err)
+				}
+			})
+		}()
+	}
+}
+
+// replyFrame encodes one envelope as a fresh frame (Send takes ownership).
+func replyFrame(code codec.Code, cmd codec.Cmd, data []byte) []byte {
+	return codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, code, cmd, data))
+}
+
+// appendMessage appends the message object of pushes and pulls (PROTOCOL
+// §4.2), keys in alphabetical order, extras passed through.
+func appendMessage(dst []byte, m *storage.Message) []byte {
+	o := codec.BeginObject(dst)
+	o.Int("chatType", int64(m.ChatType))
+	o.Int("cmd", int64(codec.CmdChat))
+	o.String("content", m.Content)
+	o.Int("createTime", m.CreateTime)
+	if len(m.Extras) > 0 {
+		o.Raw("extras", m.Extras)
+	}
+	o.String("from", m.FromID)
+	var id [32]byte
+	hex.Encode(id[:], m.ID[:])
+	o.String("id", string(id[:]))
+	o.Int("msgType", int64(m.MsgType))
+	o.Int("seq", int64(m.Seq))
+	o.String("to", m.ToID)
+	return o.End()
+}
+
+// contentText turns the content member into stored text: a string as is,
+// an object or array as compact JSON (compat), other scalars as their
+// literal text. Absent or null is an error.
+func contentText(raw []byte) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return "", errBadContent
+	case raw[0] == '"':
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	case raw[0] == '{' || raw[0] == '[':
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return "", err
+		}
+		return buf.String(), nil
+	default:
+		return string(raw), nil
+	}
+}
+
+var errBadContent = errors.New("router: bad content")
+
+// extrasObject returns extras as raw JSON when it is an object; absent or
+// null is nil; anything else is an error.
+func extrasObject(raw []byte) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return nil, nil
+	case raw[0] == '{':
+		return append([]byte(nil), raw...), nil
+	}
+	return nil, errBadContent
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+var idCounter atomic.Uint64
+
+// newMessageID returns a time-ordered unique id: 6 bytes of milliseconds,
+// 4 of a process counter and 6 random (PROTOCOL §0).
+func (r *Router) newMessageID() (id [16]byte) {
+	ms := uint64(r.now().UnixMilli())
+	binary.BigEndian.PutUint64(id[:8], ms<<16)
+	binary.BigEndian.PutUint32(id[6:10], uint32(idCounter.Add(1)))
+	_, _ = rand.Read(id[10:])
+	return id
+}
