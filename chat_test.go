@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 const badMessage = `{"code":10002,"command":12,"msg":"send failed 消息发送失败,数据格式不正确,请参考:{'from':来源ID,'to':目标ID,'cmd':'消息命令码','createTime':消息创建时间(Long型),'msgType':Integer消息类型,'content':内容}"}`
@@ -126,7 +127,7 @@ func TestSection4_1_Idempotent(t *testing.T) {
 	req := `{"cmd":11,"to":"agent_b","chatType":2,"content":"once","id":"0123456789abcdef0123456789abcdef"}`
 	a.send(req)
 	first := a.read()
-	ts.clock.Advance(5000)
+	ts.clock.Advance(5 * time.Second)
 	a.send(req)
 	if again := a.read(); again != first || !ackRE.MatchString(first) {
 		t.Fatalf("first %s\nagain %s", first, again)
@@ -134,5 +135,60 @@ func TestSection4_1_Idempotent(t *testing.T) {
 	a.send(`{"cmd":19,"type":1,"fromUserId":"agent_b"}`)
 	if got := a.read(); strings.Count(got, `"content":"once"`) != 1 {
 		t.Fatalf("history %s", got)
+	}
+}
+
+// PROTOCOL §4.4: type 0 without fromUserId returns every peer's queue
+// grouped by peer id and empties them all; history windows by time and
+// pages back from the newest.
+func TestSection4_4_TakeAllAndHistoryWindows(t *testing.T) {
+	ts := newTestServer(t)
+	tb := ts.register("agent_b", 1)
+	senders := map[string]*wsClient{}
+	for _, id := range []string{"v1", "v2", "v3"} {
+		senders[id] = ts.login(ts.register(id, 0))
+	}
+	var times []int64
+	for i := 0; i < 2; i++ {
+		for _, id := range []string{"v1", "v2", "v3"} {
+			times = append(times, ts.clock.Now().UnixMilli())
+			senders[id].send(fmt.Sprintf(`{"cmd":11,"to":"agent_b","chatType":2,"content":"%s-%d"}`, id, i))
+			if m := ackRE.FindStringSubmatch(senders[id].read()); m == nil || m[1] != "10001" {
+				t.Fatalf("ack %v", m)
+			}
+			ts.clock.Advance(time.Second)
+		}
+	}
+	b := ts.login(tb)
+	b.send(`{"cmd":19,"type":0}`)
+	var r struct {
+		Code int
+		Data struct{ Friends map[string][]struct{ Content string } }
+	}
+	if err := json.Unmarshal([]byte(b.read()), &r); err != nil || r.Code != 10016 || len(r.Data.Friends) != 3 {
+		t.Fatalf("take all: %v %+v", err, r)
+	}
+	for _, id := range []string{"v1", "v2", "v3"} {
+		got := r.Data.Friends[id]
+		if len(got) != 2 || got[0].Content != id+"-0" || got[1].Content != id+"-1" {
+			t.Fatalf("%s: %+v", id, got)
+		}
+	}
+	b.send(`{"cmd":19,"type":0}`)
+	b.expect(`{"code":10016,"command":20,"data":{"friends":{},"groups":{},"userid":"agent_b"},"msg":"get user message ok! 获取离线消息成功!"}`)
+
+	// v1 sent at times[0] and times[3]: a window holding only the second.
+	v1 := senders["v1"]
+	v1.send(fmt.Sprintf(`{"cmd":19,"type":1,"fromUserId":"agent_b","beginTime":%d,"endTime":%d}`, times[0]+1, times[3]))
+	if got := v1.read(); !strings.Contains(got, `"content":"v1-1"`) || strings.Contains(got, `"content":"v1-0"`) {
+		t.Fatalf("window: %s", got)
+	}
+	v1.send(`{"cmd":19,"type":1,"fromUserId":"agent_b","order":"desc","count":1}`)
+	if got := v1.read(); !strings.Contains(got, `"content":"v1-1"`) || strings.Count(got, `"content"`) != 1 {
+		t.Fatalf("newest page: %s", got)
+	}
+	v1.send(`{"cmd":19,"type":1,"fromUserId":"agent_b","order":"desc","count":1,"beforeSeq":2}`)
+	if got := v1.read(); !strings.Contains(got, `"content":"v1-0"`) || strings.Count(got, `"content"`) != 1 {
+		t.Fatalf("page before: %s", got)
 	}
 }
