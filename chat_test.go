@@ -163,7 +163,9 @@ func TestSection4_4_TakeAllAndHistoryWindows(t *testing.T) {
 	b.send(`{"cmd":19,"type":0}`)
 	var r struct {
 		Code int
-		Data struct{ Friends map[string][]struct{ Content string } }
+		Data struct {
+			Friends map[string][]struct{ Content string }
+		}
 	}
 	if err := json.Unmarshal([]byte(b.read()), &r); err != nil || r.Code != 10016 || len(r.Data.Friends) != 3 {
 		t.Fatalf("take all: %v %+v", err, r)
