@@ -255,8 +255,8 @@ func (e *Engine) connGone() {
 }
 
 // Deliver implements router.Hub.
-func (e *Engine) Deliver(uid uint64, frame []byte, skip router.Session) int {
-	return e.reg.deliver(uid, frame, skip)
+func (e *Engine) Deliver(uid uint64, frame []byte, skip router.Session, t *router.Tracker) int {
+	return e.reg.deliver(uid, frame, skip, t)
 }
 
 // Disconnect implements router.Hub.

@@ -7,6 +7,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/router"
 )
 
 var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer")
@@ -26,6 +27,7 @@ type outbox struct {
 		sync.Mutex
 		q         [][]byte
 		spare     [][]byte
+		trackers  []*router.Tracker // of the frames in q whose delivery is followed
 		bytes     int
 		scheduled bool
 		closing   []byte // CLOSE frame to write after q, once set
@@ -43,9 +45,11 @@ func (o *outbox) init(c *conn) {
 
 // Send implements router.Session: it queues frame and reports false if the
 // connection is closing or over its cap. Safe for concurrent use.
-func (c *conn) Send(frame []byte) bool { return c.out.send(frame) }
+func (c *conn) Send(frame []byte) bool { return c.out.send(frame, nil) }
 
-func (o *outbox) send(frame []byte) bool {
+// send queues frame; a non-nil t takes a reference that the flush (written)
+// or a discard (dropped) gives back.
+func (o *outbox) send(frame []byte, t *router.Tracker) bool {
 	o.mu.Lock()
 	if o.mu.dead || o.mu.closing != nil {
 		o.mu.Unlock()
@@ -57,6 +61,10 @@ func (o *outbox) send(frame []byte) bool {
 		o.mu.Unlock()
 		o.c.slowConsumer()
 		return false
+	}
+	if t != nil {
+		t.Acquire()
+		o.mu.trackers = append(o.mu.trackers, t)
 	}
 	o.mu.q = append(o.mu.q, frame)
 	o.mu.bytes += len(frame)
@@ -98,19 +106,24 @@ func (o *outbox) schedule() {
 // if a CLOSE was queued, the CLOSE after them.
 func (o *outbox) flush(gc gnet.Conn, err error) error {
 	o.mu.Lock()
-	q, closing := o.mu.q, o.mu.closing
-	o.mu.q, o.mu.spare = o.mu.spare[:0], nil
+	q, closing, trackers := o.mu.q, o.mu.closing, o.mu.trackers
+	o.mu.q, o.mu.spare, o.mu.trackers = o.mu.spare[:0], nil, nil
 	o.mu.bytes = 0
 	o.mu.scheduled = false
 	o.mu.Unlock()
 
 	c := o.c
+	written := false
 	if err == nil && !c.closed.Load() && !c.phaseIs(phaseClosing) {
 		if closing != nil {
 			q = append(q, closing)
 		}
 		if len(q) > 0 {
-			_, _ = gc.Writev(q)
+			// gnet copies what the socket does not take into the
+			// connection's outbound buffer; from here on the bytes are
+			// the kernel's or gnet's to send.
+			_, werr := gc.Writev(q)
+			written = werr == nil
 		}
 		if closing != nil {
 			c.beginClosing(gc)
@@ -119,6 +132,9 @@ func (o *outbox) flush(gc gnet.Conn, err error) error {
 		} else {
 			o.outbound.Store(int64(n))
 		}
+	}
+	for _, t := range trackers {
+		t.Done(written)
 	}
 	clear(q)
 	o.mu.Lock()
@@ -135,8 +151,12 @@ func (o *outbox) discard() {
 	o.mu.dead = true
 	o.stopped.Store(true)
 	clear(o.mu.q)
-	o.mu.q, o.mu.spare, o.mu.bytes = nil, nil, 0
+	trackers := o.mu.trackers
+	o.mu.q, o.mu.spare, o.mu.trackers, o.mu.bytes = nil, nil, nil, 0
 	o.mu.Unlock()
+	for _, t := range trackers {
+		t.Done(false) // never written: the sender requeues it offline
+	}
 }
 
 // slowConsumer closes a connection over its output cap from any goroutine.

@@ -69,13 +69,13 @@ func (r *registry) remove(uid uint64, c *conn) {
 
 // deliver sends frame to every connection of uid but skip and counts the
 // takers.
-func (r *registry) deliver(uid uint64, frame []byte, skip router.Session) int {
+func (r *registry) deliver(uid uint64, frame []byte, skip router.Session, t *router.Tracker) int {
 	sh := r.shard(uid)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	n := 0
 	for _, c := range sh.m[uid] {
-		if router.Session(c) != skip && c.Send(frame) {
+		if router.Session(c) != skip && c.out.send(frame, t) {
 			n++
 		}
 	}

@@ -25,8 +25,8 @@ func TestRegistryDeliverNoAlloc(t *testing.T) {
 	}{
 		{"online present", func() { _ = r.online(2) }},
 		{"online absent", func() { _ = r.online(99) }},
-		{"deliver absent", func() { _ = r.deliver(99, frame, nil) }},
-		{"deliver dead", func() { _ = r.deliver(100, frame, nil) }},
+		{"deliver absent", func() { _ = r.deliver(99, frame, nil, nil) }},
+		{"deliver dead", func() { _ = r.deliver(100, frame, nil, nil) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

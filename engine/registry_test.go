@@ -87,10 +87,10 @@ func TestRegistryDeliverDead(t *testing.T) {
 		c.out.discard() // dead: Send reports false without touching the socket
 		r.add(7, c)
 	}
-	if n := r.deliver(7, []byte("frame"), nil); n != 0 {
+	if n := r.deliver(7, []byte("frame"), nil, nil); n != 0 {
 		t.Fatalf("deliver to dead conns = %d, want 0", n)
 	}
-	if n := r.deliver(8, []byte("frame"), nil); n != 0 {
+	if n := r.deliver(8, []byte("frame"), nil, nil); n != 0 {
 		t.Fatalf("deliver to an absent user = %d, want 0", n)
 	}
 }

@@ -99,21 +99,40 @@ func (r *Router) delivered(s Session, res storage.AppendResult, online bool) {
 		return // pushed the first time
 	}
 	push := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, codec.CmdChat, appendMessage(nil, m)))
-	n := r.hub.Deliver(m.To, push, nil)
+	if online {
+		// Followed to the socket: if no connection of the receiver writes
+		// it (none left, or all died first), it goes to the offline queue.
+		to, from, seq := m.To, m.From, m.Seq
+		t := NewTracker(func() { r.requeue(to, from, seq) })
+		r.hub.Deliver(m.To, push, nil, t)
+		t.Release()
+	}
+	// Offline: the message is queued; a receiver who connected since then
+	// pulls it, so it is not also pushed (no duplicate).
 	if m.From != m.To {
-		r.hub.Deliver(m.From, push, s)
+		r.hub.Deliver(m.From, push, s, nil)
 	}
-	if online && n == 0 {
-		// The receiver left between the decision and the push: queue it.
-		// Not on this goroutine: the committer must never wait on itself.
-		go func() {
-			_ = r.db.QueueOffline(m.To, m.From, []uint64{m.Seq}, func(err error) {
-				if err != nil {
-					r.log.Error("requeue failed", "err", err)
-				}
-			})
-		}()
-	}
+}
+
+// requeue puts a message whose push no connection wrote into the
+// receiver's offline queue. It may be called on the storage committer, so
+// the submission runs on its own goroutine: the committer never waits on
+// itself.
+func (r *Router) requeue(to, from, seq uint64) {
+	r.requeued.Add(1)
+	go func() {
+		err := r.db.QueueOffline(to, from, []uint64{seq}, func(err error) {
+			if err != nil {
+				r.log.Error("requeue failed", "err", err)
+			}
+			if r.requeueHook != nil {
+				r.requeueHook(err)
+			}
+		})
+		if err != nil {
+			r.log.Error("requeue failed", "err", err)
+		}
+	}()
 }
 
 // replyFrame encodes one envelope as a fresh frame (Send takes ownership).

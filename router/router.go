@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imgate/imgate/codec"
@@ -93,9 +94,12 @@ type Router struct {
 	hub   Hub
 	table [codec.MaxCmd]entry
 
-	workers []chan task
-	wg      sync.WaitGroup
-	mu      struct {
+	workers  []chan task
+	wg       sync.WaitGroup
+	requeued atomic.Uint64 // pushes no connection wrote, queued offline
+	// requeueHook, if set (tests), learns each requeue's outcome.
+	requeueHook func(error)
+	mu       struct {
 		sync.RWMutex
 		closed bool
 	}
@@ -231,3 +235,7 @@ func (r *Router) finish(c *Context, e *entry, err error) []byte {
 	}
 	return c.out
 }
+
+// Requeued reports how many pushes were moved to the offline queue because
+// no connection of the receiver wrote them.
+func (r *Router) Requeued() uint64 { return r.requeued.Load() }

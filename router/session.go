@@ -1,5 +1,7 @@
 package router
 
+import "sync/atomic"
+
 // Identity is the user a connection acts as, fixed at login for the
 // connection's whole life (PROTOCOL §2).
 type Identity struct {
@@ -26,8 +28,8 @@ type Session interface {
 type Hub interface {
 	// Deliver queues frame to every live connection of uid but skip (nil:
 	// none) and reports how many accepted it. frame is shared and
-	// read-only.
-	Deliver(uid uint64, frame []byte, skip Session) int
+	// read-only. A non-nil t learns whether any connection wrote it.
+	Deliver(uid uint64, frame []byte, skip Session, t *Tracker) int
 	// Disconnect closes every live connection of uid with code and reason
 	// and reports how many it closed.
 	Disconnect(uid uint64, code uint16, reason string) int
@@ -41,4 +43,48 @@ type LoginResult struct {
 	Identity Identity
 	// Frame is the login result frame (command 6) to send first.
 	Frame []byte
+}
+
+// Tracker follows one pushed frame through every connection that accepted
+// it and reports when none of them wrote it: the connections died or were
+// dropped as slow consumers before the bytes left the server (PROTOCOL
+// §4.3), so the message must wait in the offline queue. It is safe for
+// concurrent use.
+//
+// The creator holds one reference; Hub.Deliver takes one per accepting
+// connection; each connection gives its reference back with Done once the
+// frame is written (true) or dropped (false). Release gives the creator's
+// back. onLost runs once, on whichever goroutine drops the last reference,
+// if no connection wrote the frame; it must not block.
+type Tracker struct {
+	refs    atomic.Int32
+	written atomic.Bool
+	onLost  func()
+}
+
+// NewTracker returns a Tracker holding the creator's reference.
+func NewTracker(onLost func()) *Tracker {
+	t := &Tracker{onLost: onLost}
+	t.refs.Store(1)
+	return t
+}
+
+// Acquire takes a reference for a connection that accepted the frame.
+func (t *Tracker) Acquire() { t.refs.Add(1) }
+
+// Done gives a connection's reference back.
+func (t *Tracker) Done(written bool) {
+	if written {
+		t.written.Store(true)
+	}
+	t.release()
+}
+
+// Release gives the creator's reference back, after Deliver returned.
+func (t *Tracker) Release() { t.release() }
+
+func (t *Tracker) release() {
+	if t.refs.Add(-1) == 0 && !t.written.Load() && t.onLost != nil {
+		t.onLost()
+	}
 }

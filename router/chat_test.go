@@ -1,0 +1,121 @@
+package router
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imgate/imgate/storage"
+)
+
+func TestTracker(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		done []bool // one Done per accepting connection
+		lost bool
+	}{
+		{"no connection", nil, true},
+		{"written", []bool{true}, false},
+		{"one of two written", []bool{false, true}, false},
+		{"all dropped", []bool{false, false, false}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lost := 0
+			tr := NewTracker(func() { lost++ })
+			for range tc.done {
+				tr.Acquire()
+			}
+			for _, w := range tc.done[:len(tc.done)/2] {
+				tr.Done(w)
+			}
+			tr.Release()
+			for _, w := range tc.done[len(tc.done)/2:] {
+				tr.Done(w)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.lost]; lost != want {
+				t.Fatalf("onLost ran %d times, want %d", lost, want)
+			}
+		})
+	}
+}
+
+// fakeHub is online for everyone; its connections accept the push and
+// then die before writing it (or write it, if write is set).
+type fakeHub struct {
+	write bool
+	mu    sync.Mutex
+	calls int
+}
+
+func (h *fakeHub) Online(uint64) bool                    { return true }
+func (h *fakeHub) Disconnect(uint64, uint16, string) int { return 0 }
+func (h *fakeHub) Deliver(_ uint64, _ []byte, _ Session, t *Tracker) int {
+	h.mu.Lock()
+	h.calls++
+	h.mu.Unlock()
+	if t == nil {
+		return 1
+	}
+	t.Acquire()
+	go t.Done(h.write) // the connection's loop, later
+	return 1
+}
+
+type pushSession struct {
+	id   Identity
+	sent chan []byte
+}
+
+func (s *pushSession) Identity() Identity     { return s.id }
+func (s *pushSession) Send(frame []byte) bool { s.sent <- frame; return true }
+func (s *pushSession) Close(uint16, string)   {}
+
+// PROTOCOL §4.3: a push accepted by a connection that dies before writing
+// it goes to the offline queue; a written one does not.
+func TestSection4_3_UnwrittenPushIsQueued(t *testing.T) {
+	for _, write := range []bool{false, true} {
+		db, err := storage.Open(t.TempDir(), storage.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := New(db, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.SetHub(&fakeHub{write: write})
+		requeued := make(chan error, 1)
+		r.requeueHook = func(err error) { requeued <- err }
+		a, _ := db.Register(storage.Registration{User: storage.User{ID: "a"}, Now: 1})
+		b, _ := db.Register(storage.Registration{User: storage.User{ID: "b"}, Now: 1})
+		s := &pushSession{id: Identity{UID: a.UID, ID: "a"}, sent: make(chan []byte, 4)}
+		out := r.Handle(s, []byte(`{"cmd":11,"to":"b","chatType":2,"content":"hello"}`), nil)
+		if len(out) != 0 {
+			t.Fatalf("chat answered on the loop: %q", out)
+		}
+		select {
+		case <-s.sent: // the ack
+		case <-time.After(10 * time.Second):
+			t.Fatal("no ack")
+		}
+		if !write {
+			select {
+			case err := <-requeued:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("not requeued")
+			}
+		}
+		pages, err := db.Offline(b.UID, a.UID, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if queued := len(pages) == 1 && len(pages[0].Msgs) == 1; queued == write {
+			t.Fatalf("write=%v: offline queue %+v", write, pages)
+		}
+		_ = r.Close(context.Background())
+		_ = db.Close()
+	}
+}
