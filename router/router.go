@@ -99,7 +99,7 @@ type Router struct {
 	requeued atomic.Uint64 // pushes no connection wrote, queued offline
 	// requeueHook, if set (tests), learns each requeue's outcome.
 	requeueHook func(error)
-	mu       struct {
+	mu          struct {
 		sync.RWMutex
 		closed bool
 	}
