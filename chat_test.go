@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -192,5 +193,104 @@ func TestSection4_4_TakeAllAndHistoryWindows(t *testing.T) {
 	v1.send(`{"cmd":19,"type":1,"fromUserId":"agent_b","order":"desc","count":1,"beforeSeq":2}`)
 	if got := v1.read(); !strings.Contains(got, `"content":"v1-0"`) || strings.Count(got, `"content"`) != 1 {
 		t.Fatalf("page before: %s", got)
+	}
+}
+
+// PROTOCOL §4.1-4.3 under concurrency: 50 senders × 200 messages to one
+// online receiver. Every ack's seq is gap-free per conversation, the
+// receiver gets every push, and its history equals the acked set in order.
+func TestSection4_2_ConcurrentSenders(t *testing.T) {
+	const senders, each = 50, 200
+	ts := newTestServer(t)
+	recv := ts.login(ts.register("agent_r", 1))
+	pushes := make(chan int, 1)
+	go func() {
+		n := 0
+		_ = recv.c.SetReadDeadline(time.Now().Add(4 * waitBound()))
+		for n < senders*each {
+			if _, b, err := recv.c.ReadMessage(); err != nil {
+				break
+			} else if strings.HasPrefix(string(b), `{"command":11,`) {
+				n++
+			}
+		}
+		pushes <- n
+	}()
+
+	acked := make([][]string, senders)
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		c := ts.login(ts.register(fmt.Sprintf("visitor_%d", s), 0))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			go func() {
+				for i := 0; i < each; i++ {
+					if c.c.WriteMessage(1, []byte(fmt.Sprintf(`{"cmd":11,"to":"agent_r","chatType":2,"content":"%d-%d"}`, s, i))) != nil {
+						return
+					}
+				}
+			}()
+			_ = c.c.SetReadDeadline(time.Now().Add(4 * waitBound()))
+			for i := 0; i < each; i++ {
+				_, b, err := c.c.ReadMessage()
+				if err != nil {
+					t.Errorf("sender %d: %v", s, err)
+					return
+				}
+				m := ackRE.FindStringSubmatch(string(b))
+				if m == nil || m[1] != "10000" || m[4] != fmt.Sprint(i+1) {
+					t.Errorf("sender %d ack %d: %s", s, i, b)
+					return
+				}
+				acked[s] = append(acked[s], m[3])
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if n := <-pushes; n != senders*each {
+		t.Fatalf("receiver got %d pushes of %d", n, senders*each)
+	}
+	for s := 0; s < senders; s++ {
+		ids, seqs := history(t, recv, fmt.Sprintf("visitor_%d", s))
+		if fmt.Sprint(ids) != fmt.Sprint(acked[s]) || len(seqs) != each || seqs[each-1] != each {
+			t.Fatalf("sender %d: history (%d) differs from acks (%d)", s, len(ids), len(acked[s]))
+		}
+	}
+}
+
+// PROTOCOL §4.4: a page never exceeds the server's cap, whatever count
+// asks for; the rest is reached by paging.
+func TestSection4_4_PageCap(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.PageCap = 3 })
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	for i := 0; i < 5; i++ {
+		a.send(fmt.Sprintf(`{"cmd":11,"to":"agent_b","chatType":2,"content":"m%d"}`, i))
+		a.read()
+	}
+	b := ts.login(tb)
+	for _, req := range []string{
+		`{"cmd":19,"type":1,"fromUserId":"visitor_a","count":1000}`,
+		`{"cmd":19,"type":1,"fromUserId":"visitor_a"}`,
+		`{"cmd":19,"type":2,"fromUserId":"visitor_a","count":1000}`,
+		`{"cmd":19,"type":0,"count":1000}`,
+	} {
+		b.send(req)
+		if got := strings.Count(b.read(), `"content"`); got != 3 {
+			t.Fatalf("%s: %d messages, cap 3", req, got)
+		}
+	}
+	ids, _ := history(t, b, "visitor_a")
+	if len(ids) != 5 {
+		t.Fatalf("paging reached %d of 5", len(ids))
+	}
+	// type 0 took 3; the other 2 are still queued.
+	b.send(`{"cmd":19,"type":0}`)
+	if got := strings.Count(b.read(), `"content"`); got != 2 {
+		t.Fatalf("second take: %d", got)
 	}
 }

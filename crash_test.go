@@ -19,7 +19,7 @@ type pulled struct {
 }
 
 // history reads the whole conversation of c's user with peer, 500 a page.
-func history(t *testing.T, c *wsClient, peer string) (ids []string, seqs []uint64) {
+func history(t testing.TB, c *wsClient, peer string) (ids []string, seqs []uint64) {
 	t.Helper()
 	var after uint64
 	for {

@@ -39,6 +39,7 @@ type config struct {
 	MaxMessageSize int
 	MaxPending     int
 	TokenTTL       time.Duration
+	PageCap        int
 	LogLevel       string
 	// Now is the clock; nil means time.Now (tests inject one).
 	Now func() time.Time
@@ -59,6 +60,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.MaxMessageSize, "max-message-size", engine.DefaultMaxMessageSize, "largest WebSocket message in bytes (close 1009 above)")
 	fs.IntVar(&c.MaxPending, "max-pending", engine.DefaultMaxPending, "unsent bytes per connection before it is closed as a slow consumer")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", router.DefaultTokenTTL, "lifetime of a token bound by initUser")
+	fs.IntVar(&c.PageCap, "page-cap", router.DefaultPageCap, "most messages in one get-messages (cmd 19) page")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -118,6 +120,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		Logger:   log.With("component", "router"),
 		Now:      cfg.Now,
 		TokenTTL: cfg.TokenTTL,
+		PageCap:  cfg.PageCap,
 	})
 	if err != nil {
 		return nil, err

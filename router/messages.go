@@ -7,8 +7,8 @@ import (
 	"github.com/imgate/imgate/storage"
 )
 
-// MaxPage caps one page of cmd 19 (PROTOCOL §4.4).
-const MaxPage = 500
+// DefaultPageCap caps one page of cmd 19 (PROTOCOL §4.4).
+const DefaultPageCap = 500
 
 var errGetFailed = &Error{Code: codec.CodeGetMsgFailed, Command: codec.CmdMessageResp}
 
@@ -35,10 +35,10 @@ func (r *Router) getMessages(c *Context) error {
 			return err
 		}
 	}
-	count := MaxPage
+	count := r.opts.PageCap
 	if n, ok, err := codec.ParseInt(req.Count); err != nil {
 		return errGetFailed
-	} else if ok && n > 0 && n < MaxPage {
+	} else if ok && n > 0 && n < int64(count) {
 		count = int(n)
 	}
 	s := c.Session

@@ -35,6 +35,9 @@ type Options struct {
 	Workers int
 	// QueueSize bounds each worker's queue; zero means DefaultQueueSize.
 	QueueSize int
+	// PageCap caps the messages of one cmd 19 page; zero means
+	// DefaultPageCap.
+	PageCap int
 }
 
 func (o Options) withDefaults() Options {
@@ -53,6 +56,9 @@ func (o Options) withDefaults() Options {
 	if o.QueueSize == 0 {
 		o.QueueSize = DefaultQueueSize
 	}
+	if o.PageCap == 0 {
+		o.PageCap = DefaultPageCap
+	}
 	return o
 }
 
@@ -64,6 +70,8 @@ func (o Options) validate() error {
 		return errors.New("router: negative worker count")
 	case o.QueueSize < 0:
 		return errors.New("router: negative queue size")
+	case o.PageCap < 0:
+		return errors.New("router: negative page cap")
 	}
 	return nil
 }
