@@ -294,3 +294,38 @@ func TestSection4_4_PageCap(t *testing.T) {
 		t.Fatalf("second take: %d", got)
 	}
 }
+
+// PROTOCOL §4.4 type 1: history holds both directions, oldest first, and
+// offset 1, count 2 over 5 messages is the 2nd and 3rd; both sides see the
+// same conversation.
+func TestSection4_4_HistoryBothDirections(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.login(ts.register("visitor_a", 0))
+	b := ts.login(ts.register("agent_b", 1))
+	for i := 1; i <= 5; i++ {
+		from, to := a, "agent_b"
+		if i%2 == 0 {
+			from, to = b, "visitor_a"
+		}
+		from.send(fmt.Sprintf(`{"cmd":11,"to":%q,"chatType":2,"content":"m%d"}`, to, i))
+		if m := ackRE.FindStringSubmatch(from.read()); m == nil || m[4] != fmt.Sprint(i) {
+			t.Fatalf("ack %d: %v", i, m)
+		}
+		(map[bool]*wsClient{true: b, false: a}[i%2 == 1]).read() // the push
+	}
+	for _, tc := range []struct {
+		c    *wsClient
+		peer string
+	}{{a, "agent_b"}, {b, "visitor_a"}} {
+		tc.c.send(fmt.Sprintf(`{"cmd":19,"type":1,"fromUserId":%q}`, tc.peer))
+		got := tc.c.read()
+		if strings.Index(got, `"m1"`) > strings.Index(got, `"m2"`) || strings.Count(got, `"content"`) != 5 {
+			t.Fatalf("%s history: %s", tc.peer, got)
+		}
+		tc.c.send(fmt.Sprintf(`{"cmd":19,"type":"1","fromUserId":%q,"offset":"1","count":2}`, tc.peer))
+		got = tc.c.read()
+		if !strings.Contains(got, `"content":"m2"`) || !strings.Contains(got, `"content":"m3"`) || strings.Count(got, `"content"`) != 2 {
+			t.Fatalf("offset 1 count 2: %s", got)
+		}
+	}
+}
