@@ -230,6 +230,9 @@ type AppendOptions struct {
 	// ClientID: the sender chose m.ID, so it may be a resend. A server-made
 	// ID is new by construction and skips the idempotency lookup.
 	ClientID bool
+	// Visitor, when set, is the visitor side of a visitor-agent (or
+	// consultant) conversation: the other side becomes their last partner.
+	Visitor uint64
 }
 
 // AppendResult is what AppendPrivate reports once the message is durable.
@@ -282,11 +285,11 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	if err != nil {
 		return AppendResult{}, err
 	}
-	toC, _, err := t.contact(m.To, m.From)
+	toC, toFound, err := t.contact(m.To, m.From)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	fromC, _, err := t.contact(m.From, m.To)
+	fromC, fromFound, err := t.contact(m.From, m.To)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -310,13 +313,26 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 		t.set(keyOffline(m.To, m.From, m.Seq), nil)
 	}
 	if m.To != m.From {
-		toC.Unread++
-		toC.Pending = true
-		toC.LastContact = m.CreateTime
-		t.set(keyContact(m.To, m.From), encodeContact(&toC))
-		fromC.Pending = false
+		newTo := toC
+		newTo.Unread++
+		newTo.Pending = true
+		newTo.LastContact = m.CreateTime
+		if err := t.putContact(m.To, toC, toFound, newTo); err != nil {
+			return AppendResult{}, err
+		}
 	}
-	fromC.LastContact = m.CreateTime
-	t.set(keyContact(m.From, m.To), encodeContact(&fromC))
+	newFrom := fromC
+	newFrom.Pending = false
+	newFrom.LastContact = m.CreateTime
+	if err := t.putContact(m.From, fromC, fromFound, newFrom); err != nil {
+		return AppendResult{}, err
+	}
+	if opts.Visitor != 0 {
+		partner := m.To
+		if opts.Visitor == m.To {
+			partner = m.From
+		}
+		t.set(keyPartner(opts.Visitor), binary.BigEndian.AppendUint64(nil, partner))
+	}
 	return AppendResult{Msg: m}, nil
 }

@@ -1,0 +1,220 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Contacts (PROTOCOL §1.3, §4.6). Besides c|owner|peer, two structures keep
+// every count a chat list shows cheap to read:
+//
+//	r|owner(8B)|lastContact(8B)|peer(8B) -> empty: contacts by recency
+//	n|owner(8B)                          -> contacts(uvarint) pending(uvarint)
+//	l|visitor(8B)                        -> uid(8B) of the agent or consultant last talked to
+//
+// All three are maintained by the committer together with c|, in the same
+// batch, so they never disagree with the contact records.
+const (
+	prefixRecent  = "r|"
+	prefixCounts  = "n|"
+	prefixPartner = "l|"
+)
+
+func keyRecent(owner uint64, t int64, peer uint64) []byte {
+	k := make([]byte, 0, 2+24)
+	k = append(k, prefixRecent...)
+	k = binary.BigEndian.AppendUint64(k, owner)
+	k = binary.BigEndian.AppendUint64(k, uint64(t))
+	return binary.BigEndian.AppendUint64(k, peer)
+}
+
+func keyCounts(owner uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 10), prefixCounts...), owner)
+}
+
+func keyPartner(visitor uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 10), prefixPartner...), visitor)
+}
+
+// ContactCounts are owner's totals.
+type ContactCounts struct {
+	Contacts uint64 // all contacts
+	Pending  uint64 // contacts whose last message came from them
+}
+
+func (t *tx) counts(owner uint64) (ContactCounts, error) {
+	v, err := t.get(keyCounts(owner))
+	if errors.Is(err, ErrNotFound) {
+		return ContactCounts{}, nil
+	}
+	if err != nil {
+		return ContactCounts{}, err
+	}
+	return decodeCounts(v)
+}
+
+func decodeCounts(v []byte) (ContactCounts, error) {
+	a, w := binary.Uvarint(v)
+	if w <= 0 {
+		return ContactCounts{}, errCorrupt
+	}
+	b, w2 := binary.Uvarint(v[w:])
+	if w2 <= 0 {
+		return ContactCounts{}, errCorrupt
+	}
+	return ContactCounts{Contacts: a, Pending: b}, nil
+}
+
+// putContact writes owner's record of c.Peer, given what it was before
+// (found=false: not a contact yet), and keeps r| and n| in step. The reads
+// it does come first; it only writes after them.
+func (t *tx) putContact(owner uint64, old Contact, found bool, c Contact) error {
+	n, err := t.counts(owner)
+	if err != nil {
+		return err
+	}
+	if !found {
+		n.Contacts++
+	}
+	switch {
+	case c.Pending && (!found || !old.Pending):
+		n.Pending++
+	case !c.Pending && found && old.Pending && n.Pending > 0:
+		n.Pending--
+	}
+	if found && old.LastContact != c.LastContact {
+		t.del(keyRecent(owner, old.LastContact, c.Peer))
+	}
+	t.set(keyRecent(owner, c.LastContact, c.Peer), nil)
+	t.set(keyContact(owner, c.Peer), encodeContact(&c))
+	t.set(keyCounts(owner), binary.AppendUvarint(binary.AppendUvarint(nil, n.Contacts), n.Pending))
+	return nil
+}
+
+// Touch makes a and b contacts of each other (if they are not) with
+// activity at now: an assignment or a registration with a receiver
+// (PROTOCOL §1.2, §1.3). When visitor is set, it also records partner as
+// the visitor's last partner. done runs on the committer after the commit.
+func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(error)) error {
+	return db.submit(op{
+		apply: func(t *tx) error {
+			type side struct {
+				owner uint64
+				c     Contact
+				found bool
+			}
+			var sides [2]side
+			for i, p := range [2][2]uint64{{a, b}, {b, a}} {
+				c, found, err := t.contact(p[0], p[1])
+				if err != nil {
+					return err
+				}
+				sides[i] = side{p[0], c, found}
+			}
+			for _, s := range sides {
+				c := s.c
+				c.LastContact = max(c.LastContact, now)
+				if err := t.putContact(s.owner, s.c, s.found, c); err != nil {
+					return err
+				}
+			}
+			if visitor != 0 {
+				t.set(keyPartner(visitor), binary.BigEndian.AppendUint64(nil, partner))
+			}
+			return nil
+		},
+		done: done,
+	})
+}
+
+// MarkRead sets owner's unread count for peer to zero (PROTOCOL §1.3 op 1
+// with isConcurrent, op 2). done runs on the committer after the commit.
+func (db *DB) MarkRead(owner, peer uint64, done func(error)) error {
+	return db.submit(op{
+		apply: func(t *tx) error {
+			c, found, err := t.contact(owner, peer)
+			if err != nil || !found || c.Unread == 0 {
+				return err
+			}
+			c.Unread = 0
+			t.set(keyContact(owner, peer), encodeContact(&c))
+			return nil
+		},
+		done: done,
+	})
+}
+
+// Counts returns owner's contact totals.
+func (db *DB) Counts(owner uint64) (ContactCounts, error) {
+	v, err := db.get(keyCounts(owner))
+	if errors.Is(err, ErrNotFound) {
+		return ContactCounts{}, nil
+	}
+	if err != nil {
+		return ContactCounts{}, err
+	}
+	return decodeCounts(v)
+}
+
+// RecentCount counts owner's contacts with activity at or after since. It
+// reads only those contacts' index keys.
+func (db *DB) RecentCount(owner uint64, since int64) (int, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: keyRecent(owner, since, 0),
+		UpperBound: keyRecent(owner+1, 0, 0)[:2+8],
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n, it.Error()
+}
+
+// Contacts calls fn with owner's contacts, most recent first, until fn
+// returns false. Each record is read as the walk reaches it.
+func (db *DB) Contacts(owner uint64, fn func(Contact) bool) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: keyRecent(owner, 0, 0)[:2+8],
+		UpperBound: keyRecent(owner+1, 0, 0)[:2+8],
+	})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.Last(); ok; ok = it.Prev() {
+		k := it.Key()
+		if len(k) != 2+24 {
+			return errCorrupt
+		}
+		peer := binary.BigEndian.Uint64(k[18:])
+		c, err := db.Contact(owner, peer)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(c) {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// LastPartner returns the agent or consultant visitor last talked to, or 0.
+func (db *DB) LastPartner(visitor uint64) (uint64, error) {
+	v, err := db.get(keyPartner(visitor))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil || len(v) != 8 {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
