@@ -19,9 +19,10 @@
 //
 // # Locks
 //
-// registry shard locks and conn.out.mu are never held together with any
-// other lock, except that a registry shard read lock may be held while
-// conn.out.mu is taken (Deliver). Nothing blocks while holding either.
+// A registry shard lock may be held while conn.out.mu is taken (Deliver)
+// and while router.Presence takes the router's presence lock (first and
+// last connection of a user). No other locks are held together, and
+// nothing blocks while holding any of them.
 //
 // # Liveness
 //

@@ -142,6 +142,7 @@ func New(r *router.Router, opts Options) (*Engine, error) {
 		done:   make(chan error, 1),
 	}
 	e.reg.init()
+	e.reg.presence = func(c *conn, online bool) { r.Presence(c.Identity(), online) }
 	e.conns.init()
 	// Sweep often enough that a deadline is met within a quarter of the
 	// shortest interval, but not more than 20 times a second.

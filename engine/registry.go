@@ -13,6 +13,10 @@ import (
 // nothing (TestRegistryDeliverNoAlloc).
 type registry struct {
 	shards [regShards]regShard
+	// presence, if set, hears of each user's first connection and last
+	// disconnection, under the shard lock so that the events of one user
+	// arrive in order. It must not block or take a registry lock.
+	presence func(c *conn, online bool)
 }
 
 const regShards = 256
@@ -38,11 +42,17 @@ func (r *registry) shard(uid uint64) *regShard {
 	return &r.shards[(uid*0x9E3779B97F4A7C15)>>(64-8)]
 }
 
-func (r *registry) add(uid uint64, c *conn) {
+// add registers c and reports whether it is uid's first connection.
+func (r *registry) add(uid uint64, c *conn) (first bool) {
 	sh := r.shard(uid)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	first = len(sh.m[uid]) == 0
 	sh.m[uid] = append(sh.m[uid], c)
-	sh.mu.Unlock()
+	if first && r.presence != nil {
+		r.presence(c, true)
+	}
+	return first
 }
 
 // remove drops c from uid's set; it is a no-op if c is not there.
@@ -60,6 +70,9 @@ func (r *registry) remove(uid uint64, c *conn) {
 		l[last] = nil
 		if last == 0 {
 			delete(sh.m, uid)
+			if r.presence != nil {
+				r.presence(c, false)
+			}
 		} else {
 			sh.m[uid] = l[:last]
 		}

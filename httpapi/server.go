@@ -176,9 +176,11 @@ type route struct {
 }
 
 var routes = map[string]route{
-	"/im/vanke/initUser": {method: fasthttp.MethodPost, auth: true, handle: (*Server).initUser},
-	"/healthz":           {method: fasthttp.MethodGet, handle: (*Server).healthz},
-	"/metrics":           {method: fasthttp.MethodGet, handle: (*Server).metrics},
+	"/im/vanke/initUser":    {method: fasthttp.MethodPost, auth: true, handle: (*Server).initUser},
+	"/im/vanke/getReceiver": {method: fasthttp.MethodPost, auth: true, handle: (*Server).getReceiver},
+	"/im/vanke/chatInfo":    {method: fasthttp.MethodPost, auth: true, handle: (*Server).chatInfo},
+	"/healthz":              {method: fasthttp.MethodGet, handle: (*Server).healthz},
+	"/metrics":              {method: fasthttp.MethodGet, handle: (*Server).metrics},
 }
 
 // fasthttpLogger sends fasthttp's own reports (connection-level errors that

@@ -56,10 +56,8 @@ type userBody struct {
 // naming the field at fault. Keys match exactly, else case-insensitively
 // (as encoding/json does).
 func (s *Server) decodeUserBody(ctx *fasthttp.RequestCtx) (router.InitUserRequest, bool) {
-	body := bytes.TrimSpace(ctx.PostBody())
-	var raw map[string]json.RawMessage
-	if len(body) == 0 || body[0] != '{' || sonic.ConfigStd.Unmarshal(body, &raw) != nil {
-		s.fail(ctx, fasthttp.StatusBadRequest, "body must be a JSON object")
+	raw, ok := s.decodeObject(ctx)
+	if !ok {
 		return router.InitUserRequest{}, false
 	}
 	var b userBody
@@ -93,6 +91,17 @@ func (s *Server) decodeUserBody(ctx *fasthttp.RequestCtx) (router.InitUserReques
 		req.Type, req.TypeSet = t, true
 	}
 	return req, true
+}
+
+// decodeObject parses the body as one JSON object, or answers 400.
+func (s *Server) decodeObject(ctx *fasthttp.RequestCtx) (map[string]json.RawMessage, bool) {
+	body := bytes.TrimSpace(ctx.PostBody())
+	var raw map[string]json.RawMessage
+	if len(body) == 0 || body[0] != '{' || sonic.ConfigStd.Unmarshal(body, &raw) != nil {
+		s.fail(ctx, fasthttp.StatusBadRequest, "body must be a JSON object")
+		return nil, false
+	}
+	return raw, true
 }
 
 // lookup finds key in m exactly, else case-insensitively.

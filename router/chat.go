@@ -67,8 +67,15 @@ func (r *Router) chat(c *Context) error {
 	}
 	// The one online/offline decision: it picks the ack and the queue.
 	online := r.hub.Online(to.UID)
+	opts := storage.AppendOptions{Offline: !online, ClientID: clientID}
+	switch {
+	case me.Type == storage.UserVisitor && to.Type != storage.UserVisitor:
+		opts.Visitor = me.UID
+	case to.Type == storage.UserVisitor && me.Type != storage.UserVisitor:
+		opts.Visitor = to.UID
+	}
 	s := c.Session
-	return r.db.AppendPrivate(m, storage.AppendOptions{Offline: !online, ClientID: clientID}, func(res storage.AppendResult) {
+	return r.db.AppendPrivate(m, opts, func(res storage.AppendResult) {
 		r.delivered(s, res, online)
 	})
 }

@@ -74,7 +74,7 @@ func (r *Router) authenticate(token string) LoginResult {
 	}
 	data := appendUser(nil, &u)
 	frame := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeLoginOK, codec.CmdLoginResp, data))
-	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID}, Frame: frame}
+	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type}, Frame: frame}
 }
 
 // appendUser appends the user object of the login reply (ext), keys in

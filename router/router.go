@@ -107,6 +107,10 @@ type Router struct {
 	requeued atomic.Uint64 // pushes no connection wrote, queued offline
 	// requeueHook, if set (tests), learns each requeue's outcome.
 	requeueHook func(error)
+
+	pres presence
+	// assignLocks serialise getReceiver per visitor (striped by uid).
+	assignLocks [64]sync.Mutex
 	mu          struct {
 		sync.RWMutex
 		closed bool
@@ -125,11 +129,13 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{db: db, opts: opts, log: opts.Logger}
+	r.pres.agents = make(map[uint64]*agentState)
 	r.table[codec.CmdAuth] = entry{handle: (*Router).auth, onLoop: true}
 	r.table[codec.CmdLogin] = entry{handle: (*Router).login, fail: codec.CodeLoginFailed, resp: codec.CmdLoginResp}
 	r.table[codec.CmdHeartbeat] = entry{handle: (*Router).heartbeat, onLoop: true}
 	r.table[codec.CmdClose] = entry{handle: (*Router).close, onLoop: true}
 	r.table[codec.CmdChat] = entry{handle: (*Router).chat, fail: codec.CodeBadMessage, resp: codec.CmdChatAck}
+	r.table[codec.CmdGetUser] = entry{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
 	r.table[codec.CmdGetMessage] = entry{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 
 	r.workers = make([]chan task, opts.Workers)

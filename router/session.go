@@ -5,8 +5,9 @@ import "sync/atomic"
 // Identity is the user a connection acts as, fixed at login for the
 // connection's whole life (PROTOCOL §2).
 type Identity struct {
-	UID uint64 // storage's internal id; the registry key
-	ID  string // the protocol's user id
+	UID  uint64 // storage's internal id; the registry key
+	ID   string // the protocol's user id
+	Type int    // storage.UserVisitor, UserAgent or UserConsultant
 }
 
 // Session is the router's view of one live connection. engine implements

@@ -59,9 +59,33 @@ func ValidID(s string) bool {
 const maxProfileField = 1024
 
 // InitUser registers or refreshes a user and binds the connection token
-// (PROTOCOL §1.1). It returns a *FieldError for malformed input and
+// (PROTOCOL §1.1); a registered receiverId becomes a contact of the user
+// and the user of it. It returns a *FieldError for malformed input and
 // ErrLoginFailed when the token belongs to another user.
 func (r *Router) InitUser(req InitUserRequest) (InitUserResult, error) {
+	res, err := r.register(req)
+	if err != nil || req.ReceiverID == "" || req.ReceiverID == req.SenderID {
+		return res, err
+	}
+	p, err := r.db.UserByID(req.ReceiverID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return res, nil // unknown receivers are ignored (compat)
+	}
+	if err != nil {
+		return InitUserResult{}, err
+	}
+	var visitor uint64
+	if res.User.Type == storage.UserVisitor && p.Type != storage.UserVisitor {
+		visitor = res.User.UID
+	}
+	if err := r.touch(res.User.UID, p.UID, r.now().UnixMilli(), visitor); err != nil {
+		return InitUserResult{}, err
+	}
+	return res, nil
+}
+
+// register is InitUser without the receiver: validation, profile, token.
+func (r *Router) register(req InitUserRequest) (InitUserResult, error) {
 	switch {
 	case req.SenderID == "":
 		return InitUserResult{}, &FieldError{Field: "senderId", Msg: "senderId is required"}

@@ -1,0 +1,208 @@
+package router
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/bytedance/sonic"
+
+	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/storage"
+)
+
+// Chat list limits (PROTOCOL §4.6).
+const (
+	maxFriendsPage   = 1000 // extras.count cap
+	historyPerFriend = 10   // newest messages shown per friend
+)
+
+var errGetUser = &Error{Code: codec.CodeGetUserFailed, Command: codec.CmdGetUserResp}
+
+// listExtras is the extras member of cmd 17 type 2.
+type listExtras struct {
+	PullType  codec.Int `json:"pullType"`
+	SearchKey string    `json:"searchKey"`
+	Offset    codec.Int `json:"offset"`
+	Count     codec.Int `json:"count"`
+}
+
+// getUser serves cmd 17 (PROTOCOL §4.6): type 1 the contact list, type 2
+// (the default) the chat list with counts and recent messages.
+func (r *Router) getUser(c *Context) error {
+	req, me := c.Req, c.Session.Identity()
+	if u := req.User(); u != "" && u != me.ID {
+		return &Error{Code: codec.CodeForbidden, Command: codec.CmdGetUserResp}
+	}
+	typ, ok, err := codec.ParseInt(req.Type)
+	if err != nil {
+		return errGetUser
+	}
+	if !ok {
+		typ = 2
+	}
+	switch typ {
+	case 1:
+		return r.contactList(c, me)
+	case 2:
+		return r.chatList(c, me)
+	}
+	return errGetUser
+}
+
+func (r *Router) contactList(c *Context, me Identity) error {
+	buf := append(make([]byte, 0, 256), '[')
+	first := true
+	var ferr error
+	err := r.db.Contacts(me.UID, func(ct storage.Contact) bool {
+		u, err := r.db.UserByUID(ct.Peer)
+		if err != nil {
+			ferr = err
+			return false
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		o := codec.BeginObject(buf)
+		o.String("avatar", u.Avatar)
+		o.String("id", u.ID)
+		o.String("nick", u.Nick)
+		o.String("sign", u.Sign)
+		o.String("status", r.status(u.UID))
+		o.String("terminal", u.Terminal)
+		o.Int("type", int64(u.Type))
+		buf = o.End()
+		return true
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	c.Reply(codec.CodeSuccess, codec.CmdGetUserResp, append(buf, ']'))
+	return nil
+}
+
+func (r *Router) status(uid uint64) string {
+	if r.hub.Online(uid) {
+		return "online"
+	}
+	return "offline"
+}
+
+func (r *Router) chatList(c *Context, me Identity) error {
+	var ex listExtras
+	if raw := bytes.TrimSpace(c.Req.Extras); len(raw) > 0 && string(raw) != "null" {
+		if err := sonic.Unmarshal(raw, &ex); err != nil {
+			return errGetUser
+		}
+	}
+	pull, ok, err := codec.ParseInt(ex.PullType)
+	if !ok || err != nil || pull < 1 || pull > 3 {
+		return errGetUser
+	}
+	offset, _, err := codec.ParseInt(ex.Offset)
+	if err != nil || offset < 0 {
+		return errGetUser
+	}
+	count, ok, err := codec.ParseInt(ex.Count)
+	if err != nil || count < 0 {
+		return errGetUser
+	}
+	if !ok || count == 0 || count > maxFriendsPage {
+		count = maxFriendsPage
+	}
+	self, err := r.db.UserByUID(me.UID)
+	if err != nil {
+		return err
+	}
+	now := r.now().UnixMilli()
+	since := now - RecentWindow.Milliseconds()
+	key := strings.ToLower(ex.SearchKey)
+
+	friends := append(make([]byte, 0, 1024), '[')
+	n, skipped := int64(0), int64(0)
+	var ferr error
+	err = r.db.Contacts(me.UID, func(ct storage.Contact) bool {
+		if pull == 3 && ct.LastContact < since {
+			return false // most recent first: everything after is older
+		}
+		if pull == 2 && !ct.Pending {
+			return true
+		}
+		u, err := r.db.UserByUID(ct.Peer)
+		if err != nil {
+			ferr = err
+			return false
+		}
+		if key != "" && !strings.Contains(strings.ToLower(u.Nick), key) && !strings.Contains(strings.ToLower(u.ID), key) {
+			return true
+		}
+		if skipped < offset {
+			skipped++
+			return true
+		}
+		if n > 0 {
+			friends = append(friends, ',')
+		}
+		if friends, err = r.appendFriend(friends, me, &u, &ct); err != nil {
+			ferr = err
+			return false
+		}
+		n++
+		return n < count
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	friends = append(friends, ']')
+
+	counts, err := r.db.Counts(me.UID)
+	if err != nil {
+		return err
+	}
+	recent, err := r.db.RecentCount(me.UID, since)
+	if err != nil {
+		return err
+	}
+	o := codec.BeginObject(make([]byte, 0, len(friends)+256))
+	o.Int("allContactsNum", int64(counts.Contacts))
+	o.String("avatar", self.Avatar)
+	o.Raw("friends", friends)
+	o.Int("lastedContactsNum", int64(recent))
+	o.String("nickname", self.Nick)
+	o.Int("pendingReplyNum", int64(counts.Pending))
+	o.Int("pullType", pull)
+	o.String("userId", me.ID)
+	c.Reply(codec.CodeSuccess, codec.CmdGetUserResp, o.End())
+	return nil
+}
+
+// appendFriend appends one chat-list entry: the peer, their status, the
+// owner's unread count and the newest messages, oldest first.
+func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *storage.Contact) ([]byte, error) {
+	msgs, err := r.db.History(me.UID, u.UID, storage.HistoryQuery{Desc: true, Count: historyPerFriend})
+	if err != nil {
+		return dst, err
+	}
+	o := codec.BeginObject(dst)
+	o.String("avatar", u.Avatar)
+	hist := append(make([]byte, 0, 256*len(msgs)), '[')
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if i != len(msgs)-1 {
+			hist = append(hist, ',')
+		}
+		hist = appendMessage(hist, &msgs[i])
+	}
+	o.Raw("historyMessage", append(hist, ']'))
+	o.Int("lastMessageTime", ct.LastContact)
+	o.String("nickname", u.Nick)
+	o.String("status", r.status(u.UID))
+	o.Int("unReadNum", int64(ct.Unread))
+	o.String("userId", u.ID)
+	return o.End(), nil
+}
