@@ -45,7 +45,7 @@ func history(t testing.TB, c *wsClient, peer string) (ids []string, seqs []uint6
 // order and once each.
 func TestSection4_3_AckedMessagesSurviveSIGKILL(t *testing.T) {
 	dir := t.TempDir()
-	p := startProc(t, dir)
+	p := startProc(t, dir, "-rate-limit", "-1")
 	ts := p.testServer()
 	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
 	a := ts.login(ta)
@@ -66,7 +66,7 @@ func TestSection4_3_AckedMessagesSurviveSIGKILL(t *testing.T) {
 	}
 	p.wait()
 
-	ts2 := startProc(t, dir).testServer()
+	ts2 := startProc(t, dir, "-rate-limit", "-1").testServer()
 	b := ts2.login(tb)
 	b.send(`{"cmd":19,"type":2,"fromUserId":"visitor_a"}`)
 	var r pulled
@@ -93,7 +93,7 @@ func TestSection4_3_AckedMessagesSurviveSIGKILL(t *testing.T) {
 // stored twice.
 func TestSection4_3_KillDuringSending(t *testing.T) {
 	dir := t.TempDir()
-	p := startProc(t, dir)
+	p := startProc(t, dir, "-rate-limit", "-1")
 	ts := p.testServer()
 	ta := ts.register("visitor_a", 0)
 	ts.register("agent_b", 1)
@@ -119,7 +119,7 @@ func TestSection4_3_KillDuringSending(t *testing.T) {
 	}
 	p.wait()
 
-	ts2 := startProc(t, dir).testServer()
+	ts2 := startProc(t, dir, "-rate-limit", "-1").testServer()
 	a2 := ts2.login(ta)
 	ids, seqs := history(t, a2, "agent_b")
 	seen := map[string]bool{}

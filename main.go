@@ -40,6 +40,8 @@ type config struct {
 	MaxPending     int
 	TokenTTL       time.Duration
 	PageCap        int
+	RateLimit      int
+	RateBurst      int
 	LogLevel       string
 	// Now is the clock; nil means time.Now (tests inject one).
 	Now func() time.Time
@@ -61,6 +63,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.MaxPending, "max-pending", engine.DefaultMaxPending, "unsent bytes per connection before it is closed as a slow consumer")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", router.DefaultTokenTTL, "lifetime of a token bound by initUser")
 	fs.IntVar(&c.PageCap, "page-cap", router.DefaultPageCap, "most messages in one get-messages (cmd 19) page")
+	fs.IntVar(&c.RateLimit, "rate-limit", engine.DefaultRateLimit, "messages per second per connection before 10028 (negative: no limit)")
+	fs.IntVar(&c.RateBurst, "rate-burst", engine.DefaultRateBurst, "messages a connection may send at once")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -132,6 +136,8 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		PingInterval:   cfg.PingInterval,
 		MaxMessageSize: cfg.MaxMessageSize,
 		MaxPending:     cfg.MaxPending,
+		RateLimit:      cfg.RateLimit,
+		RateBurst:      cfg.RateBurst,
 	})
 	if err != nil {
 		return nil, err

@@ -39,6 +39,7 @@ type conn struct {
 	frag      []byte // reassembled payload of a fragmented message
 	fragOp    byte   // opcode of the fragmented message; 0 when none
 	closeCode uint16 // status of the CLOSE this side sent, for logs
+	rate      bucket // messages allowed; see ratelimit.go
 
 	// Shared: atomics only.
 	phase    atomic.Int32

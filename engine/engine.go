@@ -57,6 +57,12 @@ type Options struct {
 	// MaxPending caps unsent output per connection; zero means
 	// DefaultMaxPending.
 	MaxPending int
+	// RateLimit is the messages per second a connection may send; zero
+	// means DefaultRateLimit, negative means no limit.
+	RateLimit int
+	// RateBurst is how many messages may come at once; zero means
+	// DefaultRateBurst.
+	RateBurst int
 }
 
 func (o Options) withDefaults() Options {
@@ -75,6 +81,12 @@ func (o Options) withDefaults() Options {
 	if o.MaxPending == 0 {
 		o.MaxPending = DefaultMaxPending
 	}
+	if o.RateLimit == 0 {
+		o.RateLimit = DefaultRateLimit
+	}
+	if o.RateBurst == 0 {
+		o.RateBurst = DefaultRateBurst
+	}
 	return o
 }
 
@@ -90,6 +102,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("engine: max message size %d below 128 bytes", o.MaxMessageSize)
 	case o.MaxPending < o.MaxMessageSize:
 		return errors.New("engine: max pending below max message size")
+	case o.RateBurst < 1:
+		return errors.New("engine: rate burst below 1")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -187,6 +188,15 @@ func (c *conn) message(op ws.OpCode, payload, out []byte) ([]byte, uint16, strin
 	}
 	if !utf8.Valid(payload) {
 		return out, CloseInvalidData, "invalid UTF-8"
+	}
+	if o := &c.e.opts; o.RateLimit > 0 {
+		ok, abusive := c.rate.allow(time.Now().UnixNano(), float64(o.RateLimit), float64(o.RateBurst))
+		if abusive {
+			return out, ClosePolicy, "rate limit exceeded"
+		}
+		if !ok {
+			return c.e.r.Refuse(payload, out), 0, ""
+		}
 	}
 	return c.e.r.Handle(c, payload, out), 0, ""
 }

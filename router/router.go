@@ -230,6 +230,38 @@ func (r *Router) Handle(s Session, payload []byte, out []byte) []byte {
 	return r.finish(c, e, e.handle(r, c))
 }
 
+// Refuse answers a packet the connection's rate limit did not admit: the
+// 10028 envelope with the command's reply code, without executing it
+// (PROTOCOL §6). Like Handle it borrows payload and appends to out; it
+// runs on the loop and allocates nothing.
+func (r *Router) Refuse(payload []byte, out []byte) []byte {
+	c := contextPool.Get().(*Context)
+	defer func() {
+		*c = Context{scratch: c.scratch[:0]}
+		contextPool.Put(c)
+	}()
+	resp := codec.CmdUnknown
+	if c.dec.Decode(payload) == nil {
+		cmd := c.dec.Req.Command()
+		resp = respOf(cmd)
+	}
+	c.out = out
+	c.Reply(codec.CodeTooManyRequests, resp, nil)
+	return c.out
+}
+
+// respOf is the reply command of a request command (PROTOCOL §3): the next
+// code, except heartbeat (13) and close (14), which answer with their own.
+func respOf(cmd codec.Cmd) codec.Cmd {
+	switch cmd {
+	case codec.CmdUnknown:
+		return codec.CmdUnknown
+	case codec.CmdHeartbeat, codec.CmdClose:
+		return cmd
+	}
+	return cmd + 1
+}
+
 // finish turns a handler's error into the reply or close it stands for.
 func (r *Router) finish(c *Context, e *entry, err error) []byte {
 	if err == nil {
