@@ -85,16 +85,51 @@ func newTestServer(t testing.TB, mod ...func(*config)) *testServer {
 	return ts
 }
 
-func testLogger() *slog.Logger {
+// testLogger returns the gateway's logger for t: debug lines go to stderr
+// with IMGATE_TEST_LOG set; otherwise they are kept and the last of them
+// printed only if the test fails, so a failure in CI explains itself.
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("IMGATE_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.DiscardHandler)
+	buf := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b := buf.String()
+			if len(b) > 20000 {
+				b = "…" + b[len(b)-20000:]
+			}
+			t.Logf("gateway log:\n%s", b)
+		}
+	})
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 4<<20 { // keep the tail only
+		tail := append([]byte(nil), l.b.Bytes()[l.b.Len()-1<<20:]...)
+		l.b.Reset()
+		l.b.Write(tail)
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (ts *testServer) start() {
 	ts.t.Helper()
-	s, err := start(ts.cfg, testLogger())
+	s, err := start(ts.cfg, testLogger(ts.t))
 	if err != nil {
 		ts.t.Fatalf("start: %v", err)
 	}

@@ -42,6 +42,8 @@ type config struct {
 	PageCap        int
 	RateLimit      int
 	RateBurst      int
+	RecallWindow   time.Duration
+	MaxGroup       int
 	LogLevel       string
 	// Now is the clock; nil means time.Now (tests inject one).
 	Now func() time.Time
@@ -65,6 +67,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.PageCap, "page-cap", router.DefaultPageCap, "most messages in one get-messages (cmd 19) page")
 	fs.IntVar(&c.RateLimit, "rate-limit", engine.DefaultRateLimit, "messages per second per connection before 10028 (negative: no limit)")
 	fs.IntVar(&c.RateBurst, "rate-burst", engine.DefaultRateBurst, "messages a connection may send at once")
+	fs.DurationVar(&c.RecallWindow, "recall-window", router.DefaultRecallWindow, "how long after sending a message may be recalled")
+	fs.IntVar(&c.MaxGroup, "max-group-members", router.DefaultMaxGroupMembers, "member cap of a group")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -125,6 +129,9 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		Now:      cfg.Now,
 		TokenTTL: cfg.TokenTTL,
 		PageCap:  cfg.PageCap,
+		// The recall window and group cap follow the flags.
+		RecallWindow:    cfg.RecallWindow,
+		MaxGroupMembers: cfg.MaxGroup,
 	})
 	if err != nil {
 		return nil, err

@@ -170,6 +170,7 @@ func (c *conn) activate(gc gnet.Conn, err error) error {
 // Close implements router.Session: a CLOSE frame after everything queued,
 // then the end of the connection. Safe for concurrent use.
 func (c *conn) Close(code uint16, reason string) {
+	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
 	c.out.close(codec.AppendCloseFrame(nil, code, reason))
 }
 
@@ -184,6 +185,7 @@ func (c *conn) closeOnLoop(gc gnet.Conn, out []byte, code uint16, reason string)
 		return
 	}
 	c.closeCode = code
+	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
 	out = codec.AppendCloseFrame(out, code, reason)
 	_, _ = gc.Write(out)
 	c.beginClosing(gc)

@@ -175,6 +175,7 @@ func (c *conn) closeSlowOnLoop(gc gnet.Conn) {
 	if c.closed.Load() {
 		return
 	}
+	c.e.log.Warn("slow consumer closed", "conn_id", c.id, "remote", c.remote, "outbound", gc.OutboundBuffered())
 	c.out.discard()
 	c.closeCode = ClosePolicy
 	c.phase.Store(int32(phaseClosing))

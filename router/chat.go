@@ -21,7 +21,7 @@ var errBadMessage = &Error{Code: codec.CodeBadMessage, Command: codec.CmdChatAck
 func (r *Router) chat(c *Context) error {
 	req, me := c.Req, c.Session.Identity()
 	chatType, ok, err := codec.ParseInt(req.ChatType)
-	if !ok || err != nil || chatType != storage.ChatPrivate {
+	if !ok || err != nil || (chatType != storage.ChatPrivate && chatType != storage.ChatGroup) {
 		return errBadMessage
 	}
 	if req.From != "" && req.From != me.ID {
@@ -48,6 +48,12 @@ func (r *Router) chat(c *Context) error {
 		_, _ = hex.Decode(id[:], []byte(req.ID))
 	} else {
 		id = r.newMessageID()
+	}
+	if chatType == storage.ChatGroup {
+		return r.groupChat(c, storage.Message{
+			ID: id, From: me.UID, FromID: me.ID, MsgType: int(msgType), Content: content,
+			Extras: extras, CreateTime: r.now().UnixMilli(),
+		}, clientID)
 	}
 	if !ValidID(req.To) {
 		return errBadMessage
@@ -97,11 +103,7 @@ func (r *Router) delivered(s Session, res storage.AppendResult, online bool) {
 	if online {
 		code = codec.CodeSent
 	}
-	o := codec.BeginObject(make([]byte, 0, 96))
-	o.Int("createTime", m.CreateTime)
-	o.String("id", hex.EncodeToString(m.ID[:]))
-	o.Int("seq", int64(m.Seq))
-	s.Send(replyFrame(code, codec.CmdChatAck, o.End()))
+	s.Send(replyFrame(code, codec.CmdChatAck, ackData(m)))
 	if res.Duplicate {
 		return // pushed the first time
 	}
@@ -142,6 +144,15 @@ func (r *Router) requeue(to, from, seq uint64) {
 	}()
 }
 
+// ackData is the data of a chat ack: {createTime, id, seq} (ext).
+func ackData(m *storage.Message) []byte {
+	o := codec.BeginObject(make([]byte, 0, 96))
+	o.Int("createTime", m.CreateTime)
+	o.String("id", hex.EncodeToString(m.ID[:]))
+	o.Int("seq", int64(m.Seq))
+	return o.End()
+}
+
 // replyFrame encodes one envelope as a fresh frame (Send takes ownership).
 func replyFrame(code codec.Code, cmd codec.Cmd, data []byte) []byte {
 	return codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, code, cmd, data))
@@ -159,12 +170,20 @@ func appendMessage(dst []byte, m *storage.Message) []byte {
 		o.Raw("extras", m.Extras)
 	}
 	o.String("from", m.FromID)
+	if m.GroupID != "" {
+		o.String("groupId", m.GroupID)
+	}
 	var id [32]byte
 	hex.Encode(id[:], m.ID[:])
 	o.String("id", string(id[:]))
 	o.Int("msgType", int64(m.MsgType))
+	if m.Recalled {
+		o.Raw("recalled", []byte("true")) // ext: the marker left in history
+	}
 	o.Int("seq", int64(m.Seq))
-	o.String("to", m.ToID)
+	if m.ToID != "" {
+		o.String("to", m.ToID)
+	}
 	return o.End()
 }
 

@@ -24,8 +24,14 @@ func (r *Router) getMessages(c *Context) error {
 	if !ok || err != nil || typ < 0 || typ > 2 {
 		return errGetFailed
 	}
-	if req.Group() != "" {
-		return errGetFailed // groups arrive with the group layer
+	count := r.opts.PageCap
+	if n, ok, err := codec.ParseInt(req.Count); err != nil {
+		return errGetFailed
+	} else if ok && n > 0 && n < int64(count) {
+		count = int(n)
+	}
+	if gid := req.Group(); gid != "" {
+		return r.groupMessages(c, me, gid, typ, count)
 	}
 	var peer storage.User
 	if req.FromUserID != "" {
@@ -35,23 +41,21 @@ func (r *Router) getMessages(c *Context) error {
 			return err
 		}
 	}
-	count := r.opts.PageCap
-	if n, ok, err := codec.ParseInt(req.Count); err != nil {
-		return errGetFailed
-	} else if ok && n > 0 && n < int64(count) {
-		count = int(n)
-	}
 	s := c.Session
 	switch typ {
 	case 0:
-		return r.db.TakeOffline(me.UID, peer.UID, count, func(pages []storage.OfflinePage, err error) {
+		reply := func(friends, groups []storage.OfflinePage, err error) {
 			if err != nil {
 				r.log.Error("take offline failed", "uid", me.ID, "err", err)
 				s.Send(replyFrame(codec.CodeGetMsgFailed, codec.CmdMessageResp, nil))
 				return
 			}
-			s.Send(replyFrame(codec.CodeOfflineMsgOK, codec.CmdMessageResp, appendPages(nil, me, pages)))
-		})
+			s.Send(replyFrame(codec.CodeOfflineMsgOK, codec.CmdMessageResp, appendPages(nil, me, friends, groups)))
+		}
+		if peer.UID == 0 {
+			return r.db.TakeAllOffline(me.UID, count, reply)
+		}
+		return r.db.TakeOffline(me.UID, peer.UID, count, func(pages []storage.OfflinePage, err error) { reply(pages, nil, err) })
 	case 2:
 		if peer.UID == 0 {
 			return errGetFailed
@@ -60,12 +64,73 @@ func (r *Router) getMessages(c *Context) error {
 		if err != nil {
 			return err
 		}
-		c.Reply(codec.CodePullOfflineOK, codec.CmdMessageResp, appendPages(nil, me, pages))
+		c.Reply(codec.CodePullOfflineOK, codec.CmdMessageResp, appendPages(nil, me, pages, nil))
 		return nil
 	}
 	if peer.UID == 0 {
 		return errGetFailed
 	}
+	q, err := historyQuery(req, count)
+	if err != nil {
+		return err
+	}
+	msgs, err := r.db.History(me.UID, peer.UID, q)
+	if err != nil {
+		return err
+	}
+	pages := []storage.OfflinePage{{Peer: peer.UID, Msgs: msgs}}
+	c.Reply(codec.CodeHistoryOK, codec.CmdMessageResp, appendPages(nil, me, pages, nil))
+	return nil
+}
+
+// groupMessages is cmd 19 with groupId: members only.
+func (r *Router) groupMessages(c *Context, me Identity, gid string, typ int64, count int) error {
+	forbidden := &Error{Code: codec.CodeForbidden, Command: codec.CmdMessageResp}
+	g, err := r.db.GroupByID(gid)
+	if errors.Is(err, storage.ErrNotFound) {
+		return forbidden
+	}
+	if err != nil {
+		return err
+	}
+	if ok, err := r.db.IsMember(g, me.UID); err != nil {
+		return err
+	} else if !ok {
+		return forbidden
+	}
+	s := c.Session
+	switch typ {
+	case 0:
+		return r.db.TakeGroupOffline(me.UID, g, count, func(pages []storage.OfflinePage, err error) {
+			if err != nil {
+				r.log.Error("take group offline failed", "uid", me.ID, "err", err)
+				s.Send(replyFrame(codec.CodeGetMsgFailed, codec.CmdMessageResp, nil))
+				return
+			}
+			s.Send(replyFrame(codec.CodeOfflineMsgOK, codec.CmdMessageResp, appendPages(nil, me, nil, pages)))
+		})
+	case 2:
+		pages, err := r.db.GroupOffline(me.UID, g, count)
+		if err != nil {
+			return err
+		}
+		c.Reply(codec.CodePullOfflineOK, codec.CmdMessageResp, appendPages(nil, me, nil, pages))
+		return nil
+	}
+	q, err := historyQuery(c.Req, count)
+	if err != nil {
+		return err
+	}
+	msgs, err := r.db.GroupHistory(g, q)
+	if err != nil {
+		return err
+	}
+	c.Reply(codec.CodeHistoryOK, codec.CmdMessageResp, appendPages(nil, me, nil, []storage.OfflinePage{{Peer: g, Msgs: msgs}}))
+	return nil
+}
+
+// historyQuery reads the paging members of a cmd 19 request.
+func historyQuery(req *codec.Request, count int) (storage.HistoryQuery, error) {
 	q := storage.HistoryQuery{Count: count, Desc: req.Order == "desc"}
 	for _, f := range [...]struct {
 		v   codec.Int
@@ -73,7 +138,7 @@ func (r *Router) getMessages(c *Context) error {
 	}{{req.BeginTime, &q.Begin}, {req.EndTime, &q.End}} {
 		n, _, err := codec.ParseInt(f.v)
 		if err != nil || n < 0 {
-			return errGetFailed
+			return q, errGetFailed
 		}
 		*f.dst = n
 	}
@@ -83,23 +148,34 @@ func (r *Router) getMessages(c *Context) error {
 	}{{req.Offset, &q.Offset}, {req.AfterSeq, &q.AfterSeq}, {req.BeforeSeq, &q.BeforeSeq}} {
 		n, _, err := codec.ParseInt(f.v)
 		if err != nil || n < 0 {
-			return errGetFailed
+			return q, errGetFailed
 		}
 		*f.dst = uint64(n)
 	}
-	msgs, err := r.db.History(me.UID, peer.UID, q)
-	if err != nil {
-		return err
-	}
-	pages := []storage.OfflinePage{{Peer: peer.UID, Msgs: msgs}}
-	c.Reply(codec.CodeHistoryOK, codec.CmdMessageResp, appendPages(nil, me, pages))
-	return nil
+	return q, nil
 }
 
-// appendPages appends {"friends":{peerId:[msg…]},"groups":{},"userid":id}.
-// An empty result keeps the empty objects (PROTOCOL §4.4).
-func appendPages(dst []byte, me Identity, pages []storage.OfflinePage) []byte {
-	dst = append(dst, `{"friends":{`...)
+// appendPages appends {"friends":{peerId:[msg…]},"groups":{groupId:[msg…]},
+// "userid":id}. Empty results keep the empty objects (PROTOCOL §4.4).
+func appendPages(dst []byte, me Identity, friends, groups []storage.OfflinePage) []byte {
+	dst = append(dst, `{"friends":`...)
+	dst = appendPageMap(dst, friends, func(m *storage.Message, peer uint64) string {
+		if m.From == peer {
+			return m.FromID
+		}
+		return m.ToID
+	})
+	dst = append(dst, `,"groups":`...)
+	dst = appendPageMap(dst, groups, func(m *storage.Message, _ uint64) string { return m.GroupID })
+	dst = append(dst, `,"userid":`...)
+	dst = codec.AppendString(dst, me.ID)
+	return append(dst, '}')
+}
+
+// appendPageMap appends {key:[msg…]} for the non-empty pages; keyOf names
+// a page from its first message.
+func appendPageMap(dst []byte, pages []storage.OfflinePage, keyOf func(*storage.Message, uint64) string) []byte {
+	dst = append(dst, '{')
 	first := true
 	for _, pg := range pages {
 		if len(pg.Msgs) == 0 {
@@ -109,11 +185,7 @@ func appendPages(dst []byte, me Identity, pages []storage.OfflinePage) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		peerID := pg.Msgs[0].ToID
-		if m := pg.Msgs[0]; m.From == pg.Peer {
-			peerID = m.FromID
-		}
-		dst = codec.AppendString(dst, peerID)
+		dst = codec.AppendString(dst, keyOf(&pg.Msgs[0], pg.Peer))
 		dst = append(dst, ':', '[')
 		for j := range pg.Msgs {
 			if j > 0 {
@@ -123,7 +195,5 @@ func appendPages(dst []byte, me Identity, pages []storage.OfflinePage) []byte {
 		}
 		dst = append(dst, ']')
 	}
-	dst = append(dst, `},"groups":{},"userid":`...)
-	dst = codec.AppendString(dst, me.ID)
 	return append(dst, '}')
 }

@@ -38,7 +38,15 @@ type Options struct {
 	// PageCap caps the messages of one cmd 19 page; zero means
 	// DefaultPageCap.
 	PageCap int
+	// MaxGroupMembers caps a group; zero means DefaultMaxGroupMembers.
+	MaxGroupMembers int
+	// RecallWindow is how long after sending a message may be recalled;
+	// zero means DefaultRecallWindow.
+	RecallWindow time.Duration
 }
+
+// DefaultRecallWindow is PROTOCOL §4.5's recall window.
+const DefaultRecallWindow = 2 * time.Minute
 
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
@@ -59,6 +67,12 @@ func (o Options) withDefaults() Options {
 	if o.PageCap == 0 {
 		o.PageCap = DefaultPageCap
 	}
+	if o.MaxGroupMembers == 0 {
+		o.MaxGroupMembers = DefaultMaxGroupMembers
+	}
+	if o.RecallWindow == 0 {
+		o.RecallWindow = DefaultRecallWindow
+	}
 	return o
 }
 
@@ -72,6 +86,8 @@ func (o Options) validate() error {
 		return errors.New("router: negative queue size")
 	case o.PageCap < 0:
 		return errors.New("router: negative page cap")
+	case o.MaxGroupMembers < 0 || o.RecallWindow < 0:
+		return errors.New("router: negative group cap or recall window")
 	}
 	return nil
 }
@@ -135,6 +151,9 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	r.table[codec.CmdHeartbeat] = entry{handle: (*Router).heartbeat, onLoop: true}
 	r.table[codec.CmdClose] = entry{handle: (*Router).close, onLoop: true}
 	r.table[codec.CmdChat] = entry{handle: (*Router).chat, fail: codec.CodeBadMessage, resp: codec.CmdChatAck}
+	r.table[codec.CmdJoinGroup] = entry{handle: (*Router).join, fail: codec.CodeJoinFailed, resp: codec.CmdJoinResp}
+	r.table[codec.CmdExitGroup] = entry{handle: (*Router).exit, fail: codec.CodeJoinFailed, resp: codec.CmdExitResp}
+	r.table[codec.CmdRecall] = entry{handle: (*Router).recall, fail: codec.CodeRecallFailed, resp: codec.CmdRecallResp}
 	r.table[codec.CmdGetUser] = entry{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
 	r.table[codec.CmdGetMessage] = entry{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 

@@ -61,6 +61,7 @@ type DB struct {
 	commitDone chan struct{}
 	cstats     commitCounters
 	convs      map[convKey]convState
+	lastGroup  uint64 // last gid assigned; owned by the committer
 }
 
 // Open opens or creates the store in dir.
@@ -90,6 +91,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.nextUID.Store(last + 1)
+	if db.lastGroup, err = db.lastGID(); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
 	db.commitCh = make(chan op, commitQueue)
 	db.commitDone = make(chan struct{})
 	db.convs = make(map[convKey]convState)

@@ -27,7 +27,13 @@ type Message struct {
 	Extras     []byte // raw JSON object passed through, or nil
 	CreateTime int64  // ms, assigned by the server, non-decreasing per conversation
 	Seq        uint64 // position in the conversation: 1, 2, 3… with no gaps
+	GroupID    string // the group's protocol id, for group messages
+	Group      uint64 // the group's internal id, for group messages
+	Recalled   bool   // replaced by a recall marker: content and extras dropped
 }
+
+// flagRecalled marks a recalled message in its record.
+const flagRecalled = 1
 
 // convKey names a conversation: for private chat the two uids, lower first.
 type convKey [16]byte
@@ -95,19 +101,24 @@ func keyDedup(from uint64, id [16]byte) []byte {
 	return append(k, id[:]...)
 }
 
-// encodeMessage: version(1) chatType(1) msgType(uvarint) createTime(8)
-// seq(8) from(8) to(8) id(16), then fromID, toID, content, extras as
-// uvarint length and bytes.
+// encodeMessage: version(1) chatType(1) flags(1) msgType(uvarint)
+// createTime(8) seq(8) from(8) to(8) id(16) group(8), then fromID, toID,
+// content, extras, groupID as uvarint length and bytes.
 func encodeMessage(m *Message) []byte {
-	b := make([]byte, 0, 64+len(m.FromID)+len(m.ToID)+len(m.Content)+len(m.Extras))
-	b = append(b, messageRecordV1, byte(m.ChatType))
+	b := make([]byte, 0, 64+len(m.FromID)+len(m.ToID)+len(m.Content)+len(m.Extras)+len(m.GroupID))
+	var flags byte
+	if m.Recalled {
+		flags |= flagRecalled
+	}
+	b = append(b, messageRecordV1, byte(m.ChatType), flags)
 	b = binary.AppendUvarint(b, uint64(m.MsgType))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.CreateTime))
 	b = binary.BigEndian.AppendUint64(b, m.Seq)
 	b = binary.BigEndian.AppendUint64(b, m.From)
 	b = binary.BigEndian.AppendUint64(b, m.To)
 	b = append(b, m.ID[:]...)
-	for _, s := range [...]string{m.FromID, m.ToID, m.Content, string(m.Extras)} {
+	b = binary.BigEndian.AppendUint64(b, m.Group)
+	for _, s := range [...]string{m.FromID, m.ToID, m.Content, string(m.Extras), m.GroupID} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -116,17 +127,18 @@ func encodeMessage(m *Message) []byte {
 
 func decodeMessage(b []byte) (Message, error) {
 	var m Message
-	if len(b) < 2 || b[0] != messageRecordV1 {
+	if len(b) < 3 || b[0] != messageRecordV1 {
 		return m, errCorrupt
 	}
 	m.ChatType = int(b[1])
-	mt, w := binary.Uvarint(b[2:])
+	m.Recalled = b[2]&flagRecalled != 0
+	mt, w := binary.Uvarint(b[3:])
 	if w <= 0 || mt > math.MaxInt32 {
 		return m, errCorrupt
 	}
 	m.MsgType = int(mt)
-	b = b[2+w:]
-	if len(b) < 48 {
+	b = b[3+w:]
+	if len(b) < 56 {
 		return m, errCorrupt
 	}
 	m.CreateTime = int64(binary.BigEndian.Uint64(b))
@@ -134,9 +146,10 @@ func decodeMessage(b []byte) (Message, error) {
 	m.From = binary.BigEndian.Uint64(b[16:])
 	m.To = binary.BigEndian.Uint64(b[24:])
 	copy(m.ID[:], b[32:48])
-	b = b[48:]
+	m.Group = binary.BigEndian.Uint64(b[48:])
+	b = b[56:]
 	var extras string
-	for _, p := range [...]*string{&m.FromID, &m.ToID, &m.Content, &extras} {
+	for _, p := range [...]*string{&m.FromID, &m.ToID, &m.Content, &extras, &m.GroupID} {
 		n, w := binary.Uvarint(b)
 		if w <= 0 || uint64(len(b)-w) < n {
 			return Message{}, errCorrupt
@@ -223,6 +236,35 @@ func (t *tx) conv(c convKey) (convState, error) {
 	return st, nil
 }
 
+// duplicate looks up an earlier message of from with id: ok is true and
+// res holds it if there is one.
+func (t *tx) duplicate(from uint64, id [16]byte) (res AppendResult, ok bool, err error) {
+	v, err := t.get(keyDedup(from, id))
+	if errors.Is(err, ErrNotFound) {
+		return AppendResult{}, false, nil
+	}
+	if err != nil {
+		return AppendResult{}, false, err
+	}
+	if len(v) != 25 {
+		return AppendResult{}, false, errCorrupt
+	}
+	stored, err := t.get(append([]byte(prefixHistory), v[:24]...))
+	if err != nil {
+		return AppendResult{}, false, fmt.Errorf("storage: dedup target: %w", err)
+	}
+	sm, err := decodeMessage(stored)
+	return AppendResult{Msg: sm, Duplicate: true, Online: v[24] == 0}, err == nil, err
+}
+
+// cacheConv records a conversation's new tail.
+func (t *tx) cacheConv(c convKey, st convState) {
+	if len(t.db.convs) >= maxConvCache {
+		clear(t.db.convs) // reloaded from disk on demand; a cheap bound
+	}
+	t.db.convs[c] = st
+}
+
 // AppendOptions qualifies one append.
 type AppendOptions struct {
 	// Offline: the receiver had no live connection; queue the message.
@@ -268,17 +310,8 @@ func (db *DB) AppendPrivate(m Message, opts AppendOptions, done func(AppendResul
 func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) {
 	conv := privateConv(m.From, m.To)
 	if opts.ClientID {
-		v, err := t.get(keyDedup(m.From, m.ID))
-		switch {
-		case err == nil && len(v) == 25:
-			stored, err := t.get(append([]byte(prefixHistory), v[:24]...))
-			if err != nil {
-				return AppendResult{}, fmt.Errorf("storage: dedup target: %w", err)
-			}
-			sm, err := decodeMessage(stored)
-			return AppendResult{Msg: sm, Duplicate: true, Online: v[24] == 0}, err
-		case err != nil && !errors.Is(err, ErrNotFound):
-			return AppendResult{}, err
+		if dup, ok, err := t.duplicate(m.From, m.ID); err != nil || ok {
+			return dup, err
 		}
 	}
 	st, err := t.conv(conv)
@@ -296,10 +329,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	// All reads done; from here on only writes.
 	m.Seq = st.seq + 1
 	m.CreateTime = max(m.CreateTime, st.time)
-	if len(t.db.convs) >= maxConvCache {
-		clear(t.db.convs) // reloaded from disk on demand; a cheap bound
-	}
-	t.db.convs[conv] = convState{seq: m.Seq, time: m.CreateTime}
+	t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
 
 	hk := keyHistory(conv, m.Seq)
 	t.set(hk, encodeMessage(&m))

@@ -24,10 +24,13 @@ type HistoryQuery struct {
 // History returns the page of the private conversation between a and b
 // that q selects, in the order q asks for.
 func (db *DB) History(a, b uint64, q HistoryQuery) ([]Message, error) {
+	return db.history(privateConv(a, b), q)
+}
+
+func (db *DB) history(conv convKey, q HistoryQuery) ([]Message, error) {
 	if q.Count <= 0 {
 		return nil, nil
 	}
-	conv := privateConv(a, b)
 	lo, hi := q.AfterSeq+1, uint64(math.MaxUint64-1) // seq range, inclusive
 	if q.BeforeSeq != 0 {
 		if q.BeforeSeq <= 1 {
@@ -163,6 +166,13 @@ func offlineRead(r reader, uid, peer uint64, limit int) ([]OfflinePage, error) {
 	if peer != 0 {
 		lower, upper = keyOffline(uid, peer, 0)[:2+16], keyOffline(uid, peer+1, 0)[:2+16]
 	}
+	return queueRead(r, lower, upper, limit, func(p uint64) convKey { return privateConv(uid, p) })
+}
+
+// queueRead reads queue keys prefix|uid|peer|seq in [lower, upper) and the
+// messages they point at, grouped by peer; convOf names peer's
+// conversation. Entries whose message is gone are skipped.
+func queueRead(r reader, lower, upper []byte, limit int, convOf func(peer uint64) convKey) ([]OfflinePage, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, err
@@ -177,9 +187,9 @@ func offlineRead(r reader, uid, peer uint64, limit int) ([]OfflinePage, error) {
 		}
 		p := binary.BigEndian.Uint64(k[10:])
 		seq := binary.BigEndian.Uint64(k[18:])
-		v, closer, err := r.Get(keyHistory(privateConv(uid, p), seq))
+		v, closer, err := r.Get(keyHistory(convOf(p), seq))
 		if errors.Is(err, pebble.ErrNotFound) {
-			continue // recalled or otherwise gone: nothing to deliver
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -207,33 +217,40 @@ func (db *DB) TakeOffline(uid, peer uint64, limit int, done func([]OfflinePage, 
 	return db.submit(op{
 		apply: func(t *tx) error {
 			var err error
-			pages, err = offlineRead(t.b, uid, peer, limit)
-			if err != nil {
-				return err
-			}
-			contacts := make([]Contact, 0, len(pages))
-			for _, pg := range pages {
-				c, found, err := t.contact(uid, pg.Peer)
-				if err != nil {
-					return err
-				}
-				if found {
-					contacts = append(contacts, c)
-				}
-			}
-			for _, pg := range pages {
-				for _, m := range pg.Msgs {
-					t.del(keyOffline(uid, pg.Peer, m.Seq))
-				}
-			}
-			for i := range contacts {
-				contacts[i].Unread = 0
-				t.set(keyContact(uid, contacts[i].Peer), encodeContact(&contacts[i]))
-			}
-			return nil
+			pages, err = t.takePrivate(uid, peer, limit)
+			return err
 		},
 		done: func(err error) { done(pages, err) },
 	})
+}
+
+// takePrivate reads uid's private queues (all peers when peer is 0),
+// then deletes what it read and marks those conversations read.
+func (t *tx) takePrivate(uid, peer uint64, limit int) ([]OfflinePage, error) {
+	pages, err := offlineRead(t.b, uid, peer, limit)
+	if err != nil {
+		return nil, err
+	}
+	contacts := make([]Contact, 0, len(pages))
+	for _, pg := range pages {
+		c, found, err := t.contact(uid, pg.Peer)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			contacts = append(contacts, c)
+		}
+	}
+	for _, pg := range pages {
+		for _, m := range pg.Msgs {
+			t.del(keyOffline(uid, pg.Peer, m.Seq))
+		}
+	}
+	for i := range contacts {
+		contacts[i].Unread = 0
+		t.set(keyContact(uid, contacts[i].Peer), encodeContact(&contacts[i]))
+	}
+	return pages, nil
 }
 
 // QueueOffline adds stored messages to uid's offline queue for peer: used

@@ -1,0 +1,195 @@
+package router
+
+import (
+	"encoding/hex"
+	"errors"
+
+	"github.com/imgate/imgate/codec"
+	"github.com/imgate/imgate/storage"
+)
+
+// DefaultMaxGroupMembers is a group's member cap (PROTOCOL §5).
+const DefaultMaxGroupMembers = 2000
+
+// join serves cmd 7 (PROTOCOL §5): store the membership, answer 10011 with
+// {group, result}, tell the other live members (command 9).
+func (r *Router) join(c *Context) error {
+	me, gid := c.Session.Identity(), c.Req.Group()
+	if !ValidID(gid) {
+		return &Error{Code: codec.CodeJoinFailed, Command: codec.CmdJoinResp}
+	}
+	var g uint64
+	var result int
+	err := r.wait(func(done func(error)) error {
+		return r.db.Join(gid, me.UID, r.now().UnixMilli(), r.opts.MaxGroupMembers, func(id uint64, res int, err error) {
+			g, result = id, res
+			done(err)
+		})
+	})
+	if err != nil {
+		return err
+	}
+	o := codec.BeginObject(c.scratch[:0])
+	o.String("group", gid)
+	o.Int("result", int64(result))
+	data := append([]byte(nil), o.End()...)
+	if result != storage.JoinOK {
+		c.Reply(codec.CodeJoinFailed, codec.CmdJoinResp, data)
+		return nil
+	}
+	c.Reply(codec.CodeJoinOK, codec.CmdJoinResp, data)
+	return r.notifyMembers(g, gid, me, codec.CmdJoinNotify)
+}
+
+// exit serves cmd 21 (ext): leave the group, answer 10027, tell the
+// remaining live members (command 10).
+func (r *Router) exit(c *Context) error {
+	me, gid := c.Session.Identity(), c.Req.Group()
+	if !ValidID(gid) {
+		return &Error{Code: codec.CodeJoinFailed, Command: codec.CmdExitResp}
+	}
+	g, err := r.db.GroupByID(gid)
+	if errors.Is(err, storage.ErrNotFound) {
+		c.Reply(codec.CodeExitOK, codec.CmdExitResp, nil)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.wait(func(done func(error)) error { return r.db.Leave(g, me.UID, done) }); err != nil {
+		return err
+	}
+	c.Reply(codec.CodeExitOK, codec.CmdExitResp, nil)
+	return r.notifyMembers(g, gid, me, codec.CmdExitNotify)
+}
+
+// notifyMembers sends {"command":cmd,"data":{"createTime","group","user"}}
+// to every live member of g but me, one encoded frame for all.
+func (r *Router) notifyMembers(g uint64, gid string, me Identity, cmd codec.Cmd) error {
+	u, err := r.db.UserByUID(me.UID)
+	if err != nil {
+		return err
+	}
+	members, err := r.db.Members(g)
+	if err != nil {
+		return err
+	}
+	o := codec.BeginObject(nil)
+	o.Int("createTime", r.now().UnixMilli())
+	o.String("group", gid)
+	uo := codec.BeginObject(nil)
+	uo.String("avatar", u.Avatar)
+	uo.String("id", u.ID)
+	uo.String("nick", u.Nick)
+	o.Raw("user", uo.End())
+	frame := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, cmd, o.End()))
+	for _, uid := range members {
+		if uid != me.UID {
+			r.hub.Deliver(uid, frame, nil, nil)
+		}
+	}
+	return nil
+}
+
+// groupChat stores and fans out a group message (PROTOCOL §5): the sender
+// must be a member; live members (the sender's connections too) get the
+// push, the others find it in their group offline queue.
+func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
+	me, gid := c.Session.Identity(), c.Req.Group()
+	if !ValidID(gid) {
+		return errBadMessage
+	}
+	forbidden := &Error{Code: codec.CodeForbidden, Command: codec.CmdChatAck}
+	g, err := r.db.GroupByID(gid)
+	if errors.Is(err, storage.ErrNotFound) {
+		return forbidden
+	}
+	if err != nil {
+		return err
+	}
+	members, err := r.db.Members(g)
+	if err != nil {
+		return err
+	}
+	var offline []uint64
+	isMember := false
+	for _, uid := range members {
+		isMember = isMember || uid == me.UID
+		if !r.hub.Online(uid) {
+			offline = append(offline, uid)
+		}
+	}
+	if !isMember {
+		return forbidden
+	}
+	m.ChatType, m.Group, m.GroupID, m.To, m.ToID = storage.ChatGroup, g, gid, 0, ""
+	s := c.Session
+	return r.db.AppendGroup(m, offline, storage.AppendOptions{ClientID: clientID}, func(res storage.AppendResult) {
+		if res.Err != nil {
+			r.log.Error("group append failed", "uid", me.ID, "err", res.Err)
+			s.Send(replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
+			return
+		}
+		s.Send(replyFrame(codec.CodeSent, codec.CmdChatAck, ackData(&res.Msg)))
+		if res.Duplicate {
+			return
+		}
+		push := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, codec.CmdChat, appendMessage(nil, &res.Msg)))
+		for _, uid := range members {
+			r.hub.Deliver(uid, push, nil, nil)
+		}
+	})
+}
+
+// recall serves cmd 15 (PROTOCOL §4.5): the sender, within the window,
+// replaces a message by a recall marker; both sides (or the group) get
+// command 16.
+func (r *Router) recall(c *Context) error {
+	me, failed := c.Session.Identity(), &Error{Code: codec.CodeRecallFailed, Command: codec.CmdRecallResp}
+	var id [16]byte
+	if len(c.Req.ID) != 32 || !isLowerHex(c.Req.ID) {
+		return failed
+	}
+	_, _ = hex.Decode(id[:], []byte(c.Req.ID))
+	notBefore := r.now().Add(-r.opts.RecallWindow).UnixMilli()
+	s := c.Session
+	return r.db.Recall(me.UID, id, notBefore, func(m storage.Message, err error) {
+		if err != nil {
+			if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrTooLate) && !errors.Is(err, storage.ErrRecalled) {
+				r.log.Error("recall failed", "uid", me.ID, "err", err)
+			}
+			s.Send(replyFrame(codec.CodeRecallFailed, codec.CmdRecallResp, nil))
+			return
+		}
+		s.Send(replyFrame(codec.CodeRecallOK, codec.CmdRecallResp, nil))
+		o := codec.BeginObject(nil)
+		o.String("from", m.FromID)
+		if m.ChatType == storage.ChatGroup {
+			o.String("groupId", m.GroupID)
+		}
+		o.String("id", hex.EncodeToString(m.ID[:]))
+		o.Int("seq", int64(m.Seq))
+		if m.ChatType != storage.ChatGroup {
+			o.String("to", m.ToID)
+		}
+		frame := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, codec.CmdRecallResp, o.End()))
+		if m.ChatType != storage.ChatGroup {
+			r.hub.Deliver(m.From, frame, nil, nil)
+			if m.To != m.From {
+				r.hub.Deliver(m.To, frame, nil, nil)
+			}
+			return
+		}
+		// Members are read off the committer: it must not wait on reads.
+		go func() {
+			members, err := r.db.Members(m.Group)
+			if err != nil {
+				r.log.Error("recall fan-out failed", "err", err)
+				return
+			}
+			for _, uid := range members {
+				r.hub.Deliver(uid, frame, nil, nil)
+			}
+		}()
+	})
+}

@@ -1,0 +1,294 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Groups (PROTOCOL §5). A group's protocol id maps to a dense internal gid,
+// like users; membership is kept from both sides:
+//
+//	I|<group id>            -> gid(8B)
+//	M|gid(8B)               -> members(uvarint) | group id
+//	m|gid(8B)|uid(8B)       -> joinedAt ms(8B)
+//	g|uid(8B)|gid(8B)       -> empty
+//	Q|uid(8B)|gid(8B)|seq(8B) -> empty: group offline queue; the message is h|groupConv(gid)|seq
+//
+// A group's conversation key is 0xFF×8 | gid: no private key starts so.
+const (
+	prefixGroupID    = "I|"
+	prefixGroupMeta  = "M|"
+	prefixGroupMeta2 = "M}" // '|'+1: exclusive upper bound of M|
+	prefixMember     = "m|"
+	prefixUserGroup  = "g|"
+	prefixGroupQueue = "Q|"
+)
+
+// Join results (PROTOCOL §5 data.result).
+const (
+	JoinOK   = 1
+	JoinFull = 3
+)
+
+func groupConv(gid uint64) convKey {
+	var k convKey
+	binary.BigEndian.PutUint64(k[:8], math.MaxUint64)
+	binary.BigEndian.PutUint64(k[8:], gid)
+	return k
+}
+
+func key2(prefix string, a, b uint64) []byte {
+	k := make([]byte, 0, len(prefix)+16)
+	k = append(k, prefix...)
+	k = binary.BigEndian.AppendUint64(k, a)
+	return binary.BigEndian.AppendUint64(k, b)
+}
+
+func keyGroupQueue(uid, gid, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(key2(prefixGroupQueue, uid, gid), seq)
+}
+
+func keyGroupMeta(gid uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixGroupMeta), gid)
+}
+
+func (db *DB) lastGID() (uint64, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixGroupMeta), UpperBound: []byte(prefixGroupMeta2)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	return binary.BigEndian.Uint64(it.Key()[len(prefixGroupMeta):]), nil
+}
+
+// GroupByID returns the gid of a group id, or ErrNotFound.
+func (db *DB) GroupByID(id string) (uint64, error) {
+	v, err := db.get(append([]byte(prefixGroupID), id...))
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, errCorrupt
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Join adds uid to the group with protocol id groupID, creating the group
+// on first join, unless it already has maxMembers members (JoinFull).
+// Joining twice is a no-op that succeeds. done runs on the committer.
+func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done func(gid uint64, result int, err error)) error {
+	var gid uint64
+	result := JoinOK
+	return db.submit(op{
+		apply: func(t *tx) error {
+			v, err := t.get(append([]byte(prefixGroupID), groupID...))
+			var members uint64
+			switch {
+			case err == nil && len(v) == 8:
+				gid = binary.BigEndian.Uint64(v)
+				meta, err := t.get(keyGroupMeta(gid))
+				if err != nil {
+					return err
+				}
+				members, _ = binary.Uvarint(meta)
+				if _, err := t.get(key2(prefixMember, gid, uid)); err == nil {
+					return nil // already a member
+				} else if !errors.Is(err, ErrNotFound) {
+					return err
+				}
+			case errors.Is(err, ErrNotFound):
+				t.db.lastGroup++
+				gid = t.db.lastGroup
+				t.set(append([]byte(prefixGroupID), groupID...), binary.BigEndian.AppendUint64(nil, gid))
+			case err != nil:
+				return err
+			default:
+				return errCorrupt
+			}
+			if members >= uint64(maxMembers) {
+				result = JoinFull
+				return nil
+			}
+			t.set(keyGroupMeta(gid), append(binary.AppendUvarint(nil, members+1), groupID...))
+			t.set(key2(prefixMember, gid, uid), binary.BigEndian.AppendUint64(nil, uint64(now)))
+			t.set(key2(prefixUserGroup, uid, gid), nil)
+			return nil
+		},
+		done: func(err error) { done(gid, result, err) },
+	})
+}
+
+// Leave removes uid from group gid; leaving a group one is not in is a
+// no-op. Queued messages of the group for uid are dropped with it.
+func (db *DB) Leave(gid, uid uint64, done func(error)) error {
+	return db.submit(op{
+		apply: func(t *tx) error {
+			if _, err := t.get(key2(prefixMember, gid, uid)); errors.Is(err, ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			meta, err := t.get(keyGroupMeta(gid))
+			if err != nil {
+				return err
+			}
+			members, w := binary.Uvarint(meta)
+			if w <= 0 || members == 0 {
+				return errCorrupt
+			}
+			t.set(keyGroupMeta(gid), append(binary.AppendUvarint(nil, members-1), meta[w:]...))
+			t.del(key2(prefixMember, gid, uid))
+			t.del(key2(prefixUserGroup, uid, gid))
+			return t.b.DeleteRange(key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1), nil)
+		},
+		done: done,
+	})
+}
+
+// IsMember reports whether uid is a member of gid.
+func (db *DB) IsMember(gid, uid uint64) (bool, error) {
+	_, err := db.get(key2(prefixMember, gid, uid))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Members returns the uids of gid's members in uid order.
+func (db *DB) Members(gid uint64) ([]uint64, error) {
+	return scanSecond(db.pdb, prefixMember, gid)
+}
+
+// UserGroups returns the gids of uid's groups in gid order.
+func (db *DB) UserGroups(uid uint64) ([]uint64, error) {
+	return scanSecond(db.pdb, prefixUserGroup, uid)
+}
+
+// scanSecond lists the second id of every prefix|a|b key.
+func scanSecond(r reader, prefix string, a uint64) ([]uint64, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: key2(prefix, a, 0), UpperBound: key2(prefix, a+1, 0)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []uint64
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		out = append(out, binary.BigEndian.Uint64(k[len(k)-8:]))
+	}
+	return out, it.Error()
+}
+
+// AppendGroup stores a group message durably: history, time index,
+// idempotency record and the group offline queue of every uid in offline.
+// m.Group must be set and m.To zero. done runs on the committer.
+func (db *DB) AppendGroup(m Message, offline []uint64, opts AppendOptions, done func(AppendResult)) error {
+	var res AppendResult
+	return db.submit(op{
+		apply: func(t *tx) error {
+			conv := groupConv(m.Group)
+			if opts.ClientID {
+				if dup, ok, err := t.duplicate(m.From, m.ID); err != nil || ok {
+					res = dup
+					return err
+				}
+			}
+			st, err := t.conv(conv)
+			if err != nil {
+				return err
+			}
+			m.Seq = st.seq + 1
+			m.CreateTime = max(m.CreateTime, st.time)
+			t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
+			hk := keyHistory(conv, m.Seq)
+			t.set(hk, encodeMessage(&m))
+			t.set(keyTimeIdx(conv, m.CreateTime, m.Seq), nil)
+			t.set(keyDedup(m.From, m.ID), append(hk[len(prefixHistory):len(hk):len(hk)], 0))
+			for _, uid := range offline {
+				t.set(keyGroupQueue(uid, m.Group, m.Seq), nil)
+			}
+			res = AppendResult{Msg: m}
+			return nil
+		},
+		done: func(err error) {
+			res.Err = err
+			done(res)
+		},
+	})
+}
+
+// GroupHistory is History for a group conversation.
+func (db *DB) GroupHistory(gid uint64, q HistoryQuery) ([]Message, error) {
+	return db.history(groupConv(gid), q)
+}
+
+// GroupOffline returns up to limit queued group messages of uid: of gid,
+// or of every group when gid is 0, grouped by group (Peer holds the gid).
+func (db *DB) GroupOffline(uid, gid uint64, limit int) ([]OfflinePage, error) {
+	return groupOfflineRead(db.pdb, uid, gid, limit)
+}
+
+func groupOfflineRead(r reader, uid, gid uint64, limit int) ([]OfflinePage, error) {
+	lower, upper := key2(prefixGroupQueue, uid, 0)[:2+8], key2(prefixGroupQueue, uid+1, 0)[:2+8]
+	if gid != 0 {
+		lower, upper = key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1)
+	}
+	return queueRead(r, lower, upper, limit, groupConv)
+}
+
+// TakeGroupOffline is GroupOffline that also removes what it returns, in
+// one durable batch. done runs on the committer.
+func (db *DB) TakeGroupOffline(uid, gid uint64, limit int, done func([]OfflinePage, error)) error {
+	var pages []OfflinePage
+	return db.submit(op{
+		apply: func(t *tx) error {
+			var err error
+			if pages, err = groupOfflineRead(t.b, uid, gid, limit); err != nil {
+				return err
+			}
+			for _, pg := range pages {
+				for _, m := range pg.Msgs {
+					t.del(keyGroupQueue(uid, pg.Peer, m.Seq))
+				}
+			}
+			return nil
+		},
+		done: func(err error) { done(pages, err) },
+	})
+}
+
+// TakeAllOffline takes every queued message of uid, private and group, up
+// to limit in all, and marks the private conversations read, in one
+// durable batch (PROTOCOL §4.4 type 0 without ids). done runs on the
+// committer.
+func (db *DB) TakeAllOffline(uid uint64, limit int, done func(friends, groups []OfflinePage, err error)) error {
+	var friends, groups []OfflinePage
+	return db.submit(op{
+		apply: func(t *tx) error {
+			var err error
+			if friends, err = t.takePrivate(uid, 0, limit); err != nil {
+				return err
+			}
+			n := 0
+			for _, pg := range friends {
+				n += len(pg.Msgs)
+			}
+			if groups, err = groupOfflineRead(t.b, uid, 0, limit-n); err != nil {
+				return err
+			}
+			for _, pg := range groups {
+				for _, m := range pg.Msgs {
+					t.del(keyGroupQueue(uid, pg.Peer, m.Seq))
+				}
+			}
+			return nil
+		},
+		done: func(err error) { done(friends, groups, err) },
+	})
+}
