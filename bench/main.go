@@ -1,0 +1,304 @@
+// Command bench is imgate's load generator. It drives a running gateway
+// over loopback with the real protocol: users registered through the HTTP
+// API, WebSocket clients on gnet event loops (no goroutine per
+// connection), latencies in log-linear histograms.
+//
+//	go run ./bench chat -pairs 200 -duration 10s
+//	go run ./bench connect -conns 10000 -rate 20000 -server-pid $(pgrep imgate)
+//	go run ./bench http -concurrency 64 -duration 10s
+//
+// Every mode prints a progress line a second and a final table (-json for
+// JSON). Errors are counted by status and close code, never hidden; a run
+// with errors says so and exits 1.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type config struct {
+	ws, http, apiKey string
+	pairs, window    int
+	conns            int
+	rate             float64
+	duration         time.Duration
+	hbInterval       time.Duration
+	sources          int
+	concurrency      int
+	serverPID        int
+	jsonOut          bool
+	out              io.Writer
+}
+
+func main() {
+	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
+		fmt.Fprintln(os.Stderr, "usage: bench connect|chat|http [flags]   (bench MODE -h for flags)")
+		os.Exit(2)
+	}
+	res, err := run(os.Args[1], os.Args[2:], os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if len(res.ReplyCodes)+len(res.CloseCodes)+len(res.Errors) > 0 {
+		os.Exit(1)
+	}
+}
+
+func parse(mode string, args []string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench "+mode, flag.ContinueOnError)
+	fs.StringVar(&c.ws, "ws", "127.0.0.1:8889", "gateway WebSocket address")
+	fs.StringVar(&c.http, "http", "127.0.0.1:8082", "gateway HTTP API address")
+	fs.StringVar(&c.apiKey, "api-key", "", "HTTP API key, if the gateway requires one")
+	fs.IntVar(&c.pairs, "pairs", 200, "chat: sender/receiver pairs")
+	fs.IntVar(&c.window, "inflight", 16, "chat: messages in flight per sender")
+	fs.IntVar(&c.conns, "conns", 1000, "connect: connections to open")
+	fs.Float64Var(&c.rate, "rate", 0, "chat: messages/s in all (0: as fast as acks allow); connect: connections/s (0: unpaced)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to measure")
+	fs.DurationVar(&c.hbInterval, "heartbeat", 20*time.Second, "connect: heartbeat interval per connection")
+	fs.IntVar(&c.sources, "sources", 8, "loopback source addresses 127.0.0.1..N, so ephemeral ports last")
+	fs.IntVar(&c.concurrency, "concurrency", 64, "http: requests in flight")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "connect: the gateway's pid, to report its RSS per connection")
+	fs.BoolVar(&c.jsonOut, "json", false, "print the result as JSON")
+	c.out = out
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.sources < 1 || c.sources > 254 {
+		return c, errors.New("-sources must be 1..254")
+	}
+	return c, nil
+}
+
+// run executes one mode and prints its result.
+func run(mode string, args []string, out io.Writer) (Result, error) {
+	c, err := parse(mode, args, out)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	switch mode {
+	case "chat":
+		res, err = runChat(c)
+	case "connect":
+		res, err = runConnect(c)
+	case "http":
+		res, err = runHTTP(c)
+	default:
+		return Result{}, fmt.Errorf("unknown mode %q (connect, chat, http)", mode)
+	}
+	if err != nil {
+		return res, err
+	}
+	res.print(out, c.jsonOut)
+	return res, nil
+}
+
+// checkFiles fails clearly when this process may not open n sockets.
+func checkFiles(n int) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return nil
+	}
+	// Raise the soft limit as far as the hard one allows.
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
+	const reserve = 64 // stdio, the HTTP client, gnet's pollers
+	if uint64(n+reserve) > lim.Cur {
+		return fmt.Errorf("%d connections need %d open files but this process may hold %d; run fewer per process", n, n+reserve, lim.Cur)
+	}
+	return nil
+}
+
+func source(i, n int) net.IP { return net.IPv4(127, 0, 0, byte(1+i%n)) }
+
+// runChat: pairs of users; each sender writes to its receiver with a
+// bounded window in flight (or at -rate in all); ack and delivery latency.
+func runChat(c config) (Result, error) {
+	if err := checkFiles(2 * c.pairs); err != nil {
+		return Result{}, err
+	}
+	s := newStats()
+	reg := newRegistrar(c)
+	nonce := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	cl, err := newClient(s, c.ws, c.window, c.rate > 0)
+	if err != nil {
+		return Result{}, err
+	}
+	defer cl.close()
+	senders := make([]*wsConn, c.pairs)
+	// Receivers first, all logged in before any sender starts, so every
+	// message finds its receiver online.
+	for i := 0; i < c.pairs; i++ {
+		rcv := &wsConn{id: 2*i + 1, role: roleReceiver, userID: fmt.Sprintf("br%s_%d", nonce, i)}
+		senders[i] = &wsConn{id: 2 * i, role: roleSender, userID: fmt.Sprintf("bs%s_%d", nonce, i), peer: rcv.userID}
+		for _, w := range []*wsConn{rcv, senders[i]} {
+			if w.token, err = reg.register(w.userID, w.role == roleReceiver); err != nil {
+				return Result{}, err
+			}
+		}
+		if err := cl.dial(source(i, c.sources), rcv); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := waitLogins(s, int64(c.pairs)); err != nil {
+		return s.result("chat", time.Second), err
+	}
+	for i, snd := range senders {
+		if err := cl.dial(source(i, c.sources), snd); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := waitLogins(s, int64(2*c.pairs)); err != nil {
+		return s.result("chat", time.Second), err
+	}
+	done := make(chan struct{})
+	go s.progress(os.Stderr, done)
+	start := time.Now()
+	if c.rate > 0 {
+		go pace(cl, c.rate, done)
+	}
+	time.Sleep(c.duration)
+	cl.stop.Store(true)
+	el := time.Since(start)
+	close(done)
+	return s.result("chat", el), nil
+}
+
+// pace spreads rate messages a second over the senders in 10 ms steps.
+func pace(cl *client, rate float64, done <-chan struct{}) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	credit, i := 0.0, 0
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		cl.mu.Lock()
+		conns := cl.conns
+		cl.mu.Unlock()
+		for credit += rate / 100; credit >= 1; credit-- {
+			// Receivers were dialed first: senders are the second half.
+			half := len(conns) / 2
+			cl.pace(conns[half+i%half])
+			i++
+		}
+	}
+}
+
+func waitLogins(s *stats, n int64) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for s.logins.Load() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d connections logged in", s.logins.Load(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// runConnect opens conns connections (reusing one token per 100 of them,
+// as tabs of one user) at -rate, holds them with heartbeats and reports the
+// login rate and, with -server-pid, the server's RSS per connection.
+func runConnect(c config) (Result, error) {
+	if err := checkFiles(c.conns); err != nil {
+		return Result{}, err
+	}
+	s := newStats()
+	reg := newRegistrar(c)
+	nonce := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	rssBefore := rss(c.serverPID)
+	cl, err := newClient(s, c.ws, 0, true)
+	if err != nil {
+		return Result{}, err
+	}
+	defer cl.close()
+	tokens := map[int]string{}
+	for i := 0; i < (c.conns+99)/100; i++ {
+		if tokens[i], err = reg.register(fmt.Sprintf("bc%s_%d", nonce, i), false); err != nil {
+			return Result{}, err
+		}
+	}
+	done := make(chan struct{})
+	go s.progress(os.Stderr, done)
+	start := time.Now()
+	for i := 0; i < c.conns; i++ {
+		if c.rate > 0 {
+			if ahead := time.Duration(float64(i)/c.rate*float64(time.Second)) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+		w := &wsConn{id: i, token: tokens[i/100]}
+		if err := cl.dial(source(i, c.sources), w); err != nil {
+			close(done)
+			return s.result("connect", time.Since(start)), fmt.Errorf("connection %d: %w", i, err)
+		}
+	}
+	err = waitLogins(s, int64(c.conns))
+	loginEl := time.Duration(s.lastLogin.Load() - start.UnixNano())
+	// Hold them, with heartbeats, for the measured duration.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(c.hbInterval)
+		defer t.Stop()
+		end := time.After(c.duration)
+		for {
+			select {
+			case <-end:
+				return
+			case <-t.C:
+				cl.mu.Lock()
+				for _, gc := range cl.conns {
+					heartbeat(gc, gc.Context().(*wsConn).mask)
+				}
+				cl.mu.Unlock()
+			}
+		}
+	}()
+	wg.Wait()
+	close(done)
+	res := s.result("connect", time.Since(start))
+	if loginEl > 0 {
+		res.LoginRate = float64(res.Logins) / loginEl.Seconds()
+	}
+	if after := rss(c.serverPID); after > 0 && rssBefore > 0 && res.Logins > 0 {
+		res.RSSPerConn = float64(after-rssBefore) / float64(res.Logins)
+	}
+	return res, err
+}
+
+// rss reads a process's resident set size in bytes, 0 if unknown.
+func rss(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}

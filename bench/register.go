@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// registrar registers users through the gateway's HTTP API.
+type registrar struct {
+	c  config
+	hc *fasthttp.HostClient
+}
+
+func newRegistrar(c config) *registrar {
+	return &registrar{c: c, hc: &fasthttp.HostClient{Addr: c.http, MaxConns: 256, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}}
+}
+
+// register creates user id (an agent when agent is set) with a token of
+// our choosing and returns it.
+func (r *registrar) register(id string, agent bool) (string, error) {
+	typ := 0
+	if agent {
+		typ = 1
+	}
+	token := "tok_" + id
+	code, body, err := r.post(fmt.Sprintf(`{"senderId":%q,"type":%d,"token":%q}`, id, typ, token))
+	if err != nil {
+		return "", fmt.Errorf("initUser %s: %w", id, err)
+	}
+	if code != 200 || string(body) != `{"code":200,"msg":"success","data":null}` {
+		return "", fmt.Errorf("initUser %s: HTTP %d %s", id, code, body)
+	}
+	return token, nil
+}
+
+func (r *registrar) post(body string) (int, []byte, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + r.c.http + "/im/vanke/initUser")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	if r.c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+r.c.apiKey)
+	}
+	req.SetBodyString(body)
+	if err := r.hc.Do(req, resp); err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
+}
+
+// runHTTP measures initUser requests/s with -concurrency in flight.
+func runHTTP(c config) (Result, error) {
+	s := newStats()
+	r := newRegistrar(c)
+	nonce := time.Now().UnixNano() & 0xffffff
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	go s.progress(nil2(), done)
+	start := time.Now()
+	end := start.Add(c.duration)
+	for w := 0; w < c.concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				i := n.Add(1)
+				t0 := time.Now()
+				code, body, err := r.post(fmt.Sprintf(`{"senderId":"bh%x_%d","type":0,"token":"tok_bh%x_%d"}`, nonce, i, nonce, i))
+				switch {
+				case err != nil:
+					s.errorf("%v", err)
+				case code != 200 || string(body) != `{"code":200,"msg":"success","data":null}`:
+					s.replyCode(code)
+				default:
+					s.acked(time.Since(t0), 0)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	el := time.Since(start)
+	res := s.result("http", el)
+	res.HTTPRate = float64(res.Acks) / el.Seconds()
+	return res, nil
+}

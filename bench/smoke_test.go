@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/imgate/imgate/engine"
+	"github.com/imgate/imgate/httpapi"
+	"github.com/imgate/imgate/router"
+	"github.com/imgate/imgate/storage"
+)
+
+// startGateway runs a real gateway in process on loopback ports.
+func startGateway(t *testing.T) (ws, api string) {
+	t.Helper()
+	db, err := storage.Open(t.TempDir(), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(db, router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(r, engine.Options{Addr: "127.0.0.1:0", RateLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetHub(e)
+	srv, err := httpapi.New(r, db, httpapi.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = e.Shutdown(ctx)
+		_ = r.Close(ctx)
+		_ = db.Close()
+	})
+	return e.Addr().String(), ln.Addr().String()
+}
+
+// Each mode runs for a second against a real gateway, so the tool cannot
+// rot: it must log in, move traffic and report no errors.
+func TestModesSmoke(t *testing.T) {
+	ws, api := startGateway(t)
+	for _, tc := range []struct {
+		mode  string
+		args  []string
+		check func(Result) bool
+	}{
+		{"chat", []string{"-pairs", "10", "-inflight", "4"}, func(r Result) bool { return r.Acks > 0 && r.Deliveries > 0 && r.OfflineAcks == 0 }},
+		{"chat", []string{"-pairs", "5", "-rate", "200"}, func(r Result) bool { return r.Acks > 50 && r.Acks < 400 }},
+		{"connect", []string{"-conns", "300", "-rate", "1000", "-heartbeat", "200ms"}, func(r Result) bool { return r.Logins == 300 && r.LoginRate > 0 }},
+		{"http", []string{"-concurrency", "8"}, func(r Result) bool { return r.HTTPRate > 0 }},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			args := append([]string{"-ws", ws, "-http", api, "-duration", "1s", "-json"}, tc.args...)
+			res, err := run(tc.mode, args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.ReplyCodes)+len(res.CloseCodes)+len(res.Errors) > 0 {
+				t.Fatalf("errors: %+v", res)
+			}
+			if !tc.check(res) {
+				t.Fatalf("result %+v", res)
+			}
+		})
+	}
+	if _, err := run("nonsense", nil, io.Discard); err == nil {
+		t.Fatal("unknown mode accepted")
+	}
+}
