@@ -20,8 +20,10 @@ type role uint8
 
 const (
 	roleIdle     role = iota // logs in and sends heartbeats
-	roleSender               // sends chat messages to peer
+	roleSender               // sends chat messages to peer (or to group)
 	roleReceiver             // receives pushes
+	roleMember               // joins group, then receives pushes
+	rolePuller               // pulls its offline queue (cmd 19 type 0) until empty
 )
 
 // wsConn is one client connection, owned by its gnet loop.
@@ -30,11 +32,14 @@ type wsConn struct {
 	role     role
 	userID   string
 	peer     string // who a sender writes to
+	group    string // the group a member joins or a sender writes to
+	pullSent int64  // unix ns of the pending pull
 	token    string
 	upgraded bool
 	loggedIn bool
 	mask     [4]byte
 	inflight []int64 // send times (unix ns) of unacked messages, oldest first
+	sent     int64   // chat messages sent
 	scratch  []byte
 }
 
@@ -46,9 +51,10 @@ type client struct {
 	cli    *gnet.Client
 	s      *stats
 	addr   string
-	window int         // messages in flight per sender (chat)
-	paced  bool        // senders send only when the pacer says so
-	stop   atomic.Bool // no new messages
+	window int          // messages in flight per sender (chat)
+	paced  bool         // senders send only when the pacer says so
+	stop   atomic.Bool  // no new messages
+	limit  atomic.Int64 // messages per sender; 0: unlimited
 	mu     sync.Mutex
 	conns  []gnet.Conn
 }
@@ -116,14 +122,46 @@ func appendClientFrame(dst []byte, mask [4]byte, payload []byte) []byte {
 // appendChat appends one chat frame whose content carries the send time.
 func (w *wsConn) appendChat(dst []byte, now int64) []byte {
 	p := w.scratch[:0]
-	p = append(p, `{"cmd":11,"chatType":2,"msgType":0,"to":"`...)
-	p = append(p, w.peer...)
+	if w.group != "" {
+		p = append(p, `{"cmd":11,"chatType":1,"msgType":0,"groupId":"`...)
+		p = append(p, w.group...)
+	} else {
+		p = append(p, `{"cmd":11,"chatType":2,"msgType":0,"to":"`...)
+		p = append(p, w.peer...)
+	}
 	p = append(p, `","content":"t`...)
 	p = strconv.AppendInt(p, now, 10)
 	p = append(p, `"}`...)
 	w.scratch = p
 	w.inflight = append(w.inflight, now)
+	w.sent++
 	return appendClientFrame(dst, w.mask, p)
+}
+
+// more reports whether sender w may send another message.
+func (c *client) more(w *wsConn) bool {
+	if c.stop.Load() || w.role != roleSender || c.paced {
+		return false
+	}
+	lim := c.limit.Load()
+	return lim == 0 || w.sent < lim
+}
+
+// startSender turns gc into a sender and fills its window, on its loop.
+func (c *client) startSender(gc gnet.Conn) {
+	_ = gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
+		if err != nil {
+			return nil
+		}
+		w := gc.Context().(*wsConn)
+		w.role = roleSender
+		var out []byte
+		for i := 0; i < c.window && c.more(w); i++ {
+			out = w.appendChat(out, time.Now().UnixNano())
+		}
+		_, _ = gc.Write(out)
+		return nil
+	})
 }
 
 func (c *client) OnTraffic(gc gnet.Conn) gnet.Action {
@@ -214,22 +252,39 @@ func (c *client) packet(w *wsConn, p []byte, now int64, out []byte) []byte {
 	}
 	code := packetCode(p)
 	switch code {
+	case 0:
+		// Notices without a code (9/10 joins and exits, 16 recalls).
 	case codec.CodeLoginOK:
 		if !w.loggedIn {
 			w.loggedIn = true
 			c.s.loggedIn()
-			if w.role == roleSender && !c.paced {
-				for i := 0; i < c.window && !c.stop.Load(); i++ {
+			switch {
+			case w.role == roleSender:
+				for i := 0; i < c.window && c.more(w); i++ {
 					out = w.appendChat(out, now)
 				}
+			case w.role == roleMember:
+				out = appendClientFrame(out, w.mask, []byte(`{"cmd":7,"groupId":"`+w.group+`"}`))
+			case w.role == rolePuller:
+				out = w.appendPull(out, now)
 			}
+		}
+	case codec.CodeJoinOK:
+		c.s.joined.Add(1)
+	case codec.CodeOfflineMsgOK:
+		n := bytes.Count(p, []byte(`"cmd":11`))
+		c.s.pulled(time.Duration(now-w.pullSent), n)
+		if n > 0 {
+			out = w.appendPull(out, now)
+		} else {
+			c.s.drained.Add(1)
 		}
 	case codec.CodeSent, codec.CodeOffline:
 		if len(w.inflight) > 0 {
 			c.s.acked(time.Duration(now-w.inflight[0]), code)
 			w.inflight = w.inflight[1:]
 		}
-		if w.role == roleSender && !c.paced && !c.stop.Load() {
+		if c.more(w) {
 			out = w.appendChat(out, now)
 		}
 	default:
@@ -238,12 +293,18 @@ func (c *client) packet(w *wsConn, p []byte, now int64, out []byte) []byte {
 			// Refused, not lost: counted as an error, and the window slot
 			// is used again so the run goes on.
 			w.inflight = w.inflight[1:]
-			if w.role == roleSender && !c.paced && !c.stop.Load() {
+			if c.more(w) {
 				out = w.appendChat(out, now)
 			}
 		}
 	}
 	return out
+}
+
+// appendPull appends a take-all offline pull (cmd 19 type 0).
+func (w *wsConn) appendPull(dst []byte, now int64) []byte {
+	w.pullSent = now
+	return appendClientFrame(dst, w.mask, []byte(`{"cmd":19,"type":0}`))
 }
 
 // pace sends one message on every paced sender that has room in its

@@ -29,7 +29,8 @@ import (
 type config struct {
 	ws, http, apiKey string
 	pairs, window    int
-	conns            int
+	conns, members   int
+	messages         int
 	rate             float64
 	duration         time.Duration
 	hbInterval       time.Duration
@@ -42,7 +43,7 @@ type config struct {
 
 func main() {
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
-		fmt.Fprintln(os.Stderr, "usage: bench connect|chat|http [flags]   (bench MODE -h for flags)")
+		fmt.Fprintln(os.Stderr, "usage: bench connect|chat|group|offline|http [flags]   (bench MODE -h for flags)")
 		os.Exit(2)
 	}
 	res, err := run(os.Args[1], os.Args[2:], os.Stdout)
@@ -61,9 +62,11 @@ func parse(mode string, args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.ws, "ws", "127.0.0.1:8889", "gateway WebSocket address")
 	fs.StringVar(&c.http, "http", "127.0.0.1:8082", "gateway HTTP API address")
 	fs.StringVar(&c.apiKey, "api-key", "", "HTTP API key, if the gateway requires one")
-	fs.IntVar(&c.pairs, "pairs", 200, "chat: sender/receiver pairs")
+	fs.IntVar(&c.pairs, "pairs", 200, "chat, offline: sender/receiver pairs")
 	fs.IntVar(&c.window, "inflight", 16, "chat: messages in flight per sender")
 	fs.IntVar(&c.conns, "conns", 1000, "connect: connections to open")
+	fs.IntVar(&c.members, "members", 500, "group: live members of the group")
+	fs.IntVar(&c.messages, "messages", 1000, "offline: messages queued per receiver")
 	fs.Float64Var(&c.rate, "rate", 0, "chat: messages/s in all (0: as fast as acks allow); connect: connections/s (0: unpaced)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to measure")
 	fs.DurationVar(&c.hbInterval, "heartbeat", 20*time.Second, "connect: heartbeat interval per connection")
@@ -95,8 +98,12 @@ func run(mode string, args []string, out io.Writer) (Result, error) {
 		res, err = runConnect(c)
 	case "http":
 		res, err = runHTTP(c)
+	case "group":
+		res, err = runGroup(c)
+	case "offline":
+		res, err = runOffline(c)
 	default:
-		return Result{}, fmt.Errorf("unknown mode %q (connect, chat, http)", mode)
+		return Result{}, fmt.Errorf("unknown mode %q (connect, chat, group, offline, http)", mode)
 	}
 	if err != nil {
 		return res, err

@@ -19,10 +19,11 @@ import (
 type stats struct {
 	dialed, logins, closed, heartbeats atomic.Int64
 	acks, offlineAcks, deliveries      atomic.Int64
+	joined, drained, pulledMsgs        atomic.Int64
 
 	mu struct {
 		sync.Mutex
-		ack, delivery hist
+		ack, delivery, pull hist
 		codes         map[int]int64 // error replies by status code
 		closes        map[int]int64 // CLOSE frames by status code
 		errs          []string
@@ -50,6 +51,13 @@ func (s *stats) acked(d time.Duration, code codec.Code) {
 	}
 	s.mu.Lock()
 	s.mu.ack.record(d)
+	s.mu.Unlock()
+}
+
+func (s *stats) pulled(d time.Duration, msgs int) {
+	s.pulledMsgs.Add(int64(msgs))
+	s.mu.Lock()
+	s.mu.pull.record(d)
 	s.mu.Unlock()
 }
 
@@ -94,6 +102,9 @@ type Result struct {
 	Ack         Latency          `json:"ack_latency"`
 	Delivery    Latency          `json:"delivery_latency"`
 	HTTPRate    float64          `json:"http_per_s,omitempty"`
+	Pulled      int64            `json:"pulled_messages,omitempty"`
+	PullRate    float64          `json:"pulled_per_s,omitempty"`
+	Pull        *Latency         `json:"pull_latency,omitempty"`
 	RSSPerConn  float64          `json:"server_rss_bytes_per_conn,omitempty"`
 	ReplyCodes  map[string]int64 `json:"error_codes,omitempty"`
 	CloseCodes  map[string]int64 `json:"close_codes,omitempty"`
@@ -126,6 +137,10 @@ func (s *stats) result(mode string, el time.Duration) Result {
 		Errors: append([]string(nil), s.mu.errs...),
 	}
 	r.AckRate = float64(r.Acks) / el.Seconds()
+	if s.mu.pull.n > 0 {
+		l := summarize(&s.mu.pull)
+		r.Pull, r.Pulled = &l, s.pulledMsgs.Load()
+	}
 	r.DelivRate = float64(r.Deliveries) / el.Seconds()
 	if len(s.mu.codes) > 0 {
 		r.ReplyCodes = map[string]int64{}
@@ -200,6 +215,10 @@ func (r Result) print(w io.Writer, asJSON bool) {
 	if r.Deliveries > 0 {
 		fmt.Fprintf(w, "  deliveries      %d (%.0f/s)\n", r.Deliveries, r.DelivRate)
 		fmt.Fprintf(w, "  delivery lat.   p50 %v  p99 %v  p99.9 %v  max %v\n", r.Delivery.P50, r.Delivery.P99, r.Delivery.P999, r.Delivery.Max)
+	}
+	if r.Pull != nil {
+		fmt.Fprintf(w, "  pulled          %d messages (%.0f/s) in %d pulls\n", r.Pulled, r.PullRate, r.Pull.N)
+		fmt.Fprintf(w, "  pull latency    p50 %v  p99 %v  p99.9 %v  max %v\n", r.Pull.P50, r.Pull.P99, r.Pull.P999, r.Pull.Max)
 	}
 	if r.HTTPRate > 0 {
 		fmt.Fprintf(w, "  initUser/s      %.0f\n", r.HTTPRate)
