@@ -24,9 +24,9 @@ type stats struct {
 	mu struct {
 		sync.Mutex
 		ack, delivery, pull hist
-		codes         map[int]int64 // error replies by status code
-		closes        map[int]int64 // CLOSE frames by status code
-		errs          []string
+		codes               map[int]int64 // error replies by status code
+		closes              map[int]int64 // CLOSE frames by status code
+		errs                []string
 	}
 	loginStart time.Time
 	lastLogin  atomic.Int64 // unix ns of the latest login
