@@ -226,7 +226,9 @@ func (c *client) OnTraffic(gc gnet.Conn) gnet.Action {
 			}
 		}
 	}
-	_, _ = gc.Discard(off)
+	if off > 0 {
+		_, _ = gc.Discard(off) // gnet reads Discard(0) as "everything"
+	}
 	if len(out) > 0 {
 		_, _ = gc.Write(out)
 	}

@@ -108,6 +108,7 @@ func runOffline(c config) (Result, error) {
 	close(done)
 	res := s.result("offline", el)
 	res.PullRate = float64(res.Pulled) / el.Seconds()
+	res.AckRate = 0 // the queueing phase is not what this mode times
 	if res.Pulled != total {
 		res.Errors = append(res.Errors, fmt.Sprintf("pulled %d of %d queued messages", res.Pulled, total))
 	}

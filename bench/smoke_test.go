@@ -66,7 +66,8 @@ func TestModesSmoke(t *testing.T) {
 		{"connect", []string{"-conns", "300", "-rate", "1000", "-heartbeat", "200ms"}, func(r Result) bool { return r.Logins == 300 && r.LoginRate > 0 }},
 		{"http", []string{"-concurrency", "8"}, func(r Result) bool { return r.HTTPRate > 0 }},
 		{"group", []string{"-members", "20"}, func(r Result) bool { return r.Acks > 0 && r.Deliveries >= 20*r.Acks-20*16 }},
-		{"offline", []string{"-pairs", "4", "-messages", "300"}, func(r Result) bool { return r.Pulled == 1200 && r.OfflineAcks == 1200 }},
+		// 600 queued: pulls of 500 make frames over 64 KiB, read in pieces.
+		{"offline", []string{"-pairs", "4", "-messages", "600"}, func(r Result) bool { return r.Pulled == 2400 && r.OfflineAcks == 2400 }},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			args := append([]string{"-ws", ws, "-http", api, "-duration", "1s", "-json"}, tc.args...)
