@@ -244,17 +244,42 @@ func runConnect(c config) (Result, error) {
 	done := make(chan struct{})
 	go s.progress(os.Stderr, done)
 	start := time.Now()
+	// Dial from several goroutines: a TCP connect blocks, and one dialer
+	// would bound the upgrade rate by its round trips, not the server.
+	const dialers = 16
+	next := make(chan int)
+	var dialErr error
+	var dialMu sync.Mutex
+	var dwg sync.WaitGroup
+	for d := 0; d < dialers; d++ {
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			for i := range next {
+				w := &wsConn{id: i, token: tokens[i/100]}
+				if err := cl.dial(source(i, c.sources), w); err != nil {
+					dialMu.Lock()
+					if dialErr == nil {
+						dialErr = fmt.Errorf("connection %d: %w", i, err)
+					}
+					dialMu.Unlock()
+				}
+			}
+		}()
+	}
 	for i := 0; i < c.conns; i++ {
 		if c.rate > 0 {
 			if ahead := time.Duration(float64(i)/c.rate*float64(time.Second)) - time.Since(start); ahead > 0 {
 				time.Sleep(ahead)
 			}
 		}
-		w := &wsConn{id: i, token: tokens[i/100]}
-		if err := cl.dial(source(i, c.sources), w); err != nil {
-			close(done)
-			return s.result("connect", time.Since(start)), fmt.Errorf("connection %d: %w", i, err)
-		}
+		next <- i
+	}
+	close(next)
+	dwg.Wait()
+	if dialErr != nil {
+		close(done)
+		return s.result("connect", time.Since(start)), dialErr
 	}
 	err = waitLogins(s, int64(c.conns))
 	loginEl := time.Duration(s.lastLogin.Load() - start.UnixNano())
