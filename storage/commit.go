@@ -109,7 +109,10 @@ func (db *DB) commitLoop() {
 		_ = t.b.Close()
 		if err != nil {
 			db.log.Error("commit failed", "ops", len(ops), "err", err)
-			db.convs = make(map[convKey]convState) // caches may be ahead of disk
+			// The caches may be ahead of disk now: start them afresh.
+			db.convs = make(map[convKey]convState)
+			db.contacts = make(map[[16]byte]cachedContact)
+			db.counts = make(map[uint64]ContactCounts)
 		} else {
 			db.cstats.ops.Add(uint64(len(ops)))
 			db.cstats.batches.Add(1)

@@ -45,6 +45,9 @@ type ContactCounts struct {
 }
 
 func (t *tx) counts(owner uint64) (ContactCounts, error) {
+	if n, ok := t.db.counts[owner]; ok {
+		return n, nil
+	}
 	v, err := t.get(keyCounts(owner))
 	if errors.Is(err, ErrNotFound) {
 		return ContactCounts{}, nil
@@ -75,6 +78,7 @@ func (t *tx) putContact(owner uint64, old Contact, found bool, c Contact) error 
 	if err != nil {
 		return err
 	}
+	before := n
 	if !found {
 		n.Contacts++
 	}
@@ -88,8 +92,16 @@ func (t *tx) putContact(owner uint64, old Contact, found bool, c Contact) error 
 		t.del(keyRecent(owner, old.LastContact, c.Peer))
 	}
 	t.set(keyRecent(owner, c.LastContact, c.Peer), nil)
-	t.set(keyContact(owner, c.Peer), encodeContact(&c))
-	t.set(keyCounts(owner), binary.AppendUvarint(binary.AppendUvarint(nil, n.Contacts), n.Pending))
+	t.writeContact(owner, &c)
+	if n != before || !found {
+		// Counters change only when a contact appears or its pending flag
+		// flips: most messages leave them alone and write nothing here.
+		t.set(keyCounts(owner), binary.AppendUvarint(binary.AppendUvarint(nil, n.Contacts), n.Pending))
+	}
+	if len(t.db.counts) >= maxConvCache {
+		clear(t.db.counts)
+	}
+	t.db.counts[owner] = n
 	return nil
 }
 
@@ -139,7 +151,7 @@ func (db *DB) MarkRead(owner, peer uint64, done func(error)) error {
 				return err
 			}
 			c.Unread = 0
-			t.set(keyContact(owner, peer), encodeContact(&c))
+			t.writeContact(owner, &c)
 			return nil
 		},
 		done: done,

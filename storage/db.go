@@ -61,6 +61,8 @@ type DB struct {
 	commitDone chan struct{}
 	cstats     commitCounters
 	convs      map[convKey]convState
+	contacts   map[[16]byte]cachedContact // owner|peer; see tx.contact
+	counts     map[uint64]ContactCounts
 	lastGroup  uint64 // last gid assigned; owned by the committer
 }
 
@@ -98,6 +100,8 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.commitCh = make(chan op, commitQueue)
 	db.commitDone = make(chan struct{})
 	db.convs = make(map[convKey]convState)
+	db.contacts = make(map[[16]byte]cachedContact)
+	db.counts = make(map[uint64]ContactCounts)
 	go db.commitLoop()
 	return db, nil
 }

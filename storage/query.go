@@ -248,7 +248,7 @@ func (t *tx) takePrivate(uid, peer uint64, limit int) ([]OfflinePage, error) {
 	}
 	for i := range contacts {
 		contacts[i].Unread = 0
-		t.set(keyContact(uid, contacts[i].Peer), encodeContact(&contacts[i]))
+		t.writeContact(uid, &contacts[i])
 	}
 	return pages, nil
 }
