@@ -30,3 +30,28 @@ func TestHistQuantiles(t *testing.T) {
 		t.Error("empty histogram")
 	}
 }
+
+// -procs: children export their histograms and the parent merges them
+// into the same percentiles one process would have seen.
+func TestMergeResults(t *testing.T) {
+	var whole, a, b hist
+	for i := 1; i <= 1000; i++ {
+		d := time.Duration(i) * time.Microsecond
+		whole.record(d)
+		if i%2 == 0 {
+			a.record(d)
+		} else {
+			b.record(d)
+		}
+	}
+	m := mergeResults("chat", []Result{
+		{Acks: 500, AckRate: 100, AckHist: a.export(), ReplyCodes: map[string]int64{"10028": 1}},
+		{Acks: 500, AckRate: 150, AckHist: b.export()},
+	})
+	if m.Acks != 1000 || m.AckRate != 250 || m.ReplyCodes["10028"] != 1 {
+		t.Fatalf("merged %+v", m)
+	}
+	if m.Ack != summarize(&whole) {
+		t.Fatalf("merged latency %+v, one process %+v", m.Ack, summarize(&whole))
+	}
+}

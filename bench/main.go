@@ -38,6 +38,8 @@ type config struct {
 	concurrency      int
 	serverPID        int
 	jsonOut          bool
+	procs            int
+	part             string // set in child processes of -procs
 	out              io.Writer
 }
 
@@ -74,6 +76,8 @@ func parse(mode string, args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 64, "http: requests in flight")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "connect: the gateway's pid, to report its RSS per connection")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the result as JSON")
+	fs.IntVar(&c.procs, "procs", 1, "spread the connections over this many processes (each may hold at most its open-file limit)")
+	fs.StringVar(&c.part, "part", "", "internal: the part a child process of -procs runs")
 	c.out = out
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -91,6 +95,13 @@ func run(mode string, args []string, out io.Writer) (Result, error) {
 		return Result{}, err
 	}
 	var res Result
+	if c.procs > 1 {
+		if res, err = runProcs(mode, args, c); err != nil {
+			return res, err
+		}
+		res.print(out, c.jsonOut)
+		return res, nil
+	}
 	switch mode {
 	case "chat":
 		res, err = runChat(c)
@@ -125,7 +136,7 @@ func checkFiles(n int) error {
 	}
 	const reserve = 64 // stdio, the HTTP client, gnet's pollers
 	if uint64(n+reserve) > lim.Cur {
-		return fmt.Errorf("%d connections need %d open files but this process may hold %d; run fewer per process", n, n+reserve, lim.Cur)
+		return fmt.Errorf("%d connections need %d open files but this process may hold %d: use -procs K to spread them over K processes", n, n+reserve, lim.Cur)
 	}
 	return nil
 }
@@ -138,9 +149,9 @@ func runChat(c config) (Result, error) {
 	if err := checkFiles(2 * c.pairs); err != nil {
 		return Result{}, err
 	}
-	s := newStats()
+	s := newStats(c.part != "")
 	reg := newRegistrar(c)
-	nonce := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	nonce := c.nonce()
 	cl, err := newClient(s, c.ws, c.window, c.rate > 0)
 	if err != nil {
 		return Result{}, err
@@ -226,9 +237,9 @@ func runConnect(c config) (Result, error) {
 	if err := checkFiles(c.conns); err != nil {
 		return Result{}, err
 	}
-	s := newStats()
+	s := newStats(c.part != "")
 	reg := newRegistrar(c)
-	nonce := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	nonce := c.nonce()
 	rssBefore := rss(c.serverPID)
 	cl, err := newClient(s, c.ws, 0, true)
 	if err != nil {

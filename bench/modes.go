@@ -12,9 +12,9 @@ func runGroup(c config) (Result, error) {
 	if err := checkFiles(c.members + 1); err != nil {
 		return Result{}, err
 	}
-	s := newStats()
+	s := newStats(c.part != "")
 	reg := newRegistrar(c)
-	nonce := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	nonce := c.nonce()
 	group := "bg" + nonce
 	cl, err := newClient(s, c.ws, c.window, false)
 	if err != nil {
@@ -66,9 +66,9 @@ func runOffline(c config) (Result, error) {
 	if err := checkFiles(2 * c.pairs); err != nil {
 		return Result{}, err
 	}
-	s := newStats()
+	s := newStats(c.part != "")
 	reg := newRegistrar(c)
-	nonce := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	nonce := c.nonce()
 	cl, err := newClient(s, c.ws, c.window, false)
 	if err != nil {
 		return Result{}, err

@@ -56,9 +56,9 @@ func (r *registrar) post(body string) (int, []byte, error) {
 
 // runHTTP measures initUser requests/s with -concurrency in flight.
 func runHTTP(c config) (Result, error) {
-	s := newStats()
+	s := newStats(c.part != "")
 	r := newRegistrar(c)
-	nonce := time.Now().UnixNano() & 0xffffff
+	nonce := c.nonce()
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -72,7 +72,7 @@ func runHTTP(c config) (Result, error) {
 			for time.Now().Before(end) {
 				i := n.Add(1)
 				t0 := time.Now()
-				code, body, err := r.post(fmt.Sprintf(`{"senderId":"bh%x_%d","type":0,"token":"tok_bh%x_%d"}`, nonce, i, nonce, i))
+				code, body, err := r.post(fmt.Sprintf(`{"senderId":"bh%s_%d","type":0,"token":"tok_bh%s_%d"}`, nonce, i, nonce, i))
 				switch {
 				case err != nil:
 					s.errorf("%v", err)

@@ -28,12 +28,13 @@ type stats struct {
 		closes              map[int]int64 // CLOSE frames by status code
 		errs                []string
 	}
-	loginStart time.Time
-	lastLogin  atomic.Int64 // unix ns of the latest login
+	loginStart  time.Time
+	lastLogin   atomic.Int64 // unix ns of the latest login
+	exportHists bool         // a child of -procs: put histograms in the result
 }
 
-func newStats() *stats {
-	s := &stats{loginStart: time.Now()}
+func newStats(exportHists bool) *stats {
+	s := &stats{loginStart: time.Now(), exportHists: exportHists}
 	s.mu.codes = map[int]int64{}
 	s.mu.closes = map[int]int64{}
 	return s
@@ -111,6 +112,11 @@ type Result struct {
 	Errors      []string         `json:"errors,omitempty"`
 	Closed      int64            `json:"closed_connections"`
 	OfflineAcks int64            `json:"offline_acks"`
+
+	// Set only by child processes of -procs, for their parent to merge.
+	AckHist      *histJSON `json:"ack_hist,omitempty"`
+	DeliveryHist *histJSON `json:"delivery_hist,omitempty"`
+	PullHist     *histJSON `json:"pull_hist,omitempty"`
 }
 
 // Latency is a histogram's summary.
@@ -137,6 +143,9 @@ func (s *stats) result(mode string, el time.Duration) Result {
 		Errors: append([]string(nil), s.mu.errs...),
 	}
 	r.AckRate = float64(r.Acks) / el.Seconds()
+	if s.exportHists {
+		r.AckHist, r.DeliveryHist, r.PullHist = s.mu.ack.export(), s.mu.delivery.export(), s.mu.pull.export()
+	}
 	if s.mu.pull.n > 0 {
 		l := summarize(&s.mu.pull)
 		r.Pull, r.Pulled = &l, s.pulledMsgs.Load()
