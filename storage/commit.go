@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"io"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -31,18 +32,7 @@ type tx struct {
 	b  *pebble.Batch // indexed: reads see the batch's own writes first
 }
 
-func (t *tx) get(key []byte) ([]byte, error) {
-	v, closer, err := t.b.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := append([]byte(nil), v...)
-	closer.Close()
-	return out, nil
-}
+func (t *tx) get(key []byte) ([]byte, error) { return getCopy(t.b, key) }
 
 func (t *tx) set(key, value []byte) { _ = t.b.Set(key, value, nil) }
 func (t *tx) del(key []byte)        { _ = t.b.Delete(key, nil) }
@@ -126,4 +116,21 @@ func (db *DB) commitLoop() {
 			ops[i] = op{}
 		}
 	}
+}
+
+// getCopy returns a copy of the value at key in r (the DB or a batch), or
+// ErrNotFound. Pebble's value lives only until its closer is closed.
+func getCopy(r interface {
+	Get([]byte) ([]byte, io.Closer, error)
+}, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, nil
 }

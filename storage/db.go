@@ -142,16 +142,7 @@ func (db *DB) get(key []byte) ([]byte, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	v, closer, err := db.pdb.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := append([]byte(nil), v...)
-	closer.Close()
-	return out, nil
+	return getCopy(db.pdb, key)
 }
 
 // lock locks the stripes of keys a and b in a fixed order (so two callers

@@ -203,13 +203,8 @@ func (db *DB) AppendGroup(m Message, offline []uint64, opts AppendOptions, done 
 			if err != nil {
 				return err
 			}
-			m.Seq = st.seq + 1
-			m.CreateTime = max(m.CreateTime, st.time)
-			t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
-			hk := keyHistory(conv, m.Seq)
-			t.set(hk, encodeMessage(&m))
-			t.set(keyTimeIdx(conv, m.CreateTime, m.Seq), nil)
-			t.set(keyDedup(m.From, m.ID), append(hk[len(prefixHistory):len(hk):len(hk)], 0))
+			// A group ack is always 10000: the idempotency record says "online".
+			t.appendCore(conv, st, &m, false)
 			for _, uid := range offline {
 				t.set(keyGroupQueue(uid, m.Group, m.Seq), nil)
 			}

@@ -294,6 +294,23 @@ func (t *tx) duplicate(from uint64, id [16]byte) (res AppendResult, ok bool, err
 	return AppendResult{Msg: sm, Duplicate: true, Online: v[24] == 0}, err == nil, err
 }
 
+// appendCore assigns m its seq and createTime after the conversation's
+// tail st and writes the history record, the time index and the
+// idempotency record (which remembers whether it was queued offline).
+func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
+	m.Seq = st.seq + 1
+	m.CreateTime = max(m.CreateTime, st.time)
+	t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
+	hk := keyHistory(conv, m.Seq)
+	t.set(hk, encodeMessage(m))
+	t.set(keyTimeIdx(conv, m.CreateTime, m.Seq), nil)
+	var q byte
+	if queued {
+		q = 1
+	}
+	t.set(keyDedup(m.From, m.ID), append(hk[len(prefixHistory):len(hk):len(hk)], q))
+}
+
 // cacheConv records a conversation's new tail.
 func (t *tx) cacheConv(c convKey, st convState) {
 	if len(t.db.convs) >= maxConvCache {
@@ -364,18 +381,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 		return AppendResult{}, err
 	}
 	// All reads done; from here on only writes.
-	m.Seq = st.seq + 1
-	m.CreateTime = max(m.CreateTime, st.time)
-	t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
-
-	hk := keyHistory(conv, m.Seq)
-	t.set(hk, encodeMessage(&m))
-	t.set(keyTimeIdx(conv, m.CreateTime, m.Seq), nil)
-	var queued byte
-	if opts.Offline {
-		queued = 1
-	}
-	t.set(keyDedup(m.From, m.ID), append(hk[len(prefixHistory):len(hk):len(hk)], queued))
+	t.appendCore(conv, st, &m, opts.Offline)
 	if opts.Offline {
 		t.set(keyOffline(m.To, m.From, m.Seq), nil)
 	}
