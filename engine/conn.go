@@ -144,27 +144,27 @@ func (c *conn) loginDone(res router.LoginResult) {
 	}
 	id := res.Identity
 	c.ident.Store(&id)
-	// The login frame is queued before the connection is registered, so it
-	// is the first frame the client sees even if a push races with us.
-	c.Send(res.Frame)
-	c.e.reg.add(id.UID, c)
-	if c.closed.Load() {
-		c.e.reg.remove(id.UID, c) // OnClose ran before we registered
-		return
-	}
-	_ = c.gc.AsyncWritev(nil, c.activate)
+	_ = c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
+		c.activate(gc, err, id.UID, res.Frame)
+		return nil
+	})
 }
 
-// activate runs on the loop once the login frame is queued: frames that
-// arrived meanwhile are served now.
-func (c *conn) activate(gc gnet.Conn, err error) error {
-	if err != nil || !c.phase.CompareAndSwap(int32(phaseLogin), int32(phaseOpen)) {
-		return nil
+// activate opens a logged-in connection, on its loop, in one task: the
+// login frame is written, the connection turns open and only then joins
+// the registry. So the login frame is the first frame the client sees (no
+// push can overtake it), and the frames the client sends on reading it
+// find the connection open. Frames that arrived during the login are
+// served at once.
+func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
+	if err != nil || c.closed.Load() || !c.phase.CompareAndSwap(int32(phaseLogin), int32(phaseOpen)) {
+		return // closed meanwhile: OnClose has run, nothing to register
 	}
+	_, _ = gc.Write(frame)
+	c.e.reg.add(uid, c)
 	if gc.InboundBuffered() > 0 {
-		_ = gc.Wake(nil)
+		c.readFrames(gc)
 	}
-	return nil
 }
 
 // Close implements router.Session: a CLOSE frame after everything queued,
