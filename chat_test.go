@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -326,6 +328,27 @@ func TestSection4_4_HistoryBothDirections(t *testing.T) {
 		got = tc.c.read()
 		if !strings.Contains(got, `"content":"m2"`) || !strings.Contains(got, `"content":"m3"`) || strings.Count(got, `"content"`) != 2 {
 			t.Fatalf("offset 1 count 2: %s", got)
+		}
+	}
+}
+
+// PROTOCOL §1.4: /metrics reports the gateway's gauges and the durable
+// commits behind acknowledged messages.
+func TestSection1_4_Metrics(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.login(ts.register("visitor_a", 0))
+	ts.register("agent_b", 1)
+	a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":"x"}`)
+	a.read()
+	resp, err := http.Get(ts.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"imgate_connections 1\n", "imgate_online_users 1\n", "imgate_storage_commits_total 1\n", "imgate_requeued_pushes_total 0\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, b)
 		}
 	}
 }

@@ -179,6 +179,13 @@ func (s *server) metrics(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(st.Conns), 10)
 	b = append(b, "\n# HELP imgate_online_users Users with at least one live connection.\n# TYPE imgate_online_users gauge\nimgate_online_users "...)
 	b = strconv.AppendInt(b, int64(st.Users), 10)
+	cs := s.db.CommitStats()
+	b = append(b, "\n# HELP imgate_storage_commits_total Durable operations committed.\n# TYPE imgate_storage_commits_total counter\nimgate_storage_commits_total "...)
+	b = strconv.AppendUint(b, cs.Ops, 10)
+	b = append(b, "\n# HELP imgate_storage_fsyncs_total Synced commit batches (WAL fsyncs).\n# TYPE imgate_storage_fsyncs_total counter\nimgate_storage_fsyncs_total "...)
+	b = strconv.AppendUint(b, cs.Batches, 10)
+	b = append(b, "\n# HELP imgate_requeued_pushes_total Pushes no connection wrote, moved to the offline queue.\n# TYPE imgate_requeued_pushes_total counter\nimgate_requeued_pushes_total "...)
+	b = strconv.AppendUint(b, s.router.Requeued(), 10)
 	return append(b, '\n')
 }
 

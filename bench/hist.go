@@ -47,14 +47,6 @@ func (h *hist) record(d time.Duration) {
 	h.max = max(h.max, v)
 }
 
-func (h *hist) merge(o *hist) {
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	h.n += o.n
-	h.max = max(h.max, o.max)
-}
-
 // quantile returns the value at q (0..1), 0 with no samples.
 func (h *hist) quantile(q float64) time.Duration {
 	if h.n == 0 {

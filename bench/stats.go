@@ -28,13 +28,12 @@ type stats struct {
 		closes              map[int]int64 // CLOSE frames by status code
 		errs                []string
 	}
-	loginStart  time.Time
 	lastLogin   atomic.Int64 // unix ns of the latest login
 	exportHists bool         // a child of -procs: put histograms in the result
 }
 
 func newStats(exportHists bool) *stats {
-	s := &stats{loginStart: time.Now(), exportHists: exportHists}
+	s := &stats{exportHists: exportHists}
 	s.mu.codes = map[int]int64{}
 	s.mu.closes = map[int]int64{}
 	return s
