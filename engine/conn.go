@@ -160,8 +160,11 @@ func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
 	if err != nil || c.closed.Load() || !c.phase.CompareAndSwap(int32(phaseLogin), int32(phaseOpen)) {
 		return // closed meanwhile: OnClose has run, nothing to register
 	}
-	_, _ = gc.Write(frame)
+	// Registered before the login reply is written: once the client reads
+	// it, a close of all its user's connections (cmd 14) or a push must
+	// find this one. Pushes queued meanwhile flush after this task.
 	c.e.reg.add(uid, c)
+	_, _ = gc.Write(frame)
 	if gc.InboundBuffered() > 0 {
 		c.readFrames(gc)
 	}

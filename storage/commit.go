@@ -89,20 +89,22 @@ func (db *DB) commitLoop() {
 				break gather
 			}
 		}
+		db.trimCaches()
 		t := &tx{db: db, b: db.pdb.NewIndexedBatch()}
 		errs = errs[:0]
 		for _, o := range ops {
 			errs = append(errs, o.apply(t))
 		}
+		t.seal()
 		// Sync: an acknowledged message must survive a crash (PROTOCOL §4.2).
 		err := t.b.Commit(pebble.Sync)
 		_ = t.b.Close()
 		if err != nil {
 			db.log.Error("commit failed", "ops", len(ops), "err", err)
 			// The caches may be ahead of disk now: start them afresh.
-			db.convs = make(map[convKey]convState)
-			db.contacts = make(map[[16]byte]cachedContact)
-			db.counts = make(map[uint64]ContactCounts)
+			clear(db.convs)
+			clear(db.contacts)
+			clear(db.counts)
 		} else {
 			db.cstats.ops.Add(uint64(len(ops)))
 			db.cstats.batches.Add(1)
@@ -115,6 +117,22 @@ func (db *DB) commitLoop() {
 			o.done(e)
 			ops[i] = op{}
 		}
+	}
+}
+
+// trimCaches bounds the committer's caches. It runs between batches only:
+// within a batch the caches hold every conversation tail and contact the
+// batch has changed, which seal and later reads rely on. An evicted entry
+// is reloaded from disk on demand.
+func (db *DB) trimCaches() {
+	if len(db.convs) >= maxConvCache {
+		clear(db.convs)
+	}
+	if len(db.contacts) >= maxConvCache {
+		clear(db.contacts)
+	}
+	if len(db.counts) >= maxConvCache {
+		clear(db.counts)
 	}
 }
 

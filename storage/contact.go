@@ -7,7 +7,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Contacts (PROTOCOL §1.3, §4.6). Besides c|owner|peer, two structures keep
+// Contacts (PROTOCOL §1.3, §4.6). Besides c|owner|peer, three structures keep
 // every count a chat list shows cheap to read:
 //
 //	r|owner(8B)|lastContact(8B)|peer(8B) -> empty: contacts by recency
@@ -15,7 +15,9 @@ import (
 //	l|visitor(8B)                        -> uid(8B) of the agent or consultant last talked to
 //
 // All three are maintained by the committer together with c|, in the same
-// batch, so they never disagree with the contact records.
+// batch, so they never disagree with the contact records. c|, r| and n|
+// are written when the batch is sealed, once per record however many
+// messages of the batch changed it.
 const (
 	prefixRecent  = "r|"
 	prefixCounts  = "n|"
@@ -88,21 +90,37 @@ func (t *tx) putContact(owner uint64, old Contact, found bool, c Contact) error 
 	case !c.Pending && found && old.Pending && n.Pending > 0:
 		n.Pending--
 	}
-	if found && old.LastContact != c.LastContact {
-		t.del(keyRecent(owner, old.LastContact, c.Peer))
-	}
-	t.set(keyRecent(owner, c.LastContact, c.Peer), nil)
 	t.writeContact(owner, &c)
 	if n != before || !found {
 		// Counters change only when a contact appears or its pending flag
 		// flips: most messages leave them alone and write nothing here.
-		t.set(keyCounts(owner), binary.AppendUvarint(binary.AppendUvarint(nil, n.Contacts), n.Pending))
-	}
-	if len(t.db.counts) >= maxConvCache {
-		clear(t.db.counts)
+		t.db.dirtyCounts[owner] = struct{}{}
 	}
 	t.db.counts[owner] = n
 	return nil
+}
+
+// seal writes every contact record and counter the batch changed, once
+// each, and moves the recency keys of contacts whose last contact moved.
+// It runs after the batch's last operation, before the commit.
+func (t *tx) seal() {
+	for k, d := range t.db.dirty {
+		owner, peer := binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:])
+		c := t.db.contacts[k].c
+		t.set(keyContact(owner, peer), encodeContact(&c))
+		if !d.found || d.last != c.LastContact {
+			if d.found {
+				t.del(keyRecent(owner, d.last, peer))
+			}
+			t.set(keyRecent(owner, c.LastContact, peer), nil)
+		}
+	}
+	for owner := range t.db.dirtyCounts {
+		n := t.db.counts[owner]
+		t.set(keyCounts(owner), binary.AppendUvarint(binary.AppendUvarint(nil, n.Contacts), n.Pending))
+	}
+	clear(t.db.dirty)
+	clear(t.db.dirtyCounts)
 }
 
 // Touch makes a and b contacts of each other (if they are not) with

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 )
 
@@ -60,4 +61,109 @@ func TestSection1_3_ContactCounters(t *testing.T) {
 	if n, _ := db.Counts(1); n.Contacts != 1 || n.Pending != 0 {
 		t.Fatalf("visitor counts %+v", n)
 	}
+}
+
+// holdCommitter blocks the committer until the returned func is called, so
+// that everything submitted meanwhile lands in one batch.
+func holdCommitter(t *testing.T, db *DB) (release func()) {
+	t.Helper()
+	held, gate := make(chan struct{}), make(chan struct{})
+	if err := db.submit(op{
+		apply: func(*tx) error { close(held); <-gate; return nil },
+		done:  func(error) {},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-held
+	return func() { close(gate) }
+}
+
+// PROTOCOL §1.3: contact records, recency and counters written once per
+// group commit agree with every message of the batch, on disk.
+func TestSection1_3_ContactCountersWithinOneBatch(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const agent = 100
+	var wg sync.WaitGroup
+	fail := func(err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		wg.Done()
+	}
+	before := db.CommitStats()
+	release := holdCommitter(t, db)
+	send := func(from, to uint64, at int64) {
+		wg.Add(1)
+		m := Message{ID: msgID(), From: from, To: to, ChatType: ChatPrivate, Content: "x", CreateTime: at}
+		if err := db.AppendPrivate(m, AppendOptions{}, func(r AppendResult) { fail(r.Err) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r := int64(0); r < 4; r++ {
+		for v := uint64(1); v <= 5; v++ {
+			send(v, agent, 1000*r+int64(v))
+		}
+	}
+	send(agent, 2, 4000)
+	send(agent, 4, 4100)
+	wg.Add(2)
+	if err := db.Touch(6, agent, 4200, 6, agent, fail); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkRead(agent, 3, fail); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	wg.Wait()
+	if got := db.CommitStats().Batches - before.Batches; got != 2 {
+		t.Fatalf("%d batches: the held operations did not share one", got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir)
+
+	check := func(wantOrder string, wantPending uint64) {
+		t.Helper()
+		var order []uint64
+		if err := db.Contacts(agent, func(c Contact) bool { order = append(order, c.Peer); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(order) != wantOrder {
+			t.Fatalf("recency order %v, want %s", order, wantOrder)
+		}
+		if n, err := db.Counts(agent); err != nil || n.Contacts != 6 || n.Pending != wantPending {
+			t.Fatalf("counts %+v %v", n, err)
+		}
+		// One recency key per contact: none left behind at an old time.
+		if k, _ := db.RecentCount(agent, 0); k != 6 {
+			t.Fatalf("%d recency keys for 6 contacts", k)
+		}
+	}
+	check("[6 4 2 5 3 1]", 3)
+	if k, _ := db.RecentCount(agent, 3004); k != 4 {
+		t.Fatalf("recent since 3004: %d", k)
+	}
+	for peer, want := range map[uint64]Contact{
+		1: {Peer: 1, Unread: 4, Pending: true, LastContact: 3001},
+		2: {Peer: 2, Unread: 4, LastContact: 4000},
+		3: {Peer: 3, Pending: true, LastContact: 3003},
+		6: {Peer: 6, LastContact: 4200},
+	} {
+		if c, err := db.Contact(agent, peer); err != nil || c != want {
+			t.Fatalf("contact %d: %+v %v, want %+v", peer, c, err, want)
+		}
+	}
+	if c, _ := db.Contact(2, agent); c.Unread != 1 || !c.Pending || c.LastContact != 4000 {
+		t.Fatalf("visitor 2's view %+v", c)
+	}
+	// After reopen the committer starts from disk: one more message moves
+	// visitor 1 to the front and leaves the counters exact.
+	send(1, agent, 5000)
+	wg.Wait()
+	check("[1 6 4 2 5 3]", 3)
 }

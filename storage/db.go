@@ -63,7 +63,11 @@ type DB struct {
 	convs      map[convKey]convState
 	contacts   map[[16]byte]cachedContact // owner|peer; see tx.contact
 	counts     map[uint64]ContactCounts
-	lastGroup  uint64 // last gid assigned; owned by the committer
+	// Contacts and counters changed by the batch being built: each is
+	// written once, when the batch is sealed (tx.seal).
+	dirty       map[[16]byte]dirtyContact
+	dirtyCounts map[uint64]struct{}
+	lastGroup   uint64 // last gid assigned; owned by the committer
 }
 
 // Open opens or creates the store in dir.
@@ -79,6 +83,11 @@ func Open(dir string, opts Options) (*DB, error) {
 	// records, tokens of strangers) look for keys that do not exist, and
 	// without a filter each of them reads a block from every level.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po.MemTableSize = 8 << 20
+	po.MemTableStopWritesThreshold = 4
+	po.L0CompactionThreshold = 8
+	po.L0StopWritesThreshold = 32
+	po.LBaseMaxBytes = 256 << 20
 	if opts.InMemory {
 		po.FS = memFS()
 	}
@@ -102,6 +111,8 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.convs = make(map[convKey]convState)
 	db.contacts = make(map[[16]byte]cachedContact)
 	db.counts = make(map[uint64]ContactCounts)
+	db.dirty = make(map[[16]byte]dirtyContact)
+	db.dirtyCounts = make(map[uint64]struct{})
 	go db.commitLoop()
 	return db, nil
 }

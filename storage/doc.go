@@ -20,7 +20,6 @@
 //	i|<user id>                        -> uid(8B BE)
 //	t|<token>                          -> uid(8B BE) | expireAt ms(8B BE)
 //	h|conv(16B)|seq(8B)                -> message record (message.go: encodeMessage)
-//	x|conv(16B)|createTime(8B)|seq(8B) -> empty: time index of h|
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
 //	c|owner(8B)|peer(8B)               -> contact record: unread, pending reply, last contact
 //	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B): idempotency of client message ids
@@ -28,8 +27,8 @@
 // conv of a private conversation is the two uids, lower first. seq is the
 // message's position in it, 1, 2, 3… with no gaps, which turns history
 // offsets and seq bounds into key bounds: a page reads what it returns.
-// createTime never decreases within a conversation, so the time index maps
-// a beginTime/endTime window to a seq range with two seeks.
+// createTime never decreases within a conversation, so a beginTime/endTime
+// window maps to a seq range by binary search over h| records.
 //
 // # Group commit
 //
@@ -46,4 +45,9 @@
 // The layout is on disk in every deployment. A change needs a migration
 // note here and a version bump of the record it changes (user records carry
 // a version byte); keys are never reinterpreted in place.
+//
+// Migrations:
+//   - x|conv|createTime|seq, a time index of h|, is no longer written or
+//     read (time windows search h| instead). Keys left by older versions
+//     are inert; nothing reads the x| keyspace.
 package storage

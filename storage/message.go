@@ -59,7 +59,6 @@ type convState struct {
 
 const (
 	prefixHistory   = "h|" // h|conv(16)|seq(8) -> message record
-	prefixTimeIdx   = "x|" // x|conv(16)|createTime(8)|seq(8) -> empty
 	prefixOffline   = "q|" // q|uid(8)|peer(8)|seq(8) -> empty; the message is h|conv(uid,peer)|seq
 	prefixContact   = "c|" // c|owner(8)|peer(8) -> contact record
 	prefixDedup     = "d|" // d|from(8)|id(16) -> conv(16)|seq(8)
@@ -69,13 +68,6 @@ const (
 func keyHistory(c convKey, seq uint64) []byte {
 	k := make([]byte, 0, 2+16+8)
 	k = append(append(k, prefixHistory...), c[:]...)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-func keyTimeIdx(c convKey, t int64, seq uint64) []byte {
-	k := make([]byte, 0, 2+16+16)
-	k = append(append(k, prefixTimeIdx...), c[:]...)
-	k = binary.BigEndian.AppendUint64(k, uint64(t))
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
@@ -123,6 +115,18 @@ func encodeMessage(m *Message) []byte {
 		b = append(b, s...)
 	}
 	return b
+}
+
+// messageTime reads only the createTime of a message record.
+func messageTime(b []byte) (int64, error) {
+	if len(b) < 3 || b[0] != messageRecordV1 {
+		return 0, errCorrupt
+	}
+	_, w := binary.Uvarint(b[3:])
+	if w <= 0 || len(b) < 3+w+8 {
+		return 0, errCorrupt
+	}
+	return int64(binary.BigEndian.Uint64(b[3+w:])), nil
 }
 
 func decodeMessage(b []byte) (Message, error) {
@@ -211,7 +215,7 @@ func (t *tx) contact(owner, peer uint64) (Contact, bool, error) {
 	}
 	v, err := t.get(keyContact(owner, peer))
 	if errors.Is(err, ErrNotFound) {
-		t.cacheContact(k, Contact{Peer: peer}, false)
+		t.db.contacts[k] = cachedContact{Contact{Peer: peer}, false}
 		return Contact{Peer: peer}, false, nil
 	}
 	if err != nil {
@@ -219,15 +223,28 @@ func (t *tx) contact(owner, peer uint64) (Contact, bool, error) {
 	}
 	c, err := decodeContact(peer, v)
 	if err == nil {
-		t.cacheContact(k, c, true)
+		t.db.contacts[k] = cachedContact{c, true}
 	}
 	return c, err == nil, err
 }
 
-// writeContact stores owner's record c, in the batch and in the cache.
+// writeContact changes owner's record to c. The record must have been read
+// in this batch (tx.contact). It is written once, when the batch is sealed:
+// a pair exchanging many messages within one group commit costs one write.
 func (t *tx) writeContact(owner uint64, c *Contact) {
-	t.set(keyContact(owner, c.Peer), encodeContact(c))
-	t.cacheContact(pairKey(owner, c.Peer), *c, true)
+	k := pairKey(owner, c.Peer)
+	if _, ok := t.db.dirty[k]; !ok {
+		prev := t.db.contacts[k]
+		t.db.dirty[k] = dirtyContact{last: prev.c.LastContact, found: prev.found}
+	}
+	t.db.contacts[k] = cachedContact{*c, true}
+}
+
+// dirtyContact is what a contact changed by the current batch was on disk
+// before it: seal moves its recency key from there.
+type dirtyContact struct {
+	last  int64
+	found bool
 }
 
 type cachedContact struct {
@@ -240,13 +257,6 @@ func pairKey(a, b uint64) [16]byte {
 	binary.BigEndian.PutUint64(k[:8], a)
 	binary.BigEndian.PutUint64(k[8:], b)
 	return k
-}
-
-func (t *tx) cacheContact(k [16]byte, c Contact, found bool) {
-	if len(t.db.contacts) >= maxConvCache {
-		clear(t.db.contacts)
-	}
-	t.db.contacts[k] = cachedContact{c, found}
 }
 
 // conv returns the conversation's tail, from the cache or the last history
@@ -295,7 +305,7 @@ func (t *tx) duplicate(from uint64, id [16]byte) (res AppendResult, ok bool, err
 }
 
 // appendCore assigns m its seq and createTime after the conversation's
-// tail st and writes the history record, the time index and the
+// tail st and writes the history record and the
 // idempotency record (which remembers whether it was queued offline).
 func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
 	m.Seq = st.seq + 1
@@ -303,7 +313,6 @@ func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
 	t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
 	hk := keyHistory(conv, m.Seq)
 	t.set(hk, encodeMessage(m))
-	t.set(keyTimeIdx(conv, m.CreateTime, m.Seq), nil)
 	var q byte
 	if queued {
 		q = 1
@@ -312,12 +321,7 @@ func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
 }
 
 // cacheConv records a conversation's new tail.
-func (t *tx) cacheConv(c convKey, st convState) {
-	if len(t.db.convs) >= maxConvCache {
-		clear(t.db.convs) // reloaded from disk on demand; a cheap bound
-	}
-	t.db.convs[c] = st
-}
+func (t *tx) cacheConv(c convKey, st convState) { t.db.convs[c] = st }
 
 // AppendOptions qualifies one append.
 type AppendOptions struct {

@@ -164,6 +164,39 @@ func TestSection4_4_HistoryPaging(t *testing.T) {
 	}
 }
 
+// PROTOCOL §4.4 beginTime/endTime over runs of equal createTimes: the
+// window maps to seqs by binary search over the history records.
+func TestSection4_4_TimeWindowEqualTimes(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	for i := 0; i < 100; i++ {
+		appendSync(t, db, Message{ID: msgID(), From: 1, To: 2, ChatType: ChatPrivate, Content: "x", CreateTime: int64(i/10*100 + 100)}, false)
+	}
+	for _, tc := range []struct {
+		begin, end  int64
+		first, last uint64 // 0, 0: empty
+	}{
+		{400, 400, 31, 40},
+		{350, 450, 31, 40},
+		{0, 150, 1, 10},
+		{1000, 0, 91, 100},
+		{1, 99, 0, 0},
+		{1001, 0, 0, 0},
+		{0, 1000, 1, 100},
+	} {
+		h, err := db.History(1, 2, HistoryQuery{Begin: tc.begin, End: tc.end, Count: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first, last uint64
+		if len(h) > 0 {
+			first, last = h[0].Seq, h[len(h)-1].Seq
+		}
+		if first != tc.first || last != tc.last || (len(h) > 0 && uint64(len(h)) != last-first+1) {
+			t.Fatalf("window [%d, %d]: %d messages, seqs %d..%d, want %d..%d", tc.begin, tc.end, len(h), first, last, tc.first, tc.last)
+		}
+	}
+}
+
 func TestSection4_3_SurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	db, err := Open(dir, Options{})

@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 
@@ -103,21 +104,22 @@ func satSub(a, b uint64) uint64 {
 	return a - b
 }
 
+// createTime never decreases along a conversation's gap-free seqs, so a
+// time bound becomes a seq bound by binary search over history records:
+// about log2(n) point reads, and no index to write with every message.
+
 // firstSeqAtOrAfter returns the first seq ≥ floor whose createTime ≥ t,
 // or MaxUint64 when there is none.
 func (db *DB) firstSeqAtOrAfter(conv convKey, t int64, floor uint64) (uint64, error) {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: keyTimeIdx(conv, t, 0),
-		UpperBound: keyTimeIdx(conv, math.MaxInt64, 0),
-	})
+	tail, err := db.tailSeq(conv)
 	if err != nil {
 		return 0, err
 	}
-	defer it.Close()
-	if !it.First() {
-		return math.MaxUint64, it.Error()
+	s, err := db.searchSeq(conv, max(floor, 1), tail, func(ct int64) bool { return ct >= t })
+	if err != nil || s > tail {
+		return math.MaxUint64, err
 	}
-	return max(timeIdxSeq(it.Key()), floor), nil
+	return s, nil
 }
 
 // lastSeqAtOrBefore returns the last seq ≤ ceil whose createTime ≤ t, or
@@ -126,10 +128,46 @@ func (db *DB) lastSeqAtOrBefore(conv convKey, t int64, ceil uint64) (uint64, err
 	if t == math.MaxInt64 {
 		return ceil, nil
 	}
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: keyTimeIdx(conv, 0, 0),
-		UpperBound: keyTimeIdx(conv, t+1, 0),
-	})
+	tail, err := db.tailSeq(conv)
+	if err != nil {
+		return 0, err
+	}
+	s, err := db.searchSeq(conv, 1, min(ceil, tail), func(ct int64) bool { return ct > t })
+	return s - 1, err
+}
+
+// searchSeq returns the first seq in [lo, hi] whose createTime satisfies
+// pred, or hi+1 when none does. pred must be false then true along seqs.
+func (db *DB) searchSeq(conv convKey, lo, hi uint64, pred func(int64) bool) (uint64, error) {
+	end := hi + 1
+	for lo < end {
+		mid := lo + (end-lo)/2
+		ct, err := db.timeAt(conv, mid)
+		if err != nil {
+			return 0, err
+		}
+		if pred(ct) {
+			end = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
+}
+
+// timeAt reads the createTime of one history record.
+func (db *DB) timeAt(conv convKey, seq uint64) (int64, error) {
+	v, closer, err := db.pdb.Get(keyHistory(conv, seq))
+	if err != nil {
+		return 0, fmt.Errorf("storage: history %d: %w", seq, err)
+	}
+	defer closer.Close()
+	return messageTime(v)
+}
+
+// tailSeq returns the last seq of a conversation, 0 when it is empty.
+func (db *DB) tailSeq(conv convKey) (uint64, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 0), UpperBound: keyHistory(conv, math.MaxUint64)})
 	if err != nil {
 		return 0, err
 	}
@@ -137,10 +175,9 @@ func (db *DB) lastSeqAtOrBefore(conv convKey, t int64, ceil uint64) (uint64, err
 	if !it.Last() {
 		return 0, it.Error()
 	}
-	return min(timeIdxSeq(it.Key()), ceil), nil
+	k := it.Key()
+	return binary.BigEndian.Uint64(k[len(k)-8:]), nil
 }
-
-func timeIdxSeq(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
 
 // OfflinePage is one peer's queued messages, oldest first.
 type OfflinePage struct {
