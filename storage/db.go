@@ -53,6 +53,7 @@ type DB struct {
 	seed    maphash.Seed
 	stripes [lockStripes]sync.Mutex
 	nextUID atomic.Uint64
+	users   userCache
 	closed  atomic.Bool
 
 	// Committer (commit.go). convs is owned by the committer goroutine.
@@ -96,6 +97,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
 	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed()}
+	db.users.seed = db.seed
 	last, err := db.lastUID()
 	if err != nil {
 		_ = pdb.Close()

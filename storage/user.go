@@ -126,11 +126,15 @@ func (db *DB) Register(r Registration) (User, error) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return User{}, fmt.Errorf("storage: register %s: %w", u.ID, err)
 	}
+	db.users.put(u)
 	return u, nil
 }
 
 // UserByID returns the user with protocol id id, or ErrNotFound.
 func (db *DB) UserByID(id string) (User, error) {
+	if uid, ok := db.users.uid(id); ok {
+		return db.UserByUID(uid)
+	}
 	v, err := db.get(keyUserID(id))
 	if err != nil {
 		return User{}, err
@@ -138,16 +142,25 @@ func (db *DB) UserByID(id string) (User, error) {
 	if len(v) != 8 {
 		return User{}, errCorrupt
 	}
-	return db.UserByUID(binary.BigEndian.Uint64(v))
+	uid := binary.BigEndian.Uint64(v)
+	db.users.putID(id, uid)
+	return db.UserByUID(uid)
 }
 
 // UserByUID returns the user with internal id uid, or ErrNotFound.
 func (db *DB) UserByUID(uid uint64) (User, error) {
+	u, gen, ok := db.users.user(uid)
+	if ok {
+		return u, nil
+	}
 	v, err := db.get(keyUser(uid))
 	if err != nil {
 		return User{}, err
 	}
-	return decodeUser(uid, v)
+	if u, err = decodeUser(uid, v); err == nil {
+		db.users.fill(u, gen)
+	}
+	return u, err
 }
 
 // TokenUser returns the user a token is bound to. A token that expired at

@@ -181,3 +181,52 @@ func FuzzDecodeUser(f *testing.F) {
 		}
 	})
 }
+
+// PROTOCOL §1.1: a profile update is what every later read sees, even with
+// readers filling the user cache from disk while the update commits.
+func TestSection1_1_ProfileUpdateVisibleToReaders(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	reg := func(nick string) User {
+		u, err := db.Register(Registration{User: User{ID: "agent-7", Type: UserAgent, Nick: nick}, Now: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	uid := reg("n0").UID
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := db.UserByUID(uid); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := db.UserByID("agent-7"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 200; i++ {
+		nick := fmt.Sprint("n", i)
+		reg(nick)
+		if u, err := db.UserByID("agent-7"); err != nil || u.Nick != nick {
+			t.Fatalf("after update %d: %+v %v", i, u, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if u, _ := db.UserByUID(uid); u.Nick != "n200" {
+		t.Fatalf("final read %+v", u)
+	}
+}
