@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -45,6 +47,7 @@ type config struct {
 	RecallWindow   time.Duration
 	MaxGroup       int
 	LogLevel       string
+	PprofAddr      string
 	// Now is the clock; nil means time.Now (tests inject one).
 	Now func() time.Time
 }
@@ -70,6 +73,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.RecallWindow, "recall-window", router.DefaultRecallWindow, "how long after sending a message may be recalled")
 	fs.IntVar(&c.MaxGroup, "max-group-members", router.DefaultMaxGroupMembers, "member cap of a group")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "IMGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -108,6 +112,8 @@ type server struct {
 	api    *httpapi.Server
 	httpLn net.Listener
 	apiErr chan error
+	// pprofLn serves profiles when -pprof is set.
+	pprofLn net.Listener
 }
 
 // start opens the store and starts both listeners.
@@ -169,7 +175,25 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 	}
 	log.Info("listening", "proto", "http", "addr", s.httpLn.Addr().String())
 	go func() { s.apiErr <- s.api.Serve(s.httpLn) }()
+	if cfg.PprofAddr != "" {
+		if s.pprofLn, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			return nil, fmt.Errorf("pprof listener: %w", err)
+		}
+		log.Info("listening", "proto", "pprof", "addr", s.pprofLn.Addr().String())
+		go func() { _ = http.Serve(s.pprofLn, pprofMux()) }()
+	}
 	return s, nil
+}
+
+// pprofMux serves the runtime profiles: CPU, heap, allocations, goroutines.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // metrics appends the gateway's gauges in Prometheus text format.
@@ -194,6 +218,9 @@ func (s *server) metrics(b []byte) []byte {
 // started server.
 func (s *server) stop(ctx context.Context) error {
 	var errs []error
+	if s.pprofLn != nil {
+		_ = s.pprofLn.Close()
+	}
 	if s.httpLn != nil {
 		if err := s.api.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
