@@ -30,6 +30,9 @@ const (
 type tx struct {
 	db *DB
 	b  *pebble.Batch // indexed: reads see the batch's own writes first
+	// Scratch for keys and records: the batch copies what it is given, so
+	// the hot path builds them here instead of allocating.
+	key, val []byte
 }
 
 func (t *tx) get(key []byte) ([]byte, error) { return getCopy(t.b, key) }
@@ -37,14 +40,26 @@ func (t *tx) get(key []byte) ([]byte, error) { return getCopy(t.b, key) }
 func (t *tx) set(key, value []byte) { _ = t.b.Set(key, value, nil) }
 func (t *tx) del(key []byte)        { _ = t.b.Delete(key, nil) }
 
-// op is one submitted operation. apply runs on the committer goroutine and
-// must read before it writes: an apply that fails must leave the batch as
-// it found it. done runs on the committer goroutine after the commit, with
-// apply's error or the commit's; it must not block.
-type op struct {
-	apply func(*tx) error
-	done  func(error)
+// operation is one submitted operation. apply runs on the committer
+// goroutine and must read before it writes: an apply that fails must leave
+// the batch as it found it. done runs on the committer goroutine after the
+// commit, with apply's error or the commit's; it must not block.
+//
+// Hot operations (AppendPrivate) are one allocated struct implementing
+// it; the rest use op.
+type operation interface {
+	apply(*tx) error
+	done(error)
 }
+
+// op adapts two funcs to operation.
+type op struct {
+	applyFn func(*tx) error
+	doneFn  func(error)
+}
+
+func (o op) apply(t *tx) error { return o.applyFn(t) }
+func (o op) done(err error)    { o.doneFn(err) }
 
 // CommitStats counts the committer's work, for benchmarks and metrics.
 type CommitStats struct {
@@ -61,7 +76,7 @@ func (db *DB) CommitStats() CommitStats {
 
 // submit queues o for the committer. It blocks while the queue is full
 // (callers are workers, never event loops) and fails once the DB closes.
-func (db *DB) submit(o op) error {
+func (db *DB) submit(o operation) error {
 	db.commitMu.RLock()
 	defer db.commitMu.RUnlock()
 	if db.closed.Load() {
@@ -73,7 +88,8 @@ func (db *DB) submit(o op) error {
 
 func (db *DB) commitLoop() {
 	defer close(db.commitDone)
-	ops := make([]op, 0, 64)
+	ops := make([]operation, 0, 64)
+	t := &tx{db: db, key: make([]byte, 0, 128), val: make([]byte, 0, 1024)}
 	errs := make([]error, 0, 64)
 	for first := range db.commitCh {
 		ops = append(ops[:0], first)
@@ -90,7 +106,7 @@ func (db *DB) commitLoop() {
 			}
 		}
 		db.trimCaches()
-		t := &tx{db: db, b: db.pdb.NewIndexedBatch()}
+		t.b = db.pdb.NewIndexedBatch()
 		errs = errs[:0]
 		for _, o := range ops {
 			errs = append(errs, o.apply(t))
@@ -115,7 +131,7 @@ func (db *DB) commitLoop() {
 				e = err
 			}
 			o.done(e)
-			ops[i] = op{}
+			ops[i] = nil
 		}
 	}
 }

@@ -129,7 +129,7 @@ func (t *tx) seal() {
 // the visitor's last partner. done runs on the committer after the commit.
 func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(error)) error {
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			type side struct {
 				owner uint64
 				c     Contact
@@ -155,7 +155,7 @@ func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(e
 			}
 			return nil
 		},
-		done: done,
+		doneFn: done,
 	})
 }
 
@@ -163,7 +163,7 @@ func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(e
 // with isConcurrent, op 2). done runs on the committer after the commit.
 func (db *DB) MarkRead(owner, peer uint64, done func(error)) error {
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			c, found, err := t.contact(owner, peer)
 			if err != nil || !found || c.Unread == 0 {
 				return err
@@ -172,7 +172,7 @@ func (db *DB) MarkRead(owner, peer uint64, done func(error)) error {
 			t.writeContact(owner, &c)
 			return nil
 		},
-		done: done,
+		doneFn: done,
 	})
 }
 

@@ -69,8 +69,8 @@ func holdCommitter(t *testing.T, db *DB) (release func()) {
 	t.Helper()
 	held, gate := make(chan struct{}), make(chan struct{})
 	if err := db.submit(op{
-		apply: func(*tx) error { close(held); <-gate; return nil },
-		done:  func(error) {},
+		applyFn: func(*tx) error { close(held); <-gate; return nil },
+		doneFn:  func(error) {},
 	}); err != nil {
 		t.Fatal(err)
 	}

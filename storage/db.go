@@ -58,7 +58,7 @@ type DB struct {
 
 	// Committer (commit.go). convs is owned by the committer goroutine.
 	commitMu   sync.RWMutex // held for reading by submit, for writing by Close
-	commitCh   chan op
+	commitCh   chan operation
 	commitDone chan struct{}
 	cstats     commitCounters
 	convs      map[convKey]convState
@@ -108,7 +108,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		_ = pdb.Close()
 		return nil, err
 	}
-	db.commitCh = make(chan op, commitQueue)
+	db.commitCh = make(chan operation, commitQueue)
 	db.commitDone = make(chan struct{})
 	db.convs = make(map[convKey]convState)
 	db.contacts = make(map[[16]byte]cachedContact)

@@ -86,7 +86,7 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 	var gid uint64
 	result := JoinOK
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			v, err := t.get(append([]byte(prefixGroupID), groupID...))
 			var members uint64
 			switch {
@@ -120,7 +120,7 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 			t.set(key2(prefixUserGroup, uid, gid), nil)
 			return nil
 		},
-		done: func(err error) { done(gid, result, err) },
+		doneFn: func(err error) { done(gid, result, err) },
 	})
 }
 
@@ -128,7 +128,7 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 // no-op. Queued messages of the group for uid are dropped with it.
 func (db *DB) Leave(gid, uid uint64, done func(error)) error {
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			if _, err := t.get(key2(prefixMember, gid, uid)); errors.Is(err, ErrNotFound) {
 				return nil
 			} else if err != nil {
@@ -147,7 +147,7 @@ func (db *DB) Leave(gid, uid uint64, done func(error)) error {
 			t.del(key2(prefixUserGroup, uid, gid))
 			return t.b.DeleteRange(key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1), nil)
 		},
-		done: done,
+		doneFn: done,
 	})
 }
 
@@ -191,7 +191,7 @@ func scanSecond(r reader, prefix string, a uint64) ([]uint64, error) {
 func (db *DB) AppendGroup(m Message, offline []uint64, opts AppendOptions, done func(AppendResult)) error {
 	var res AppendResult
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			conv := groupConv(m.Group)
 			if opts.ClientID {
 				if dup, ok, err := t.duplicate(m.From, m.ID); err != nil || ok {
@@ -211,7 +211,7 @@ func (db *DB) AppendGroup(m Message, offline []uint64, opts AppendOptions, done 
 			res = AppendResult{Msg: m}
 			return nil
 		},
-		done: func(err error) {
+		doneFn: func(err error) {
 			res.Err = err
 			done(res)
 		},
@@ -242,7 +242,7 @@ func groupOfflineRead(r reader, uid, gid uint64, limit int) ([]OfflinePage, erro
 func (db *DB) TakeGroupOffline(uid, gid uint64, limit int, done func([]OfflinePage, error)) error {
 	var pages []OfflinePage
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			var err error
 			if pages, err = groupOfflineRead(t.b, uid, gid, limit); err != nil {
 				return err
@@ -254,7 +254,7 @@ func (db *DB) TakeGroupOffline(uid, gid uint64, limit int, done func([]OfflinePa
 			}
 			return nil
 		},
-		done: func(err error) { done(pages, err) },
+		doneFn: func(err error) { done(pages, err) },
 	})
 }
 
@@ -265,7 +265,7 @@ func (db *DB) TakeGroupOffline(uid, gid uint64, limit int, done func([]OfflinePa
 func (db *DB) TakeAllOffline(uid uint64, limit int, done func(friends, groups []OfflinePage, err error)) error {
 	var friends, groups []OfflinePage
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			var err error
 			if friends, err = t.takePrivate(uid, 0, limit); err != nil {
 				return err
@@ -284,6 +284,6 @@ func (db *DB) TakeAllOffline(uid uint64, limit int, done func(friends, groups []
 			}
 			return nil
 		},
-		done: func(err error) { done(friends, groups, err) },
+		doneFn: func(err error) { done(friends, groups, err) },
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -97,7 +98,11 @@ func keyDedup(from uint64, id [16]byte) []byte {
 // createTime(8) seq(8) from(8) to(8) id(16) group(8), then fromID, toID,
 // content, extras, groupID as uvarint length and bytes.
 func encodeMessage(m *Message) []byte {
-	b := make([]byte, 0, 64+len(m.FromID)+len(m.ToID)+len(m.Content)+len(m.Extras)+len(m.GroupID))
+	return appendMessageRecord(make([]byte, 0, 64+len(m.FromID)+len(m.ToID)+len(m.Content)+len(m.Extras)+len(m.GroupID)), m)
+}
+
+// appendMessageRecord appends encodeMessage's record to b.
+func appendMessageRecord(b []byte, m *Message) []byte {
 	var flags byte
 	if m.Recalled {
 		flags |= flagRecalled
@@ -311,13 +316,21 @@ func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
 	m.Seq = st.seq + 1
 	m.CreateTime = max(m.CreateTime, st.time)
 	t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
-	hk := keyHistory(conv, m.Seq)
-	t.set(hk, encodeMessage(m))
+	hk := append(append(t.key[:0], prefixHistory...), conv[:]...)
+	hk = binary.BigEndian.AppendUint64(hk, m.Seq)
+	t.val = appendMessageRecord(t.val[:0], m)
+	t.set(hk, t.val)
 	var q byte
 	if queued {
 		q = 1
 	}
-	t.set(keyDedup(m.From, m.ID), append(hk[len(prefixHistory):len(hk):len(hk)], q))
+	// The dedup value is the history key without its prefix, then q.
+	t.val = append(append(t.val[:0], hk[len(prefixHistory):]...), q)
+	dk := append(append(hk[len(hk):], prefixDedup...), 0, 0, 0, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint64(dk[len(prefixDedup):], m.From)
+	dk = append(dk, m.ID[:]...)
+	t.set(dk, t.val)
+	t.key = hk[:0]
 }
 
 // cacheConv records a conversation's new tail.
@@ -351,18 +364,36 @@ type AppendResult struct {
 // conversation. A message whose (From, ID) was stored before is not stored
 // again: done gets the stored message with Duplicate set.
 func (db *DB) AppendPrivate(m Message, opts AppendOptions, done func(AppendResult)) error {
-	var res AppendResult
-	return db.submit(op{
-		apply: func(t *tx) error {
-			var err error
-			res, err = t.appendPrivate(m, opts)
-			return err
-		},
-		done: func(err error) {
-			res.Err = err
-			done(res)
-		},
-	})
+	o := appendOpPool.Get().(*appendPrivateOp)
+	*o = appendPrivateOp{m: m, opts: opts, cb: done}
+	if err := db.submit(o); err != nil {
+		appendOpPool.Put(o)
+		return err
+	}
+	return nil
+}
+
+// appendPrivateOp is AppendPrivate's operation, recycled once done has
+// run: nothing refers to it after that.
+var appendOpPool = sync.Pool{New: func() any { return new(appendPrivateOp) }}
+
+type appendPrivateOp struct {
+	m    Message
+	opts AppendOptions
+	res  AppendResult
+	cb   func(AppendResult)
+}
+
+func (o *appendPrivateOp) apply(t *tx) (err error) {
+	o.res, err = t.appendPrivate(o.m, o.opts)
+	return err
+}
+
+func (o *appendPrivateOp) done(err error) {
+	o.res.Err = err
+	o.cb(o.res)
+	*o = appendPrivateOp{}
+	appendOpPool.Put(o)
 }
 
 func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) {
@@ -387,7 +418,11 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	// All reads done; from here on only writes.
 	t.appendCore(conv, st, &m, opts.Offline)
 	if opts.Offline {
-		t.set(keyOffline(m.To, m.From, m.Seq), nil)
+		k := append(t.key[:0], prefixOffline...)
+		k = binary.BigEndian.AppendUint64(k, m.To)
+		k = binary.BigEndian.AppendUint64(k, m.From)
+		t.key = binary.BigEndian.AppendUint64(k, m.Seq)
+		t.set(t.key, nil)
 	}
 	if m.To != m.From {
 		newTo := toC

@@ -252,12 +252,12 @@ func queueRead(r reader, lower, upper []byte, limit int, convOf func(peer uint64
 func (db *DB) TakeOffline(uid, peer uint64, limit int, done func([]OfflinePage, error)) error {
 	var pages []OfflinePage
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			var err error
 			pages, err = t.takePrivate(uid, peer, limit)
 			return err
 		},
-		done: func(err error) { done(pages, err) },
+		doneFn: func(err error) { done(pages, err) },
 	})
 }
 
@@ -294,13 +294,13 @@ func (t *tx) takePrivate(uid, peer uint64, limit int) ([]OfflinePage, error) {
 // when a push to a connection failed before it was written (PROTOCOL §4.3).
 func (db *DB) QueueOffline(uid, peer uint64, seqs []uint64, done func(error)) error {
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			for _, s := range seqs {
 				t.set(keyOffline(uid, peer, s), nil)
 			}
 			return nil
 		},
-		done: done,
+		doneFn: done,
 	})
 }
 

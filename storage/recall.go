@@ -16,7 +16,7 @@ var (
 func (db *DB) Recall(from uint64, id [16]byte, notBefore int64, done func(Message, error)) error {
 	var m Message
 	return db.submit(op{
-		apply: func(t *tx) error {
+		applyFn: func(t *tx) error {
 			v, err := t.get(keyDedup(from, id))
 			if err != nil {
 				return err
@@ -55,6 +55,6 @@ func (db *DB) Recall(from uint64, id [16]byte, notBefore int64, done func(Messag
 			}
 			return nil
 		},
-		done: func(err error) { done(m, err) },
+		doneFn: func(err error) { done(m, err) },
 	})
 }
