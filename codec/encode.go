@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/hex"
 	"strconv"
 	"unicode/utf8"
 )
@@ -10,6 +11,23 @@ import (
 // both code and msg (pushes); a nil data omits data. data must be one valid
 // JSON value; it is copied as is.
 func AppendEnvelope(dst []byte, code Code, cmd Cmd, data []byte) []byte {
+	if data == nil {
+		dst = appendEnvelopeHead(dst, code, cmd)
+		return AppendEnvelopeEnd(dst, code)
+	}
+	dst = AppendEnvelopeStart(dst, code, cmd)
+	dst = append(dst, data...)
+	return AppendEnvelopeEnd(dst, code)
+}
+
+// AppendEnvelopeStart appends an envelope up to its data value, which the
+// caller appends next (exactly one JSON value) before AppendEnvelopeEnd
+// with the same code: the data is encoded in place, never copied.
+func AppendEnvelopeStart(dst []byte, code Code, cmd Cmd) []byte {
+	return append(appendEnvelopeHead(dst, code, cmd), `,"data":`...)
+}
+
+func appendEnvelopeHead(dst []byte, code Code, cmd Cmd) []byte {
 	dst = append(dst, '{')
 	if code != 0 {
 		dst = append(dst, `"code":`...)
@@ -17,11 +35,11 @@ func AppendEnvelope(dst []byte, code Code, cmd Cmd, data []byte) []byte {
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"command":`...)
-	dst = strconv.AppendUint(dst, uint64(cmd), 10)
-	if data != nil {
-		dst = append(dst, `,"data":`...)
-		dst = append(dst, data...)
-	}
+	return strconv.AppendUint(dst, uint64(cmd), 10)
+}
+
+// AppendEnvelopeEnd closes an envelope begun by AppendEnvelopeStart.
+func AppendEnvelopeEnd(dst []byte, code Code) []byte {
 	if code != 0 {
 		dst = append(dst, `,"msg":`...)
 		dst = AppendString(dst, code.Text())
@@ -120,6 +138,12 @@ func (o *Object) String(k, v string) { o.key(k); o.buf = AppendString(o.buf, v) 
 
 // Int adds an integer member.
 func (o *Object) Int(k string, v int64) { o.key(k); o.buf = strconv.AppendInt(o.buf, v, 10) }
+
+// Hex adds a string member holding v in lowercase hex.
+func (o *Object) Hex(k string, v []byte) {
+	o.key(k)
+	o.buf = append(hex.AppendEncode(append(o.buf, '"'), v), '"')
+}
 
 // Raw adds a member whose value is already encoded JSON.
 func (o *Object) Raw(k string, v []byte) { o.key(k); o.buf = append(o.buf, v...) }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/storage"
@@ -103,18 +104,18 @@ func (r *Router) delivered(s Session, res storage.AppendResult, online bool) {
 	if online {
 		code = codec.CodeSent
 	}
-	s.Send(replyFrame(code, codec.CmdChatAck, ackData(m)))
+	s.Send(ackFrame(code, m))
 	if res.Duplicate {
 		return // pushed the first time
 	}
-	push := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, codec.CmdChat, appendMessage(nil, m)))
+	push := pushFrame(m)
 	if online {
 		// Followed to the socket: if no connection of the receiver writes
 		// it (none left, or all died first), it goes to the offline queue.
-		to, from, seq := m.To, m.From, m.Seq
-		t := NewTracker(func() { r.requeue(to, from, seq) })
-		r.hub.Deliver(m.To, push, nil, t)
-		t.Release()
+		p := &trackedPush{r: r, to: m.To, from: m.From, seq: m.Seq}
+		p.t.init(p)
+		r.hub.Deliver(m.To, push, nil, &p.t)
+		p.t.Release()
 	}
 	// Offline: the message is queued; a receiver who connected since then
 	// pulls it, so it is not also pushed (no duplicate).
@@ -144,19 +145,15 @@ func (r *Router) requeue(to, from, seq uint64) {
 	}()
 }
 
-// ackData is the data of a chat ack: {createTime, id, seq} (ext).
-func ackData(m *storage.Message) []byte {
-	o := codec.BeginObject(make([]byte, 0, 96))
-	o.Int("createTime", m.CreateTime)
-	o.String("id", hex.EncodeToString(m.ID[:]))
-	o.Int("seq", int64(m.Seq))
-	return o.End()
+// trackedPush is a private push followed to the receiver's sockets: the
+// Tracker and what a requeue needs, in one allocation.
+type trackedPush struct {
+	t             Tracker
+	r             *Router
+	to, from, seq uint64
 }
 
-// replyFrame encodes one envelope as a fresh frame (Send takes ownership).
-func replyFrame(code codec.Code, cmd codec.Cmd, data []byte) []byte {
-	return codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, code, cmd, data))
-}
+func (p *trackedPush) Lost() { p.r.requeue(p.to, p.from, p.seq) }
 
 // appendMessage appends the message object of pushes and pulls (PROTOCOL
 // §4.2), keys in alphabetical order, extras passed through.
@@ -173,9 +170,7 @@ func appendMessage(dst []byte, m *storage.Message) []byte {
 	if m.GroupID != "" {
 		o.String("groupId", m.GroupID)
 	}
-	var id [32]byte
-	hex.Encode(id[:], m.ID[:])
-	o.String("id", string(id[:]))
+	o.Hex("id", m.ID[:])
 	o.Int("msgType", int64(m.MsgType))
 	if m.Recalled {
 		o.Raw("recalled", []byte("true")) // ext: the marker left in history
@@ -196,6 +191,13 @@ func contentText(raw []byte) (string, error) {
 	case len(raw) == 0 || string(raw) == "null":
 		return "", errBadContent
 	case raw[0] == '"':
+		// The decoder validated raw as JSON: without escapes, and valid
+		// UTF-8 (which Unmarshal would otherwise repair), it is its text.
+		if n := len(raw); n >= 2 && raw[n-1] == '"' {
+			if in := raw[1 : n-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+				return string(in), nil
+			}
+		}
 		var s string
 		err := json.Unmarshal(raw, &s)
 		return s, err

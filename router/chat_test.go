@@ -119,3 +119,27 @@ func TestSection4_3_UnwrittenPushIsQueued(t *testing.T) {
 		_ = db.Close()
 	}
 }
+
+// PROTOCOL §4.1 content: a string is stored as its text, whichever path
+// decodes it; objects and arrays as compact JSON.
+func TestSection4_1_ContentText(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{`"hello"`, "hello"},
+		{`"你好 🙂"`, "你好 🙂"},
+		{`"a\"b\\c\n\u00e9"`, "a\"b\\c\né"},
+		{"\"bad \xff utf8\"", "bad \ufffd utf8"},
+		{`""`, ""},
+		{` {"a": [1, 2]} `, `{"a":[1,2]}`},
+		{`42`, "42"},
+	} {
+		got, err := contentText([]byte(tc.raw))
+		if err != nil || got != tc.want {
+			t.Errorf("contentText(%q) = %q, %v; want %q", tc.raw, got, err, tc.want)
+		}
+	}
+	for _, raw := range []string{``, `null`, ` null `} {
+		if _, err := contentText([]byte(raw)); err == nil {
+			t.Errorf("contentText(%q) accepted", raw)
+		}
+	}
+}

@@ -130,11 +130,11 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 			s.Send(replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
 			return
 		}
-		s.Send(replyFrame(codec.CodeSent, codec.CmdChatAck, ackData(&res.Msg)))
+		s.Send(ackFrame(codec.CodeSent, &res.Msg))
 		if res.Duplicate {
 			return
 		}
-		push := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, codec.CmdChat, appendMessage(nil, &res.Msg)))
+		push := pushFrame(&res.Msg)
 		for _, uid := range members {
 			r.hub.Deliver(uid, push, nil, nil)
 		}

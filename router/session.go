@@ -60,14 +60,32 @@ type LoginResult struct {
 type Tracker struct {
 	refs    atomic.Int32
 	written atomic.Bool
-	onLost  func()
+	onLost  Lost
 }
+
+// Lost is told that no connection wrote a tracked frame.
+type Lost interface{ Lost() }
+
+type lostFunc func()
+
+func (f lostFunc) Lost() { f() }
 
 // NewTracker returns a Tracker holding the creator's reference.
 func NewTracker(onLost func()) *Tracker {
-	t := &Tracker{onLost: onLost}
-	t.refs.Store(1)
+	t := new(Tracker)
+	if onLost != nil {
+		t.init(lostFunc(onLost))
+	} else {
+		t.init(nil)
+	}
 	return t
+}
+
+// init readies a Tracker embedded in its owner, holding the creator's
+// reference: the owner and the tracker are then one allocation.
+func (t *Tracker) init(l Lost) {
+	t.onLost = l
+	t.refs.Store(1)
 }
 
 // Acquire takes a reference for a connection that accepted the frame.
@@ -86,6 +104,6 @@ func (t *Tracker) Release() { t.release() }
 
 func (t *Tracker) release() {
 	if t.refs.Add(-1) == 0 && !t.written.Load() && t.onLost != nil {
-		t.onLost()
+		t.onLost.Lost()
 	}
 }
