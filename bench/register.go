@@ -16,7 +16,12 @@ type registrar struct {
 }
 
 func newRegistrar(c config) *registrar {
-	return &registrar{c: c, hc: &fasthttp.HostClient{Addr: c.http, MaxConns: 256, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}}
+	// One connection per request in flight: -concurrency above the pool
+	// would otherwise fail with "no free connections".
+	return &registrar{c: c, hc: &fasthttp.HostClient{
+		Addr: c.http, MaxConns: max(256, c.concurrency), MaxConnWaitTimeout: 10 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+	}}
 }
 
 // register creates user id (an agent when agent is set) with a token of
