@@ -46,7 +46,15 @@ type config struct {
 func main() {
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
 		fmt.Fprintln(os.Stderr, "usage: bench connect|chat|group|offline|http [flags]   (bench MODE -h for flags)")
+		fmt.Fprintln(os.Stderr, "       bench median RESULT.json...   (medians of -json results)")
 		os.Exit(2)
+	}
+	if os.Args[1] == "median" {
+		if err := runMedian(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		return
 	}
 	res, err := run(os.Args[1], os.Args[2:], os.Stdout)
 	if err != nil {
