@@ -54,6 +54,7 @@ type DB struct {
 	stripes [lockStripes]sync.Mutex
 	nextUID atomic.Uint64
 	users   userCache
+	groups  groupCache
 	closed  atomic.Bool
 
 	// Committer (commit.go). convs is owned by the committer goroutine.

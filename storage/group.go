@@ -69,6 +69,9 @@ func (db *DB) lastGID() (uint64, error) {
 
 // GroupByID returns the gid of a group id, or ErrNotFound.
 func (db *DB) GroupByID(id string) (uint64, error) {
+	if gid, ok := db.groups.gid(id); ok {
+		return gid, nil
+	}
 	v, err := db.get(append([]byte(prefixGroupID), id...))
 	if err != nil {
 		return 0, err
@@ -76,7 +79,9 @@ func (db *DB) GroupByID(id string) (uint64, error) {
 	if len(v) != 8 {
 		return 0, errCorrupt
 	}
-	return binary.BigEndian.Uint64(v), nil
+	gid := binary.BigEndian.Uint64(v)
+	db.groups.putGID(id, gid)
+	return gid, nil
 }
 
 // Join adds uid to the group with protocol id groupID, creating the group
@@ -120,7 +125,12 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 			t.set(key2(prefixUserGroup, uid, gid), nil)
 			return nil
 		},
-		doneFn: func(err error) { done(gid, result, err) },
+		doneFn: func(err error) {
+			if err == nil && gid != 0 {
+				db.groups.invalidate(gid)
+			}
+			done(gid, result, err)
+		},
 	})
 }
 
@@ -147,7 +157,12 @@ func (db *DB) Leave(gid, uid uint64, done func(error)) error {
 			t.del(key2(prefixUserGroup, uid, gid))
 			return t.b.DeleteRange(key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1), nil)
 		},
-		doneFn: done,
+		doneFn: func(err error) {
+			if err == nil {
+				db.groups.invalidate(gid)
+			}
+			done(err)
+		},
 	})
 }
 
@@ -160,9 +175,19 @@ func (db *DB) IsMember(gid, uid uint64) (bool, error) {
 	return err == nil, err
 }
 
-// Members returns the uids of gid's members in uid order.
+// Members returns the uids of gid's members in uid order. The slice is
+// shared: callers must not modify it.
 func (db *DB) Members(gid uint64) ([]uint64, error) {
-	return scanSecond(db.pdb, prefixMember, gid)
+	m, gen, ok := db.groups.memberList(gid)
+	if ok {
+		return m, nil
+	}
+	m, err := scanSecond(db.pdb, prefixMember, gid)
+	if err != nil {
+		return nil, err
+	}
+	db.groups.fill(gid, m, gen)
+	return m, nil
 }
 
 // UserGroups returns the gids of uid's groups in gid order.

@@ -1,0 +1,91 @@
+package storage
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func joinSync(t *testing.T, db *DB, group string, uid uint64) uint64 {
+	t.Helper()
+	type res struct {
+		gid    uint64
+		result int
+		err    error
+	}
+	ch := make(chan res, 1)
+	if err := db.Join(group, uid, 1, 2000, func(gid uint64, result int, err error) { ch <- res{gid, result, err} }); err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil || r.result != JoinOK {
+		t.Fatalf("join %s %d: %+v", group, uid, r)
+	}
+	return r.gid
+}
+
+func leaveSync(t *testing.T, db *DB, gid, uid uint64) {
+	t.Helper()
+	ch := make(chan error, 1)
+	if err := db.Leave(gid, uid, func(err error) { ch <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PROTOCOL §5: the member list every group message fans out to follows
+// each join and leave as soon as it is acknowledged, while readers keep
+// the cached list warm, and survives a reopen.
+func TestSection5_MembersFollowJoinAndLeave(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := joinSync(t, db, "g1", 1)
+	if g, err := db.GroupByID("g1"); err != nil || g != gid {
+		t.Fatalf("GroupByID %d %v, want %d", g, err, gid)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := db.Members(gid); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	want := []uint64{1}
+	for uid := uint64(2); uid <= 60; uid++ {
+		joinSync(t, db, "g1", uid)
+		want = append(want, uid)
+		if uid%3 == 0 {
+			leaveSync(t, db, gid, uid-1)
+			want = append(want[:len(want)-2], uid)
+		}
+		if m, err := db.Members(gid); err != nil || fmt.Sprint(m) != fmt.Sprint(want) {
+			t.Fatalf("after uid %d: members %v %v, want %v", uid, m, err, want)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir)
+	if m, err := db.Members(gid); err != nil || fmt.Sprint(m) != fmt.Sprint(want) {
+		t.Fatalf("after reopen: members %v %v, want %v", m, err, want)
+	}
+}
