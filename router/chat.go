@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -112,7 +113,8 @@ func (r *Router) delivered(s Session, res storage.AppendResult, online bool) {
 	if online {
 		// Followed to the socket: if no connection of the receiver writes
 		// it (none left, or all died first), it goes to the offline queue.
-		p := &trackedPush{r: r, to: m.To, from: m.From, seq: m.Seq}
+		p := pushPool.Get().(*trackedPush)
+		p.r, p.to, p.from, p.seq = r, m.To, m.From, m.Seq
 		p.t.init(p)
 		r.hub.Deliver(m.To, push, nil, &p.t)
 		p.t.Release()
@@ -154,6 +156,15 @@ type trackedPush struct {
 }
 
 func (p *trackedPush) Lost() { p.r.requeue(p.to, p.from, p.seq) }
+
+// recycle runs when the last connection gave the push back: p is reused.
+func (p *trackedPush) recycle() {
+	p.r = nil
+	p.t.onLost = nil
+	pushPool.Put(p)
+}
+
+var pushPool = sync.Pool{New: func() any { return new(trackedPush) }}
 
 // appendMessage appends the message object of pushes and pulls (PROTOCOL
 // §4.2), keys in alphabetical order, extras passed through.

@@ -40,6 +40,29 @@ func TestTracker(t *testing.T) {
 	}
 }
 
+// countLost counts Lost calls and recycles.
+type countLost struct{ lost, recycled int }
+
+func (c *countLost) Lost()    { c.lost++ }
+func (c *countLost) recycle() { c.recycled++ }
+
+// PROTOCOL §4.3: a recycled push tracker starts afresh, so a push that
+// was written does not hide the loss of the next one.
+func TestTrackerReuse(t *testing.T) {
+	var tr Tracker
+	owner := &countLost{}
+	for i, written := range []bool{true, false, true, false} {
+		tr.init(owner)
+		tr.Acquire()
+		tr.Release()
+		tr.Done(written)
+		wantLost := (i + 1) / 2
+		if owner.lost != wantLost || owner.recycled != i+1 {
+			t.Fatalf("use %d (written %v): lost %d recycled %d, want %d and %d", i, written, owner.lost, owner.recycled, wantLost, i+1)
+		}
+	}
+}
+
 // fakeHub is online for everyone; its connections accept the push and
 // then die before writing it (or write it, if write is set).
 type fakeHub struct {

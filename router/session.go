@@ -83,8 +83,10 @@ func NewTracker(onLost func()) *Tracker {
 
 // init readies a Tracker embedded in its owner, holding the creator's
 // reference: the owner and the tracker are then one allocation.
+// A recycled Tracker starts afresh.
 func (t *Tracker) init(l Lost) {
 	t.onLost = l
+	t.written.Store(false)
 	t.refs.Store(1)
 }
 
@@ -103,7 +105,18 @@ func (t *Tracker) Done(written bool) {
 func (t *Tracker) Release() { t.release() }
 
 func (t *Tracker) release() {
-	if t.refs.Add(-1) == 0 && !t.written.Load() && t.onLost != nil {
+	if t.refs.Add(-1) != 0 {
+		return
+	}
+	if !t.written.Load() && t.onLost != nil {
 		t.onLost.Lost()
 	}
+	// Nothing refers to t any more: an owner that embeds it may reuse both.
+	if r, ok := t.onLost.(recycler); ok {
+		r.recycle()
+	}
 }
+
+// recycler is an owner of an embedded Tracker that reuses itself once the
+// last reference is gone.
+type recycler interface{ recycle() }
