@@ -26,28 +26,35 @@ const (
 	phaseClosing                // CLOSE sent; waiting for the peer
 )
 
-// conn is the state of one connection, attached to its gnet.Conn.
+// conn is the state of one connection, attached to its gnet.Conn. It is
+// kept small, since idle connections are most of them: what only some
+// need (the rate bucket, a fragment buffer) is allocated on first use
+// (bench connect reports the server's RSS per connection).
 type conn struct {
-	id       uint64    // set in OnOpen; read-only afterwards
-	e        *Engine   // read-only
-	gc       gnet.Conn // read-only; off the loop only its concurrency-safe methods
-	openedAt int64     // unix nanos; read-only
-	remote   string    // read-only
+	id uint64       // set in OnOpen; read-only afterwards
+	e  *Engine      // read-only
+	gc gnet.Conn    // read-only; off the loop only its concurrency-safe methods
+	lf *loopFlusher // the flusher of gc's loop; read-only
 
 	// Owned by the event loop.
-	hsScanned int    // bytes of the upgrade request already searched for CRLFCRLF
-	frag      []byte // reassembled payload of a fragmented message
-	fragOp    byte   // opcode of the fragmented message; 0 when none
-	closeCode uint16 // status of the CLOSE this side sent, for logs
-	rate      bucket // messages allowed; see ratelimit.go
+	// pend holds the 101 response from the upgrade until the login
+	// result goes out with it in one write (phaseLogin), then the
+	// reassembled payload of a fragmented message (phaseOpen).
+	pend      []byte
+	rate      *bucket // messages allowed, once the first came; see ratelimit.go
+	hsScanned int32   // bytes of the upgrade request already searched for CRLFCRLF
+	closeCode uint16  // status of the CLOSE this side sent, for logs
+	fragOp    byte    // opcode of the fragmented message; 0 when none
 
 	// Shared: atomics only.
 	phase    atomic.Int32
+	closed   atomic.Bool // OnClose ran
 	ident    atomic.Pointer[router.Identity]
 	lastSeen atomic.Int64 // unix nanos of the last byte received
 	lastPing atomic.Int64 // unix nanos of the last PING sent
-	closeAt  atomic.Int64 // unix nanos after which a closing conn is dropped
-	closed   atomic.Bool  // OnClose ran
+	// deadline is the unix nanos after which the sweep drops the socket:
+	// the handshake timeout until login, the close grace once closing.
+	deadline atomic.Int64
 
 	out outbox // frames queued by other goroutines; see outbound.go
 }
@@ -70,12 +77,9 @@ func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	now := time.Now().UnixNano()
-	c := &conn{id: e.nextID.Add(1), e: e, gc: gc, openedAt: now}
-	if ra := gc.RemoteAddr(); ra != nil {
-		c.remote = ra.String()
-	}
+	c := &conn{id: e.nextID.Add(1), e: e, gc: gc, lf: e.flushers.of(gc.EventLoop())}
 	c.lastSeen.Store(now)
-	c.out.init(c)
+	c.deadline.Store(now + int64(e.hsWait))
 	gc.SetContext(c)
 	e.conns.add(c)
 	return nil, gnet.None
@@ -88,14 +92,14 @@ func (e *Engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	c.closed.Store(true)
-	c.out.discard()
+	c.discard()
 	if id := c.ident.Load(); id != nil {
 		e.reg.remove(id.UID, c)
 	}
 	e.conns.remove(c)
-	c.frag = nil
+	c.pend = nil
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
-		attrs := []slog.Attr{slog.Uint64("conn_id", c.id), slog.String("remote", c.remote), slog.Int("close", int(c.closeCode))}
+		attrs := []slog.Attr{slog.Uint64("conn_id", c.id), slog.String("remote", remoteString(gc)), slog.Int("close", int(c.closeCode))}
 		if id := c.ident.Load(); id != nil {
 			attrs = append(attrs, slog.String("uid", id.ID))
 		}
@@ -151,7 +155,7 @@ func (c *conn) loginDone(res router.LoginResult) {
 }
 
 // activate opens a logged-in connection, on its loop, in one task: the
-// login frame is written, the connection turns open and only then joins
+// 101 response and the login frame are written in one write, the connection turns open and only then joins
 // the registry. So the login frame is the first frame the client sees (no
 // push can overtake it), and the frames the client sends on reading it
 // find the connection open. Frames that arrived during the login are
@@ -164,7 +168,15 @@ func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
 	// it, a close of all its user's connections (cmd 14) or a push must
 	// find this one. Pushes queued meanwhile flush after this task.
 	c.e.reg.add(uid, c)
-	_, _ = gc.Write(frame)
+	resp := c.pend
+	c.pend = nil
+	bp := outPool.Get().(*[]byte)
+	out := append(append((*bp)[:0], resp...), frame...)
+	_, _ = gc.Write(out)
+	if cap(out) <= maxPooledOut {
+		*bp = out[:0]
+		outPool.Put(bp)
+	}
 	if gc.InboundBuffered() > 0 {
 		c.readFrames(gc)
 	}
@@ -174,7 +186,7 @@ func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
 // then the end of the connection. Safe for concurrent use.
 func (c *conn) Close(code uint16, reason string) {
 	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
-	c.out.close(codec.AppendCloseFrame(nil, code, reason))
+	c.closeQueued(codec.AppendCloseFrame(nil, code, reason))
 }
 
 // closeOnLoop writes out (replies so far) and a CLOSE frame, then half-closes
@@ -189,6 +201,9 @@ func (c *conn) closeOnLoop(gc gnet.Conn, out []byte, code uint16, reason string)
 	}
 	c.closeCode = code
 	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
+	if resp := c.takeUpgradeResponse(); resp != nil {
+		out = append(resp, out...) // the client must see the 101 first
+	}
 	out = codec.AppendCloseFrame(out, code, reason)
 	_, _ = gc.Write(out)
 	c.beginClosing(gc)
@@ -197,11 +212,30 @@ func (c *conn) closeOnLoop(gc gnet.Conn, out []byte, code uint16, reason string)
 // beginClosing moves a connection whose CLOSE is written to phaseClosing.
 func (c *conn) beginClosing(gc gnet.Conn) {
 	c.phase.Store(int32(phaseClosing))
-	c.closeAt.Store(time.Now().Add(closeGrace).UnixNano())
+	c.deadline.Store(time.Now().Add(closeGrace).UnixNano())
 	_, _ = gc.Discard(-1)
 	if gc.OutboundBuffered() == 0 {
 		_ = unix.Shutdown(gc.Fd(), unix.SHUT_WR)
 	}
+}
+
+// takeUpgradeResponse returns the 101 response still held back while the
+// login is checked, or nil, and forgets it. It runs on the loop.
+func (c *conn) takeUpgradeResponse() []byte {
+	if !c.phaseIs(phaseLogin) {
+		return nil
+	}
+	resp := c.pend
+	c.pend = nil
+	return resp
+}
+
+// remoteString is the peer's address for logs. It runs on the loop.
+func remoteString(gc gnet.Conn) string {
+	if ra := gc.RemoteAddr(); ra != nil {
+		return ra.String()
+	}
+	return ""
 }
 
 // connSet holds every open connection, for the ticker and for shutdown.

@@ -11,7 +11,9 @@
 // (OnOpen, OnTraffic, OnClose and async-write callbacks); shared fields are
 // atomics or sit under conn.out.mu. Other goroutines (router workers, the
 // ticker) reach a connection only through gnet's concurrency-safe calls
-// (AsyncWritev, Wake, Close), which queue work onto the owning loop.
+// (AsyncWritev, Wake, Close) or its outbox, whose frames one task per loop
+// (loopFlusher, run by EventLoop.Execute) writes for all dirty connections
+// of that loop.
 //
 // Bytes from gnet's Peek live until Discard: frames are unmasked in place,
 // handed to the router (which copies what it keeps) and discarded whole.
@@ -19,10 +21,12 @@
 //
 // # Locks
 //
-// A registry shard lock may be held while conn.out.mu is taken (Deliver)
-// and while router.Presence takes the router's presence lock (first and
-// last connection of a user). No other locks are held together, and
-// nothing blocks while holding any of them.
+// A registry shard lock may be held while conn.out.mu is taken (Deliver),
+// then, once conn.out.mu is released, the loopFlusher's lock (marking the
+// connection dirty), and while router.Presence takes the router's
+// presence lock (first and last connection of a user). conn.out.mu and a
+// loopFlusher's lock are never held together. No other locks are held
+// together, and nothing blocks while holding any of them.
 //
 // # Liveness
 //

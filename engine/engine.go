@@ -119,9 +119,10 @@ type Engine struct {
 	tick   time.Duration
 	hsWait time.Duration
 
-	reg    registry
-	conns  connSet
-	nextID atomic.Uint64
+	reg      registry
+	conns    connSet
+	flushers flushers
+	nextID   atomic.Uint64
 
 	eng      gnet.Engine
 	addr     net.Addr

@@ -103,7 +103,7 @@ func (c *conn) readFrames(gc gnet.Conn) gnet.Action {
 	off := 0
 	var code uint16
 	var reason string
-	for code == 0 && c.phaseIs(phaseOpen) && !c.out.closingQueued() {
+	for code == 0 && c.phaseIs(phaseOpen) && !c.closingQueued() {
 		h, hsize, ok := frameHeader(buf[off:])
 		if !ok {
 			break
@@ -153,19 +153,19 @@ func (c *conn) frame(h ws.Header, payload, out []byte) ([]byte, uint16, string) 
 		if c.fragOp == 0 {
 			return out, CloseProtocol, "continuation without a message"
 		}
-		if len(c.frag)+len(payload) > c.e.opts.MaxMessageSize {
+		if len(c.pend)+len(payload) > c.e.opts.MaxMessageSize {
 			return out, CloseTooBig, "message too big"
 		}
-		c.frag = append(c.frag, payload...)
+		c.pend = append(c.pend, payload...)
 		if !h.Fin {
 			return out, 0, ""
 		}
 		op := c.fragOp
 		c.fragOp = 0
-		out, code, reason := c.message(ws.OpCode(op), c.frag, out)
-		c.frag = c.frag[:0]
-		if cap(c.frag) > 4<<10 {
-			c.frag = nil // do not keep a big buffer on an idle connection
+		out, code, reason := c.message(ws.OpCode(op), c.pend, out)
+		c.pend = c.pend[:0]
+		if cap(c.pend) > 4<<10 {
+			c.pend = nil // do not keep a big buffer on an idle connection
 		}
 		return out, code, reason
 	default: // text or binary
@@ -174,7 +174,7 @@ func (c *conn) frame(h ws.Header, payload, out []byte) ([]byte, uint16, string) 
 		}
 		if !h.Fin {
 			c.fragOp = byte(h.OpCode)
-			c.frag = append(c.frag[:0], payload...)
+			c.pend = append(c.pend[:0], payload...)
 			return out, 0, ""
 		}
 		return c.message(h.OpCode, payload, out)
@@ -190,6 +190,9 @@ func (c *conn) message(op ws.OpCode, payload, out []byte) ([]byte, uint16, strin
 		return out, CloseInvalidData, "invalid UTF-8"
 	}
 	if o := &c.e.opts; o.RateLimit > 0 {
+		if c.rate == nil {
+			c.rate = new(bucket) // idle connections need none
+		}
 		ok, abusive := c.rate.allow(time.Now().UnixNano(), float64(o.RateLimit), float64(o.RateBurst))
 		if abusive {
 			return out, ClosePolicy, "rate limit exceeded"

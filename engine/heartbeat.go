@@ -25,7 +25,7 @@ func (e *Engine) OnTick() (time.Duration, gnet.Action) {
 func (e *Engine) sweep(c *conn, now int64) {
 	switch phase(c.phase.Load()) {
 	case phaseHandshake, phaseLogin:
-		if now-c.openedAt > int64(e.hsWait) {
+		if now > c.deadline.Load() {
 			_ = c.gc.Close()
 		}
 	case phaseOpen:
@@ -38,7 +38,7 @@ func (e *Engine) sweep(c *conn, now int64) {
 			c.Send(pingFrame)
 		}
 	case phaseClosing:
-		if now > c.closeAt.Load() {
+		if now > c.deadline.Load() {
 			_ = c.gc.Close()
 		}
 	}

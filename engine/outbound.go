@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
@@ -14,52 +15,51 @@ var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer"
 
 // outbox queues frames sent from other goroutines (router workers, the
 // registry's Deliver) and writes them on the loop, all that piled up in one
-// writev. Only one flush is scheduled at a time: a burst of pushes to one
-// connection costs one loop task and one syscall, not one per frame.
+// writev. A connection with queued frames is marked dirty on its loop's
+// flusher (see loopFlusher) once until its next flush: a burst of pushes
+// to one connection costs one syscall, and a fan-out to many connections
+// of one loop costs one loop task, not one per connection.
 //
 // The cap on unsent bytes counts both what waits here and what gnet holds
 // in the connection's outbound buffer (sampled at each flush). A connection
 // over it is a slow consumer: it is closed with 1008 and Send reports false,
 // so the sender can keep what was not delivered (PROTOCOL §2, §4.3).
 type outbox struct {
-	c  *conn
 	mu struct {
 		sync.Mutex
-		q         [][]byte
-		spare     [][]byte
-		trackers  []*router.Tracker // of the frames in q whose delivery is followed
-		bytes     int
-		scheduled bool
-		closing   []byte // CLOSE frame to write after q, once set
-		dead      bool   // closed, or over the cap: accept nothing more
+		q        [][]byte
+		trackers []*router.Tracker // of the frames in q whose delivery is followed
+		closing  []byte            // CLOSE frame to write after q, once set
+		bytes    int
+		dirty    bool // on the loop's dirty list; a flush will come
+		dead     bool // closed, or over the cap: accept nothing more
 	}
 	outbound atomic.Int64 // gnet's outbound buffer at the last flush
 	stopped  atomic.Bool  // mu.dead || mu.closing != nil, readable without the lock
-	flushCB  gnet.AsyncCallback
 }
 
-func (o *outbox) init(c *conn) {
-	o.c = c
-	o.flushCB = o.flush // one method value per connection, not per flush
-}
+// maxKeptQueue bounds the queue backing array a connection keeps between
+// flushes: a burst may grow it, an idle connection should not hold it.
+const maxKeptQueue = 8
 
 // Send implements router.Session: it queues frame and reports false if the
 // connection is closing or over its cap. Safe for concurrent use.
-func (c *conn) Send(frame []byte) bool { return c.out.send(frame, nil) }
+func (c *conn) Send(frame []byte) bool { return c.send(frame, nil) }
 
 // send queues frame; a non-nil t takes a reference that the flush (written)
 // or a discard (dropped) gives back.
-func (o *outbox) send(frame []byte, t *router.Tracker) bool {
+func (c *conn) send(frame []byte, t *router.Tracker) bool {
+	o := &c.out
 	o.mu.Lock()
 	if o.mu.dead || o.mu.closing != nil {
 		o.mu.Unlock()
 		return false
 	}
-	if int64(o.mu.bytes+len(frame))+o.outbound.Load() > int64(o.c.e.opts.MaxPending) {
+	if int64(o.mu.bytes+len(frame))+o.outbound.Load() > int64(c.e.opts.MaxPending) {
 		o.mu.dead = true
 		o.stopped.Store(true)
 		o.mu.Unlock()
-		o.c.slowConsumer()
+		c.slowConsumer()
 		return false
 	}
 	if t != nil {
@@ -68,17 +68,18 @@ func (o *outbox) send(frame []byte, t *router.Tracker) bool {
 	}
 	o.mu.q = append(o.mu.q, frame)
 	o.mu.bytes += len(frame)
-	schedule := !o.mu.scheduled
-	o.mu.scheduled = true
+	mark := !o.mu.dirty
+	o.mu.dirty = true
 	o.mu.Unlock()
-	if schedule {
-		o.schedule()
+	if mark {
+		c.lf.mark(c)
 	}
 	return true
 }
 
 // close queues a CLOSE frame after everything already queued.
-func (o *outbox) close(frame []byte) {
+func (c *conn) closeQueued(frame []byte) {
+	o := &c.out
 	o.mu.Lock()
 	if o.mu.dead || o.mu.closing != nil {
 		o.mu.Unlock()
@@ -86,35 +87,39 @@ func (o *outbox) close(frame []byte) {
 	}
 	o.mu.closing = frame
 	o.stopped.Store(true)
-	schedule := !o.mu.scheduled
-	o.mu.scheduled = true
+	mark := !o.mu.dirty
+	o.mu.dirty = true
 	o.mu.Unlock()
-	if schedule {
-		o.schedule()
-	}
-}
-
-func (o *outbox) schedule() {
-	// AsyncWritev with no data is gnet's way to run a callback on the
-	// connection's loop with the connection in hand.
-	if err := o.c.gc.AsyncWritev(nil, o.flushCB); err != nil {
-		o.discard()
+	if mark {
+		c.lf.mark(c)
 	}
 }
 
 // flush runs on the loop: it writes every queued frame in one writev and,
-// if a CLOSE was queued, the CLOSE after them.
-func (o *outbox) flush(gc gnet.Conn, err error) error {
+// if a CLOSE was queued, the CLOSE after them. scratch is the loop's
+// reusable slice for the frames; flush returns it for the next one.
+func (c *conn) flush(gc gnet.Conn, scratch [][]byte, trk []*router.Tracker) ([][]byte, []*router.Tracker) {
+	o := &c.out
 	o.mu.Lock()
-	q, closing, trackers := o.mu.q, o.mu.closing, o.mu.trackers
-	o.mu.q, o.mu.spare, o.mu.trackers = o.mu.spare[:0], nil, nil
+	q, trk := append(scratch[:0], o.mu.q...), append(trk[:0], o.mu.trackers...)
+	closing := o.mu.closing
+	clear(o.mu.q)
+	clear(o.mu.trackers)
+	o.mu.q, o.mu.trackers = keep(o.mu.q), keepTrackers(o.mu.trackers)
 	o.mu.bytes = 0
-	o.mu.scheduled = false
+	o.mu.dirty = false
 	o.mu.Unlock()
 
-	c := o.c
 	written := false
-	if err == nil && !c.closed.Load() && !c.phaseIs(phaseClosing) {
+	if !c.closed.Load() && !c.phaseIs(phaseClosing) {
+		if pend := c.takeUpgradeResponse(); pend != nil {
+			// A push cannot reach a connection still logging in, but a
+			// failed login's reply and CLOSE, or a shutdown's CLOSE, can:
+			// the 101 goes first.
+			q = append(q, nil)
+			copy(q[1:], q)
+			q[0] = pend
+		}
 		if closing != nil {
 			q = append(q, closing)
 		}
@@ -133,26 +138,38 @@ func (o *outbox) flush(gc gnet.Conn, err error) error {
 			o.outbound.Store(int64(n))
 		}
 	}
-	for _, t := range trackers {
+	for _, t := range trk {
 		t.Done(written)
 	}
 	clear(q)
-	o.mu.Lock()
-	if o.mu.spare == nil && cap(q) <= 64 {
-		o.mu.spare = q[:0] // reuse small queues; let big ones go
+	clear(trk)
+	return q[:0], trk[:0]
+}
+
+// keep returns q emptied, keeping its backing array unless it is big.
+func keep(q [][]byte) [][]byte {
+	if cap(q) > maxKeptQueue {
+		return nil
 	}
-	o.mu.Unlock()
-	return nil
+	return q[:0]
+}
+
+func keepTrackers(t []*router.Tracker) []*router.Tracker {
+	if cap(t) > maxKeptQueue {
+		return nil
+	}
+	return t[:0]
 }
 
 // discard drops whatever is queued: the connection is gone.
-func (o *outbox) discard() {
+func (c *conn) discard() {
+	o := &c.out
 	o.mu.Lock()
 	o.mu.dead = true
 	o.stopped.Store(true)
 	clear(o.mu.q)
 	trackers := o.mu.trackers
-	o.mu.q, o.mu.spare, o.mu.trackers, o.mu.bytes = nil, nil, nil, 0
+	o.mu.q, o.mu.trackers, o.mu.bytes = nil, nil, 0
 	o.mu.Unlock()
 	for _, t := range trackers {
 		t.Done(false) // never written: the sender requeues it offline
@@ -175,8 +192,8 @@ func (c *conn) closeSlowOnLoop(gc gnet.Conn) {
 	if c.closed.Load() {
 		return
 	}
-	c.e.log.Warn("slow consumer closed", "conn_id", c.id, "remote", c.remote, "outbound", gc.OutboundBuffered())
-	c.out.discard()
+	c.e.log.Warn("slow consumer closed", "conn_id", c.id, "remote", remoteString(gc), "outbound", gc.OutboundBuffered())
+	c.discard()
 	c.closeCode = ClosePolicy
 	c.phase.Store(int32(phaseClosing))
 	_, _ = gc.Write(slowConsumerFrame)
@@ -185,4 +202,105 @@ func (c *conn) closeSlowOnLoop(gc gnet.Conn) {
 
 // closingQueued reports whether a CLOSE is queued or the connection is
 // dead: frames still in the inbound buffer are then not served.
-func (o *outbox) closingQueued() bool { return o.stopped.Load() }
+func (c *conn) closingQueued() bool { return c.out.stopped.Load() }
+
+// loopFlusher batches the flushes of one event loop: senders put dirty
+// connections on its list, and one task on the loop flushes them all. A
+// group message to 500 members thus costs each loop a wakeup or two, not
+// one task per member (BenchmarkDeliverFanOut). gnet's EventLoop.Execute
+// runs the task; it allocates a little per call, which is per batch here.
+type loopFlusher struct {
+	el gnet.EventLoop
+	mu struct {
+		sync.Mutex
+		dirty     []*conn
+		scheduled bool
+	}
+	// Owned by the loop: reused by every flush.
+	running []*conn
+	frames  [][]byte
+	trk     []*router.Tracker
+}
+
+// maxKeptDirty bounds the dirty lists a flusher keeps between batches.
+const maxKeptDirty = 4096
+
+// mark puts c, which has something to write, on the dirty list and
+// schedules a flush if none is pending. Safe for concurrent use.
+func (f *loopFlusher) mark(c *conn) {
+	f.mu.Lock()
+	f.mu.dirty = append(f.mu.dirty, c)
+	schedule := !f.mu.scheduled
+	f.mu.scheduled = true
+	f.mu.Unlock()
+	if !schedule {
+		return
+	}
+	if err := f.el.Execute(context.Background(), f); err != nil {
+		// The engine is shutting down: nothing will be written.
+		f.mu.Lock()
+		dirty := f.mu.dirty
+		f.mu.dirty, f.mu.scheduled = nil, false
+		f.mu.Unlock()
+		for _, c := range dirty {
+			c.discard()
+		}
+	}
+}
+
+// Run implements gnet.Runnable: on the loop, it flushes every dirty
+// connection, and those that turned dirty meanwhile, until none is left.
+func (f *loopFlusher) Run(context.Context) error {
+	for {
+		f.mu.Lock()
+		dirty := f.mu.dirty
+		if len(dirty) == 0 {
+			f.mu.scheduled = false
+			f.mu.Unlock()
+			return nil
+		}
+		f.mu.dirty = f.running[:0]
+		f.mu.Unlock()
+		for _, c := range dirty {
+			f.frames, f.trk = c.flush(c.gc, f.frames, f.trk)
+		}
+		clear(dirty)
+		if cap(dirty) > maxKeptDirty {
+			dirty = nil
+		}
+		f.running = dirty[:0]
+	}
+}
+
+// flushers maps each event loop to its flusher. Loops are few and known
+// only once their first connection opens, so a copy-on-write slice does.
+type flushers struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]*loopFlusher]
+}
+
+// of returns the flusher of el, creating it on first use.
+func (fs *flushers) of(el gnet.EventLoop) *loopFlusher {
+	if l := fs.list.Load(); l != nil {
+		for _, f := range *l {
+			if f.el == el {
+				return f
+			}
+		}
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var old []*loopFlusher
+	if l := fs.list.Load(); l != nil {
+		old = *l
+		for _, f := range old {
+			if f.el == el {
+				return f
+			}
+		}
+	}
+	f := &loopFlusher{el: el}
+	l := append(append([]*loopFlusher(nil), old...), f)
+	fs.list.Store(&l)
+	return f
+}

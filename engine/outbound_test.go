@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
@@ -8,18 +9,36 @@ import (
 	"github.com/imgate/imgate/router"
 )
 
-// scheduleConn is a gnet.Conn whose AsyncWritev only records the callback,
-// so a test decides when (and whether) the loop flushes.
-type scheduleConn struct {
-	gnet.Conn
-	cbs     []gnet.AsyncCallback
-	written [][]byte
+// taskLoop is a gnet.EventLoop whose Execute only records the task, so a
+// test decides when (and whether) the loop runs it.
+type taskLoop struct {
+	gnet.EventLoop
+	tasks []gnet.Runnable
 }
 
-func (s *scheduleConn) AsyncWritev(_ [][]byte, cb gnet.AsyncCallback) error {
-	s.cbs = append(s.cbs, cb)
+func (l *taskLoop) Execute(_ context.Context, r gnet.Runnable) error {
+	l.tasks = append(l.tasks, r)
 	return nil
 }
+
+// run runs the recorded tasks, as the loop would, and forgets them.
+func (l *taskLoop) run() int {
+	n := len(l.tasks)
+	for len(l.tasks) > 0 {
+		r := l.tasks[0]
+		l.tasks = l.tasks[1:]
+		_ = r.Run(context.Background())
+	}
+	return n
+}
+
+// scheduleConn is a gnet.Conn that records what it writes.
+type scheduleConn struct {
+	gnet.Conn
+	written [][]byte
+	cbs     []gnet.AsyncCallback
+}
+
 func (s *scheduleConn) Writev(bs [][]byte) (int, error) {
 	n := 0
 	for _, b := range bs {
@@ -30,65 +49,144 @@ func (s *scheduleConn) Writev(bs [][]byte) (int, error) {
 }
 func (s *scheduleConn) OutboundBuffered() int { return 0 }
 
-func newTestConn() (*conn, *scheduleConn) {
+// AsyncWritev records the callback (a slow consumer's close) and runs nothing.
+func (s *scheduleConn) AsyncWritev(_ [][]byte, cb gnet.AsyncCallback) error {
+	s.cbs = append(s.cbs, cb)
+	return nil
+}
+
+func newTestConn() (*conn, *scheduleConn, *taskLoop) {
 	gc := &scheduleConn{}
+	loop := &taskLoop{}
 	e := &Engine{opts: Options{MaxPending: 1 << 20}.withDefaults()}
-	c := &conn{e: e, gc: gc}
+	c := &conn{e: e, gc: gc, lf: e.flushers.of(loop)}
 	c.phase.Store(int32(phaseOpen))
-	c.out.init(c)
-	return c, gc
+	return c, gc, loop
 }
 
 // PROTOCOL §4.3: frames queued on a connection that dies before its flush
 // are reported dropped; flushed ones written. One flush writes the burst.
 func TestOutboxTracksDelivery(t *testing.T) {
 	t.Run("flushed", func(t *testing.T) {
-		c, gc := newTestConn()
+		c, gc, loop := newTestConn()
 		lost := false
 		tr := router.NewTracker(func() { lost = true })
 		for _, f := range []string{"a", "b", "c"} {
-			if !c.out.send([]byte(f), tr) {
+			if !c.send([]byte(f), tr) {
 				t.Fatal("send refused")
 			}
 		}
 		tr.Release()
-		if len(gc.cbs) != 1 {
-			t.Fatalf("%d flushes scheduled for one burst, want 1", len(gc.cbs))
+		if n := loop.run(); n != 1 {
+			t.Fatalf("%d loop tasks for one burst, want 1", n)
 		}
-		_ = gc.cbs[0](gc, nil)
 		if lost || len(gc.written) != 3 {
 			t.Fatalf("lost=%v written=%q", lost, gc.written)
 		}
 	})
 	t.Run("connection died first", func(t *testing.T) {
-		c, gc := newTestConn()
+		c, gc, loop := newTestConn()
 		lost := 0
 		tr := router.NewTracker(func() { lost++ })
-		c.out.send([]byte("a"), tr)
+		c.send([]byte("a"), tr)
 		tr.Release()
 		c.closed.Store(true)
-		c.out.discard() // what OnClose does
-		_ = gc.cbs[0](gc, nil)
+		c.discard() // what OnClose does
+		loop.run()
 		if lost != 1 || len(gc.written) != 0 {
 			t.Fatalf("lost=%d written=%q", lost, gc.written)
 		}
-		if c.out.send([]byte("b"), nil) {
+		if c.send([]byte("b"), nil) {
 			t.Fatal("a dead connection accepted a frame")
 		}
 	})
 	t.Run("over the cap", func(t *testing.T) {
-		c, _ := newTestConn()
+		c, gc, _ := newTestConn()
 		c.e.opts.MaxPending = 4
 		lost := 0
 		tr := router.NewTracker(func() { lost++ })
-		c.out.send([]byte("abc"), tr)
-		if c.out.send([]byte("defg"), tr) {
+		c.send([]byte("abc"), tr)
+		if c.send([]byte("defg"), tr) {
 			t.Fatal("frame over the cap accepted")
 		}
 		tr.Release()
-		c.out.discard()
+		if len(gc.cbs) != 1 {
+			t.Fatalf("%d slow-consumer closes scheduled, want 1", len(gc.cbs))
+		}
+		c.discard()
 		if lost != 1 {
 			t.Fatalf("lost=%d", lost)
 		}
 	})
+}
+
+// TestLoopFlusherBatches: a fan-out to many connections of one loop costs
+// one loop task; each connection gets its frames in order in one writev,
+// and a connection dirtied again while the task runs is flushed by it.
+func TestLoopFlusherBatches(t *testing.T) {
+	loop := &taskLoop{}
+	e := &Engine{opts: Options{}.withDefaults()}
+	f := e.flushers.of(loop)
+	if e.flushers.of(loop) != f || e.flushers.of(&taskLoop{}) == f {
+		t.Fatal("flushers.of: one flusher per loop")
+	}
+	conns := make([]*conn, 100)
+	gcs := make([]*scheduleConn, len(conns))
+	for i := range conns {
+		gcs[i] = &scheduleConn{}
+		conns[i] = &conn{e: e, gc: gcs[i], lf: f}
+		conns[i].phase.Store(int32(phaseOpen))
+	}
+	for _, m := range []string{"m1", "m2", "m3"} {
+		for _, c := range conns {
+			c.send([]byte(m), nil)
+		}
+	}
+	if len(loop.tasks) != 1 {
+		t.Fatalf("%d loop tasks for a fan-out, want 1", len(loop.tasks))
+	}
+	// A frame queued while the task runs (by a send from the loop, here
+	// from a Writev) joins the same task.
+	late := &lateConn{scheduleConn: gcs[1], then: func() { conns[2].send([]byte("late"), nil) }}
+	conns[1].gc = late
+	if n := loop.run(); n != 1 {
+		t.Fatalf("%d tasks ran, want 1", n)
+	}
+	for i, gc := range gcs {
+		want := "[m1 m2 m3]"
+		if i == 2 {
+			want = "[m1 m2 m3 late]"
+		}
+		if got := fmtFrames(gc.written); got != want {
+			t.Fatalf("conn %d wrote %s, want %s", i, got, want)
+		}
+	}
+	if f.mu.scheduled || len(f.mu.dirty) != 0 {
+		t.Fatal("flusher still scheduled after its task")
+	}
+}
+
+type lateConn struct {
+	*scheduleConn
+	then func()
+}
+
+func (l *lateConn) Writev(bs [][]byte) (int, error) {
+	n, err := l.scheduleConn.Writev(bs)
+	if l.then != nil {
+		l.then()
+		l.then = nil
+	}
+	return n, err
+}
+
+func fmtFrames(bs [][]byte) string {
+	s := "["
+	for i, b := range bs {
+		if i > 0 {
+			s += " "
+		}
+		s += string(b)
+	}
+	return s + "]"
 }

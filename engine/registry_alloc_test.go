@@ -15,7 +15,7 @@ func TestRegistryDeliverNoAlloc(t *testing.T) {
 		}
 	}
 	dead := &conn{}
-	dead.out.discard()
+	dead.discard()
 	r.add(100, dead)
 	frame := []byte("frame")
 

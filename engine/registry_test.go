@@ -84,7 +84,7 @@ func TestRegistryDeliverDead(t *testing.T) {
 	r.init()
 	for i := range 3 {
 		c := &conn{id: uint64(i)}
-		c.out.discard() // dead: Send reports false without touching the socket
+		c.discard() // dead: Send reports false without touching the socket
 		r.add(7, c)
 	}
 	if n := r.deliver(7, []byte("frame"), nil, nil); n != 0 {

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/url"
 
 	"github.com/gobwas/ws"
@@ -100,14 +102,14 @@ var errHeaderTooLarge = errors.New("engine: upgrade header block over limit")
 // request arrives in pieces. It runs on the loop.
 func (c *conn) upgrade(gc gnet.Conn) gnet.Action {
 	buf, _ := gc.Peek(-1)
-	from := max(c.hsScanned, 0)
+	from := int(max(c.hsScanned, 0))
 	i := bytes.Index(buf[from:], crlfcrlf)
 	if i < 0 {
 		if len(buf) >= MaxHeaderBytes {
 			c.rejectUpgrade(gc, badRequest, errHeaderTooLarge)
 			return gnet.Close
 		}
-		c.hsScanned = max(len(buf)-len(crlfcrlf)+1, 0)
+		c.hsScanned = int32(max(len(buf)-len(crlfcrlf)+1, 0))
 		return gnet.None
 	}
 	end := from + i + len(crlfcrlf)
@@ -121,7 +123,10 @@ func (c *conn) upgrade(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	_, _ = gc.Discard(end)
-	_, _ = gc.Write(resp)
+	// The 101 waits for the login result and goes out with it in one
+	// write (activate): one syscall per connection instead of two, and
+	// one read on the client's side.
+	c.pend = resp
 	c.phase.Store(int32(phaseLogin))
 	if !c.e.r.Login(token, c.loginDone) {
 		c.closeOnLoop(gc, nil, CloseTryAgain, "server busy")
@@ -130,7 +135,9 @@ func (c *conn) upgrade(gc gnet.Conn) gnet.Action {
 }
 
 func (c *conn) rejectUpgrade(gc gnet.Conn, resp []byte, err error) {
-	c.e.log.Debug("upgrade rejected", "conn_id", c.id, "remote", c.remote, "err", err)
+	if c.e.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.e.log.Debug("upgrade rejected", "conn_id", c.id, "remote", remoteString(gc), "err", err)
+	}
 	_, _ = gc.Discard(-1)
 	_, _ = gc.Write(resp)
 }
