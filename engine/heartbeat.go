@@ -29,6 +29,7 @@ func (e *Engine) sweep(c *conn, now int64) {
 			_ = c.gc.Close()
 		}
 	case phaseOpen:
+		c.trim()
 		idle := now - c.lastSeen.Load()
 		switch {
 		case idle >= int64(e.opts.IdleTimeout):

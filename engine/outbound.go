@@ -20,6 +20,12 @@ var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer"
 // to one connection costs one syscall, and a fan-out to many connections
 // of one loop costs one loop task, not one per connection.
 //
+// The queue itself (outq) is pooled: a connection takes one at its first
+// send and keeps it while it is busy; the liveness sweep gives it back
+// once a whole sweep interval passed without a send (trim). Most
+// connections are idle most of the time, and an idle outbox costs a
+// pointer, while a busy one pays nothing per flush.
+//
 // The cap on unsent bytes counts both what waits here and what gnet holds
 // in the connection's outbound buffer (sampled at each flush). A connection
 // over it is a slow consumer: it is closed with 1008 and Send reports false,
@@ -27,20 +33,43 @@ var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer"
 type outbox struct {
 	mu struct {
 		sync.Mutex
-		q        [][]byte
-		trackers []*router.Tracker // of the frames in q whose delivery is followed
-		closing  []byte            // CLOSE frame to write after q, once set
-		bytes    int
-		dirty    bool // on the loop's dirty list; a flush will come
-		dead     bool // closed, or over the cap: accept nothing more
+		q       *outq // nil while idle
+		bytes   int
+		used    bool // a send since the last trim
+		dirty   bool // on the loop's dirty list; a flush will come
+		closing bool // a CLOSE is queued: accept nothing more
+		dead    bool // closed, or over the cap: accept nothing more
 	}
 	outbound atomic.Int64 // gnet's outbound buffer at the last flush
-	stopped  atomic.Bool  // mu.dead || mu.closing != nil, readable without the lock
+	stopped  atomic.Bool  // mu.dead || mu.closing, readable without the lock
 }
 
-// maxKeptQueue bounds the queue backing array a connection keeps between
-// flushes: a burst may grow it, an idle connection should not hold it.
-const maxKeptQueue = 8
+// outq is what waits in an outbox, under the outbox's lock.
+type outq struct {
+	frames   [][]byte
+	trackers []*router.Tracker // of the frames whose delivery is followed
+	closing  []byte            // CLOSE frame to write after frames, once set
+}
+
+var outqPool = sync.Pool{New: func() any { return new(outq) }}
+
+// maxKeptQueue bounds the backing arrays a pooled outq keeps.
+const maxKeptQueue = 16
+
+func acquireOutq() *outq { return outqPool.Get().(*outq) }
+
+func releaseOutq(q *outq) {
+	clear(q.frames)
+	clear(q.trackers)
+	q.frames, q.trackers, q.closing = q.frames[:0], q.trackers[:0], nil
+	if cap(q.frames) > maxKeptQueue {
+		q.frames = nil
+	}
+	if cap(q.trackers) > maxKeptQueue {
+		q.trackers = nil
+	}
+	outqPool.Put(q)
+}
 
 // Send implements router.Session: it queues frame and reports false if the
 // connection is closing or over its cap. Safe for concurrent use.
@@ -51,7 +80,7 @@ func (c *conn) Send(frame []byte) bool { return c.send(frame, nil) }
 func (c *conn) send(frame []byte, t *router.Tracker) bool {
 	o := &c.out
 	o.mu.Lock()
-	if o.mu.dead || o.mu.closing != nil {
+	if o.mu.dead || o.mu.closing {
 		o.mu.Unlock()
 		return false
 	}
@@ -62,12 +91,18 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 		c.slowConsumer()
 		return false
 	}
+	q := o.mu.q
+	if q == nil {
+		q = acquireOutq()
+		o.mu.q = q
+	}
 	if t != nil {
 		t.Acquire()
-		o.mu.trackers = append(o.mu.trackers, t)
+		q.trackers = append(q.trackers, t)
 	}
-	o.mu.q = append(o.mu.q, frame)
+	q.frames = append(q.frames, frame)
 	o.mu.bytes += len(frame)
+	o.mu.used = true
 	mark := !o.mu.dirty
 	o.mu.dirty = true
 	o.mu.Unlock()
@@ -77,15 +112,19 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 	return true
 }
 
-// close queues a CLOSE frame after everything already queued.
+// closeQueued queues a CLOSE frame after everything already queued.
 func (c *conn) closeQueued(frame []byte) {
 	o := &c.out
 	o.mu.Lock()
-	if o.mu.dead || o.mu.closing != nil {
+	if o.mu.dead || o.mu.closing {
 		o.mu.Unlock()
 		return
 	}
-	o.mu.closing = frame
+	if o.mu.q == nil {
+		o.mu.q = acquireOutq()
+	}
+	o.mu.q.closing = frame
+	o.mu.closing = true
 	o.stopped.Store(true)
 	mark := !o.mu.dirty
 	o.mu.dirty = true
@@ -96,38 +135,44 @@ func (c *conn) closeQueued(frame []byte) {
 }
 
 // flush runs on the loop: it writes every queued frame in one writev and,
-// if a CLOSE was queued, the CLOSE after them. scratch is the loop's
-// reusable slice for the frames; flush returns it for the next one.
-func (c *conn) flush(gc gnet.Conn, scratch [][]byte, trk []*router.Tracker) ([][]byte, []*router.Tracker) {
+// if a CLOSE was queued, the CLOSE after them. frames and trk are the
+// loop's reusable slices; flush returns them for the next one.
+func (c *conn) flush(gc gnet.Conn, frames [][]byte, trk []*router.Tracker) ([][]byte, []*router.Tracker) {
+	frames, trk = frames[:0], trk[:0]
 	o := &c.out
 	o.mu.Lock()
-	q, trk := append(scratch[:0], o.mu.q...), append(trk[:0], o.mu.trackers...)
-	closing := o.mu.closing
-	clear(o.mu.q)
-	clear(o.mu.trackers)
-	o.mu.q, o.mu.trackers = keep(o.mu.q), keepTrackers(o.mu.trackers)
+	q := o.mu.q
+	if q == nil {
+		o.mu.dirty = false
+		o.mu.Unlock()
+		return frames, trk // discarded meanwhile
+	}
+	if c.phaseIs(phaseLogin) && c.pend != nil {
+		// A push cannot reach a connection still logging in, but a
+		// failed login's reply and CLOSE, or a shutdown's CLOSE, can:
+		// the 101 goes first.
+		frames = append(frames, c.takeUpgradeResponse())
+	}
+	frames = append(frames, q.frames...)
+	trk = append(trk, q.trackers...)
+	closing := q.closing
+	clear(q.frames)
+	clear(q.trackers)
+	q.frames, q.trackers, q.closing = q.frames[:0], q.trackers[:0], nil
 	o.mu.bytes = 0
 	o.mu.dirty = false
 	o.mu.Unlock()
 
 	written := false
 	if !c.closed.Load() && !c.phaseIs(phaseClosing) {
-		if pend := c.takeUpgradeResponse(); pend != nil {
-			// A push cannot reach a connection still logging in, but a
-			// failed login's reply and CLOSE, or a shutdown's CLOSE, can:
-			// the 101 goes first.
-			q = append(q, nil)
-			copy(q[1:], q)
-			q[0] = pend
-		}
 		if closing != nil {
-			q = append(q, closing)
+			frames = append(frames, closing)
 		}
-		if len(q) > 0 {
+		if len(frames) > 0 {
 			// gnet copies what the socket does not take into the
 			// connection's outbound buffer; from here on the bytes are
 			// the kernel's or gnet's to send.
-			_, werr := gc.Writev(q)
+			_, werr := gc.Writev(frames)
 			written = werr == nil
 		}
 		if closing != nil {
@@ -141,24 +186,27 @@ func (c *conn) flush(gc gnet.Conn, scratch [][]byte, trk []*router.Tracker) ([][
 	for _, t := range trk {
 		t.Done(written)
 	}
-	clear(q)
+	clear(frames)
 	clear(trk)
-	return q[:0], trk[:0]
+	return frames[:0], trk[:0]
 }
 
-// keep returns q emptied, keeping its backing array unless it is big.
-func keep(q [][]byte) [][]byte {
-	if cap(q) > maxKeptQueue {
-		return nil
+// trim gives an idle connection's queue back to the pool: one that had
+// no send since the last trim and has nothing waiting. The liveness sweep
+// calls it. Safe for concurrent use.
+func (c *conn) trim() {
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q := o.mu.q
+	switch {
+	case q == nil, o.mu.dirty, len(q.frames) > 0, q.closing != nil:
+	case o.mu.used:
+		o.mu.used = false
+	default:
+		o.mu.q = nil
+		releaseOutq(q)
 	}
-	return q[:0]
-}
-
-func keepTrackers(t []*router.Tracker) []*router.Tracker {
-	if cap(t) > maxKeptQueue {
-		return nil
-	}
-	return t[:0]
 }
 
 // discard drops whatever is queued: the connection is gone.
@@ -167,13 +215,16 @@ func (c *conn) discard() {
 	o.mu.Lock()
 	o.mu.dead = true
 	o.stopped.Store(true)
-	clear(o.mu.q)
-	trackers := o.mu.trackers
-	o.mu.q, o.mu.trackers, o.mu.bytes = nil, nil, 0
+	q := o.mu.q
+	o.mu.q, o.mu.bytes = nil, 0
 	o.mu.Unlock()
-	for _, t := range trackers {
+	if q == nil {
+		return
+	}
+	for _, t := range q.trackers {
 		t.Done(false) // never written: the sender requeues it offline
 	}
+	releaseOutq(q)
 }
 
 // slowConsumer closes a connection over its output cap from any goroutine.

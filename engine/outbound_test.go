@@ -190,3 +190,28 @@ func fmtFrames(bs [][]byte) string {
 	}
 	return s + "]"
 }
+
+// TestOutboxTrim: a connection keeps its queue while busy and gives it
+// back after a sweep interval without a send.
+func TestOutboxTrim(t *testing.T) {
+	c, gc, loop := newTestConn()
+	c.send([]byte("a"), nil)
+	c.trim() // dirty: kept
+	loop.run()
+	if c.out.mu.q == nil {
+		t.Fatal("queue released while a flush was pending")
+	}
+	c.trim() // flushed, but sent to since the last trim: kept
+	if c.out.mu.q == nil {
+		t.Fatal("queue of a busy connection released")
+	}
+	c.trim() // a whole interval without a send
+	if c.out.mu.q != nil {
+		t.Fatal("queue of an idle connection kept")
+	}
+	c.send([]byte("b"), nil)
+	loop.run()
+	if got := fmtFrames(gc.written); got != "[a b]" {
+		t.Fatalf("wrote %s", got)
+	}
+}
