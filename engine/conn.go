@@ -43,6 +43,7 @@ type conn struct {
 	pend      []byte
 	rate      *bucket // messages allowed, once the first came; see ratelimit.go
 	hsScanned int32   // bytes of the upgrade request already searched for CRLFCRLF
+	setIdx    int32   // index in its connSet shard; guarded by the shard's lock
 	closeCode uint16  // status of the CLOSE this side sent, for logs
 	fragOp    byte    // opcode of the fragmented message; 0 when none
 
@@ -239,6 +240,9 @@ func remoteString(gc gnet.Conn) string {
 }
 
 // connSet holds every open connection, for the ticker and for shutdown.
+// Each shard is a slice, not a map: a connection knows its index
+// (conn.setIdx), so removal swaps the last one into its place, and a
+// connection costs the set one pointer.
 type connSet struct {
 	shards [connShards]connShard
 	n      atomic.Int64
@@ -247,21 +251,16 @@ type connSet struct {
 const connShards = 64
 
 type connShard struct {
-	mu sync.Mutex
-	m  map[uint64]*conn
-	_  [40]byte // keep shards on separate cache lines
-}
-
-func (s *connSet) init() {
-	for i := range s.shards {
-		s.shards[i].m = make(map[uint64]*conn)
-	}
+	mu   sync.Mutex
+	list []*conn
+	_    [32]byte // keep shards on separate cache lines
 }
 
 func (s *connSet) add(c *conn) {
 	sh := &s.shards[c.id%connShards]
 	sh.mu.Lock()
-	sh.m[c.id] = c
+	c.setIdx = int32(len(sh.list))
+	sh.list = append(sh.list, c)
 	sh.mu.Unlock()
 	s.n.Add(1)
 }
@@ -269,11 +268,22 @@ func (s *connSet) add(c *conn) {
 func (s *connSet) remove(c *conn) {
 	sh := &s.shards[c.id%connShards]
 	sh.mu.Lock()
-	if _, ok := sh.m[c.id]; ok {
-		delete(sh.m, c.id)
-		s.n.Add(-1)
+	defer sh.mu.Unlock()
+	i := int(c.setIdx)
+	if i < 0 || i >= len(sh.list) || sh.list[i] != c {
+		return
 	}
-	sh.mu.Unlock()
+	last := len(sh.list) - 1
+	sh.list[i] = sh.list[last]
+	sh.list[i].setIdx = int32(i)
+	sh.list[last] = nil
+	sh.list = sh.list[:last]
+	c.setIdx = -1
+	if cap(sh.list) > 64 && len(sh.list) < cap(sh.list)/4 {
+		// Most connections left: give the memory back.
+		sh.list = append(make([]*conn, 0, 2*len(sh.list)), sh.list...)
+	}
+	s.n.Add(-1)
 }
 
 func (s *connSet) len() int { return int(s.n.Load()) }
@@ -284,14 +294,12 @@ func (s *connSet) each(fn func(*conn)) {
 	var batch []*conn
 	for i := range s.shards {
 		sh := &s.shards[i]
-		batch = batch[:0]
 		sh.mu.Lock()
-		for _, c := range sh.m {
-			batch = append(batch, c)
-		}
+		batch = append(batch[:0], sh.list...)
 		sh.mu.Unlock()
 		for _, c := range batch {
 			fn(c)
 		}
+		clear(batch)
 	}
 }

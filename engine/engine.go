@@ -158,7 +158,6 @@ func New(r *router.Router, opts Options) (*Engine, error) {
 	}
 	e.reg.init()
 	e.reg.presence = func(c *conn, online bool) { r.Presence(c.Identity(), online) }
-	e.conns.init()
 	// Sweep often enough that a deadline is met within a quarter of the
 	// shortest interval, but not more than 20 times a second.
 	e.tick = min(opts.PingInterval, opts.IdleTimeout) / 4
