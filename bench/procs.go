@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -58,6 +59,33 @@ func runProcs(mode string, args []string, c config) (Result, error) {
 	}
 	results := make([]Result, c.procs)
 	errs := make([]error, c.procs)
+	// The server's RSS per connection is measured here, over all the
+	// children's connections: a child sees the others' connections in the
+	// server's RSS too, but only its own logins. The peak while the
+	// children run is the figure with every connection up (the Go heap
+	// rarely gives memory back within a run).
+	var rssBefore, rssPeak atomic.Int64
+	stopRSS := make(chan struct{})
+	var rssWG sync.WaitGroup
+	if mode == "connect" && c.serverPID > 0 {
+		rssBefore.Store(rss(c.serverPID))
+		rssWG.Add(1)
+		go func() {
+			defer rssWG.Done()
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if v := rss(c.serverPID); v > rssPeak.Load() {
+					rssPeak.Store(v)
+				}
+				select {
+				case <-stopRSS:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < c.procs; i++ {
 		wg.Add(1)
@@ -66,7 +94,8 @@ func runProcs(mode string, args []string, c config) (Result, error) {
 			share := func(n int) string { return strconv.Itoa((n + c.procs - 1 - i) / c.procs) }
 			child := append([]string{mode}, args...)
 			child = append(child, "-procs", "1", "-json", "-part", fmt.Sprintf("p%d", i),
-				"-conns", share(c.conns), "-pairs", share(c.pairs), "-concurrency", share(c.concurrency))
+				"-conns", share(c.conns), "-pairs", share(c.pairs), "-concurrency", share(c.concurrency),
+				"-server-pid", "0")
 			if c.rate > 0 {
 				child = append(child, "-rate", strconv.FormatFloat(c.rate/float64(c.procs), 'f', -1, 64))
 			}
@@ -84,12 +113,18 @@ func runProcs(mode string, args []string, c config) (Result, error) {
 		}()
 	}
 	wg.Wait()
+	close(stopRSS)
+	rssWG.Wait()
 	for i, err := range errs {
 		if err != nil {
 			return Result{}, fmt.Errorf("process %d: %w", i, err)
 		}
 	}
-	return mergeResults(mode, results), nil
+	m := mergeResults(mode, results)
+	if before, peak := rssBefore.Load(), rssPeak.Load(); before > 0 && peak > before && m.Logins > 0 {
+		m.RSSPerConn = float64(peak-before) / float64(m.Logins)
+	}
+	return m, nil
 }
 
 func mergeResults(mode string, rs []Result) Result {
@@ -109,7 +144,6 @@ func mergeResults(mode string, rs []Result) Result {
 		m.PullRate += r.PullRate
 		m.Closed += r.Closed
 		m.OfflineAcks += r.OfflineAcks
-		m.RSSPerConn = max(m.RSSPerConn, r.RSSPerConn)
 		m.Errors = append(m.Errors, r.Errors...)
 		for k, v := range r.ReplyCodes {
 			m.ReplyCodes[k] += v
