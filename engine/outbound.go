@@ -284,9 +284,13 @@ func (f *loopFlusher) mark(c *conn) {
 	schedule := !f.mu.scheduled
 	f.mu.scheduled = true
 	f.mu.Unlock()
-	if !schedule {
-		return
+	if schedule {
+		f.schedule()
 	}
+}
+
+// schedule queues Run on the loop.
+func (f *loopFlusher) schedule() {
 	if err := f.el.Execute(context.Background(), f); err != nil {
 		// The engine is shutting down: nothing will be written.
 		f.mu.Lock()
@@ -299,15 +303,25 @@ func (f *loopFlusher) mark(c *conn) {
 	}
 }
 
+// maxFlushPasses bounds the passes of one Run: connections dirtied while
+// it runs join the next pass, but a steady stream of pushes must not keep
+// the loop from its sockets, so past this the rest goes to a new task.
+const maxFlushPasses = 4
+
 // Run implements gnet.Runnable: on the loop, it flushes every dirty
 // connection, and those that turned dirty meanwhile, until none is left.
 func (f *loopFlusher) Run(context.Context) error {
-	for {
+	for pass := 0; ; pass++ {
 		f.mu.Lock()
 		dirty := f.mu.dirty
 		if len(dirty) == 0 {
 			f.mu.scheduled = false
 			f.mu.Unlock()
+			return nil
+		}
+		if pass == maxFlushPasses {
+			f.mu.Unlock()
+			f.schedule() // still scheduled: the marks wait for that task
 			return nil
 		}
 		f.mu.dirty = f.running[:0]

@@ -173,9 +173,9 @@ type lateConn struct {
 
 func (l *lateConn) Writev(bs [][]byte) (int, error) {
 	n, err := l.scheduleConn.Writev(bs)
-	if l.then != nil {
-		l.then()
+	if then := l.then; then != nil {
 		l.then = nil
+		then()
 	}
 	return n, err
 }
@@ -213,5 +213,35 @@ func TestOutboxTrim(t *testing.T) {
 	loop.run()
 	if got := fmtFrames(gc.written); got != "[a b]" {
 		t.Fatalf("wrote %s", got)
+	}
+}
+
+// TestLoopFlusherYields: pushes that keep coming while the task runs do
+// not hold the loop: after maxFlushPasses passes the rest goes to a new
+// task, and nothing is lost.
+func TestLoopFlusherYields(t *testing.T) {
+	c, gc, loop := newTestConn()
+	n := 0
+	c.gc = &lateConn{scheduleConn: gc}
+	var again func()
+	again = func() {
+		n++
+		c.send([]byte("x"), nil) // from "the loop", while flushing
+		c.gc.(*lateConn).then = again
+	}
+	c.gc.(*lateConn).then = again
+	c.send([]byte("x"), nil)
+	_ = loop.tasks[0].Run(context.Background())
+	loop.tasks = loop.tasks[1:]
+	if len(loop.tasks) != 1 {
+		t.Fatalf("%d tasks queued after a busy run, want 1", len(loop.tasks))
+	}
+	if len(gc.written) != maxFlushPasses {
+		t.Fatalf("%d writes in one run, want %d", len(gc.written), maxFlushPasses)
+	}
+	c.gc.(*lateConn).then = nil
+	loop.run()
+	if len(gc.written) != n+1 {
+		t.Fatalf("%d frames written, %d sent", len(gc.written), n+1)
 	}
 }
