@@ -67,7 +67,9 @@ var listenRE = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
 // both listeners to be announced in the log.
 func startProc(t testing.TB, dataDir string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{"-ws-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data", dataDir}, extra...)
+	// Debug logs name every connection closed and why: printed when the
+	// test fails.
+	args := append([]string{"-ws-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data", dataDir, "-log-level", "debug"}, extra...)
 	p := &proc{t: t, cmd: exec.Command(imgateBinary(t), args...), exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -95,6 +97,9 @@ func startProc(t testing.TB, dataDir string, extra ...string) *proc {
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
+		if t.Failed() {
+			t.Logf("imgate %s log:\n%s", dataDir, p.logText())
+		}
 	})
 	for i := 0; i < 2; i++ {
 		select {

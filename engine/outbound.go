@@ -134,6 +134,10 @@ func (c *conn) closeQueued(frame []byte) {
 	}
 }
 
+// maxIovecs is Linux's IOV_MAX: a writev of more buffers fails with
+// EINVAL, and gnet passes what it is given straight to writev.
+const maxIovecs = 1024
+
 // flush runs on the loop: it writes every queued frame in one writev and,
 // if a CLOSE was queued, the CLOSE after them. frames and trk are the
 // loop's reusable slices; flush returns them for the next one.
@@ -171,8 +175,14 @@ func (c *conn) flush(gc gnet.Conn, frames [][]byte, trk []*router.Tracker) ([][]
 		if len(frames) > 0 {
 			// gnet copies what the socket does not take into the
 			// connection's outbound buffer; from here on the bytes are
-			// the kernel's or gnet's to send.
-			_, werr := gc.Writev(frames)
+			// the kernel's or gnet's to send. One writev takes at most
+			// maxIovecs buffers: past IOV_MAX the kernel refuses it all.
+			var werr error
+			for rest := frames; len(rest) > 0 && werr == nil; {
+				n := min(len(rest), maxIovecs)
+				_, werr = gc.Writev(rest[:n])
+				rest = rest[n:]
+			}
 			written = werr == nil
 		}
 		if closing != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/imgate/imgate/router"
 )
@@ -36,10 +37,15 @@ func (l *taskLoop) run() int {
 type scheduleConn struct {
 	gnet.Conn
 	written [][]byte
+	writevs int
 	cbs     []gnet.AsyncCallback
 }
 
 func (s *scheduleConn) Writev(bs [][]byte) (int, error) {
+	if len(bs) > maxIovecs {
+		return 0, unix.EINVAL // what writev(2) says past IOV_MAX
+	}
+	s.writevs++
 	n := 0
 	for _, b := range bs {
 		s.written = append(s.written, b)
@@ -82,6 +88,25 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		}
 		if lost || len(gc.written) != 3 {
 			t.Fatalf("lost=%v written=%q", lost, gc.written)
+		}
+	})
+	t.Run("more frames than one writev takes", func(t *testing.T) {
+		// A burst of acks (a client pipelining thousands of messages into
+		// one group commit) once failed the whole writev with EINVAL and
+		// dropped the connection.
+		c, gc, loop := newTestConn()
+		lost := false
+		tr := router.NewTracker(func() { lost = true })
+		const n = 2*maxIovecs + 5
+		for i := 0; i < n; i++ {
+			if !c.send([]byte{'x'}, tr) {
+				t.Fatal("send refused")
+			}
+		}
+		tr.Release()
+		loop.run()
+		if lost || len(gc.written) != n || gc.writevs != 3 {
+			t.Fatalf("lost=%v: %d frames written in %d writevs, want %d in 3", lost, len(gc.written), gc.writevs, n)
 		}
 	})
 	t.Run("connection died first", func(t *testing.T) {
