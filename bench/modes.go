@@ -74,6 +74,9 @@ func runOffline(c config) (Result, error) {
 		return Result{}, err
 	}
 	defer cl.close()
+	// The limit holds before the first sender logs in: a sender starts
+	// its window at login, and the next pairs are registered meanwhile.
+	cl.limit.Store(int64(c.messages))
 	pullers := make([]*wsConn, c.pairs)
 	for i := range pullers {
 		pullers[i] = &wsConn{id: 2*i + 1, role: rolePuller, userID: fmt.Sprintf("bo%s_%d", nonce, i)}
@@ -89,7 +92,6 @@ func runOffline(c config) (Result, error) {
 		}
 	}
 	total := int64(c.pairs * c.messages)
-	cl.limit.Store(int64(c.messages))
 	done := make(chan struct{})
 	go s.progress(os.Stderr, done)
 	if err := waitCount(&s.acks, total, "messages queued"); err != nil {
