@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"syscall"
@@ -335,4 +337,32 @@ func TestSection1_3_CountersSurviveSIGKILL(t *testing.T) {
 	if _, r := ts2.getReceiver(`{"senderId":"visitor_2","type":0}`); r.Code != 500 || r.Msg != busy {
 		t.Fatalf("assignment after restart: %+v", r)
 	}
+}
+
+// -pprof serves the runtime profiles on its own listener, and nothing
+// serves them without it.
+func TestPprofFlag(t *testing.T) {
+	off := newTestServer(t)
+	if off.s.pprofLn != nil {
+		t.Fatal("pprof listener without -pprof")
+	}
+	if code, _ := httpGet(t, off.http+"/debug/pprof/"); code != 404 {
+		t.Fatalf("the HTTP API served /debug/pprof/: %d", code)
+	}
+	on := newTestServer(t, func(c *config) { c.PprofAddr = "127.0.0.1:0" })
+	code, body := httpGet(t, "http://"+on.s.pprofLn.Addr().String()+"/debug/pprof/goroutine?debug=1")
+	if code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Fatalf("pprof: %d %.200s", code, body)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
