@@ -2,7 +2,6 @@ package storage
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 )
 
@@ -48,25 +47,10 @@ func TestSection5_MembersFollowJoinAndLeave(t *testing.T) {
 	if g, err := db.GroupByID("g1"); err != nil || g != gid {
 		t.Fatalf("GroupByID %d %v, want %d", g, err, gid)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for r := 0; r < 3; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := db.Members(gid); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	stop := readUntil(t, 3, func() error {
+		_, err := db.Members(gid)
+		return err
+	})
 	want := []uint64{1}
 	for uid := uint64(2); uid <= 60; uid++ {
 		joinSync(t, db, "g1", uid)
@@ -79,8 +63,7 @@ func TestSection5_MembersFollowJoinAndLeave(t *testing.T) {
 			t.Fatalf("after uid %d: members %v %v, want %v", uid, m, err, want)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -194,29 +194,13 @@ func TestSection1_1_ProfileUpdateVisibleToReaders(t *testing.T) {
 		return u
 	}
 	uid := reg("n0").UID
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for r := 0; r < 4; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := db.UserByUID(uid); err != nil {
-					t.Error(err)
-					return
-				}
-				if _, err := db.UserByID("agent-7"); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	stop := readUntil(t, 4, func() error {
+		if _, err := db.UserByUID(uid); err != nil {
+			return err
+		}
+		_, err := db.UserByID("agent-7")
+		return err
+	})
 	for i := 1; i <= 200; i++ {
 		nick := fmt.Sprint("n", i)
 		reg(nick)
@@ -224,9 +208,33 @@ func TestSection1_1_ProfileUpdateVisibleToReaders(t *testing.T) {
 			t.Fatalf("after update %d: %+v %v", i, u, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if u, _ := db.UserByUID(uid); u.Nick != "n200" {
 		t.Fatalf("final read %+v", u)
 	}
+}
+
+// readUntil runs read in a loop on n goroutines until the returned func is
+// called, which waits for them. A read error fails the test.
+func readUntil(t *testing.T, n int, read func() error) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := 0; r < n; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := read(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
 }
