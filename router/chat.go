@@ -82,10 +82,33 @@ func (r *Router) chat(c *Context) error {
 	case to.Type == storage.UserVisitor && me.Type != storage.UserVisitor:
 		opts.Visitor = to.UID
 	}
-	s := c.Session
-	return r.db.AppendPrivate(m, opts, func(res storage.AppendResult) {
-		r.delivered(s, res, online)
-	})
+	d := chatDonePool.Get().(*chatDone)
+	d.r, d.s, d.online = r, c.Session, online
+	if err := r.db.AppendPrivateTo(m, opts, d); err != nil {
+		d.recycle()
+		return err
+	}
+	return nil
+}
+
+// chatDone carries a private message from its submission to delivered,
+// and is reused after.
+type chatDone struct {
+	r      *Router
+	s      Session
+	online bool
+}
+
+var chatDonePool = sync.Pool{New: func() any { return new(chatDone) }}
+
+func (d *chatDone) Appended(res storage.AppendResult) {
+	d.r.delivered(d.s, res, d.online)
+	d.recycle()
+}
+
+func (d *chatDone) recycle() {
+	*d = chatDone{}
+	chatDonePool.Put(d)
 }
 
 // delivered runs on the storage committer once the message is durable:

@@ -72,8 +72,10 @@ func (r *Router) authenticate(token string) LoginResult {
 		}
 		return LoginResult{Frame: loginFailedFrame}
 	}
-	data := appendUser(nil, &u)
-	frame := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeLoginOK, codec.CmdLoginResp, data))
+	frame := textFrame(func(b []byte) []byte {
+		b = codec.AppendEnvelopeStart(b, codec.CodeLoginOK, codec.CmdLoginResp)
+		return codec.AppendEnvelopeEnd(appendUser(b, &u), codec.CodeLoginOK)
+	})
 	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type}, Frame: frame}
 }
 

@@ -364,6 +364,21 @@ type AppendResult struct {
 // conversation. A message whose (From, ID) was stored before is not stored
 // again: done gets the stored message with Duplicate set.
 func (db *DB) AppendPrivate(m Message, opts AppendOptions, done func(AppendResult)) error {
+	return db.AppendPrivateTo(m, opts, AppendedFunc(done))
+}
+
+// Appended is told the outcome of AppendPrivateTo, on the committer.
+type Appended interface{ Appended(AppendResult) }
+
+// AppendedFunc adapts a func to Appended.
+type AppendedFunc func(AppendResult)
+
+// Appended calls f.
+func (f AppendedFunc) Appended(r AppendResult) { f(r) }
+
+// AppendPrivateTo is AppendPrivate reporting to done: a caller that
+// recycles its Appended appends without allocating.
+func (db *DB) AppendPrivateTo(m Message, opts AppendOptions, done Appended) error {
 	o := appendOpPool.Get().(*appendPrivateOp)
 	*o = appendPrivateOp{m: m, opts: opts, cb: done}
 	if err := db.submit(o); err != nil {
@@ -381,7 +396,7 @@ type appendPrivateOp struct {
 	m    Message
 	opts AppendOptions
 	res  AppendResult
-	cb   func(AppendResult)
+	cb   Appended
 }
 
 func (o *appendPrivateOp) apply(t *tx) (err error) {
@@ -391,7 +406,7 @@ func (o *appendPrivateOp) apply(t *tx) (err error) {
 
 func (o *appendPrivateOp) done(err error) {
 	o.res.Err = err
-	o.cb(o.res)
+	o.cb.Appended(o.res)
 	*o = appendPrivateOp{}
 	appendOpPool.Put(o)
 }
