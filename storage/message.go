@@ -66,14 +66,23 @@ const (
 	messageRecordV1 = 1
 )
 
+// Each key has an append form, for the committer's scratch, and an
+// allocating one for everything else.
+
 func keyHistory(c convKey, seq uint64) []byte {
-	k := make([]byte, 0, 2+16+8)
+	return appendKeyHistory(make([]byte, 0, 2+16+8), c, seq)
+}
+
+func appendKeyHistory(k []byte, c convKey, seq uint64) []byte {
 	k = append(append(k, prefixHistory...), c[:]...)
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
 func keyOffline(uid, peer, seq uint64) []byte {
-	k := make([]byte, 0, 2+24)
+	return appendKeyOffline(make([]byte, 0, 2+24), uid, peer, seq)
+}
+
+func appendKeyOffline(k []byte, uid, peer, seq uint64) []byte {
 	k = append(k, prefixOffline...)
 	k = binary.BigEndian.AppendUint64(k, uid)
 	k = binary.BigEndian.AppendUint64(k, peer)
@@ -88,7 +97,10 @@ func keyContact(owner, peer uint64) []byte {
 }
 
 func keyDedup(from uint64, id [16]byte) []byte {
-	k := make([]byte, 0, 2+24)
+	return appendKeyDedup(make([]byte, 0, 2+24), from, id)
+}
+
+func appendKeyDedup(k []byte, from uint64, id [16]byte) []byte {
 	k = append(k, prefixDedup...)
 	k = binary.BigEndian.AppendUint64(k, from)
 	return append(k, id[:]...)
@@ -270,22 +282,26 @@ func (t *tx) conv(c convKey) (convState, error) {
 	if st, ok := t.db.convs[c]; ok {
 		return st, nil
 	}
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: keyHistory(c, 0), UpperBound: keyHistory(c, math.MaxUint64)})
+	return tail(t.b, c)
+}
+
+// tail reads a conversation's last history record in r (the DB or the
+// batch); zero when the conversation is empty.
+func tail(r reader, c convKey) (convState, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: keyHistory(c, 0), UpperBound: keyHistory(c, math.MaxUint64)})
 	if err != nil {
 		return convState{}, err
 	}
 	defer it.Close()
-	var st convState
-	if it.Last() {
-		m, err := decodeMessage(it.Value())
-		if err != nil {
-			return convState{}, fmt.Errorf("storage: conversation tail: %w", err)
-		}
-		st = convState{seq: m.Seq, time: m.CreateTime}
-	} else if err := it.Error(); err != nil {
-		return convState{}, err
+	if !it.Last() {
+		return convState{}, it.Error()
 	}
-	return st, nil
+	k := it.Key()
+	ct, err := messageTime(it.Value())
+	if err != nil {
+		return convState{}, fmt.Errorf("storage: conversation tail: %w", err)
+	}
+	return convState{seq: binary.BigEndian.Uint64(k[len(k)-8:]), time: ct}, nil
 }
 
 // duplicate looks up an earlier message of from with id: ok is true and
@@ -316,21 +332,17 @@ func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
 	m.Seq = st.seq + 1
 	m.CreateTime = max(m.CreateTime, st.time)
 	t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
-	hk := append(append(t.key[:0], prefixHistory...), conv[:]...)
-	hk = binary.BigEndian.AppendUint64(hk, m.Seq)
+	t.key = appendKeyHistory(t.key[:0], conv, m.Seq)
 	t.val = appendMessageRecord(t.val[:0], m)
-	t.set(hk, t.val)
+	t.set(t.key, t.val)
 	var q byte
 	if queued {
 		q = 1
 	}
 	// The dedup value is the history key without its prefix, then q.
-	t.val = append(append(t.val[:0], hk[len(prefixHistory):]...), q)
-	dk := append(append(hk[len(hk):], prefixDedup...), 0, 0, 0, 0, 0, 0, 0, 0)
-	binary.BigEndian.PutUint64(dk[len(prefixDedup):], m.From)
-	dk = append(dk, m.ID[:]...)
-	t.set(dk, t.val)
-	t.key = hk[:0]
+	t.val = append(append(t.val[:0], t.key[len(prefixHistory):]...), q)
+	t.key = appendKeyDedup(t.key[:0], m.From, m.ID)
+	t.set(t.key, t.val)
 }
 
 // cacheConv records a conversation's new tail.
@@ -433,10 +445,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	// All reads done; from here on only writes.
 	t.appendCore(conv, st, &m, opts.Offline)
 	if opts.Offline {
-		k := append(t.key[:0], prefixOffline...)
-		k = binary.BigEndian.AppendUint64(k, m.To)
-		k = binary.BigEndian.AppendUint64(k, m.From)
-		t.key = binary.BigEndian.AppendUint64(k, m.Seq)
+		t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)
 		t.set(t.key, nil)
 	}
 	if m.To != m.From {

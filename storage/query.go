@@ -111,12 +111,12 @@ func satSub(a, b uint64) uint64 {
 // firstSeqAtOrAfter returns the first seq ≥ floor whose createTime ≥ t,
 // or MaxUint64 when there is none.
 func (db *DB) firstSeqAtOrAfter(conv convKey, t int64, floor uint64) (uint64, error) {
-	tail, err := db.tailSeq(conv)
+	last, err := tail(db.pdb, conv)
 	if err != nil {
 		return 0, err
 	}
-	s, err := db.searchSeq(conv, max(floor, 1), tail, func(ct int64) bool { return ct >= t })
-	if err != nil || s > tail {
+	s, err := db.searchSeq(conv, max(floor, 1), last.seq, func(ct int64) bool { return ct >= t })
+	if err != nil || s > last.seq {
 		return math.MaxUint64, err
 	}
 	return s, nil
@@ -128,11 +128,11 @@ func (db *DB) lastSeqAtOrBefore(conv convKey, t int64, ceil uint64) (uint64, err
 	if t == math.MaxInt64 {
 		return ceil, nil
 	}
-	tail, err := db.tailSeq(conv)
+	last, err := tail(db.pdb, conv)
 	if err != nil {
 		return 0, err
 	}
-	s, err := db.searchSeq(conv, 1, min(ceil, tail), func(ct int64) bool { return ct > t })
+	s, err := db.searchSeq(conv, 1, min(ceil, last.seq), func(ct int64) bool { return ct > t })
 	return s - 1, err
 }
 
@@ -163,20 +163,6 @@ func (db *DB) timeAt(conv convKey, seq uint64) (int64, error) {
 	}
 	defer closer.Close()
 	return messageTime(v)
-}
-
-// tailSeq returns the last seq of a conversation, 0 when it is empty.
-func (db *DB) tailSeq(conv convKey) (uint64, error) {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 0), UpperBound: keyHistory(conv, math.MaxUint64)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	if !it.Last() {
-		return 0, it.Error()
-	}
-	k := it.Key()
-	return binary.BigEndian.Uint64(k[len(k)-8:]), nil
 }
 
 // OfflinePage is one peer's queued messages, oldest first.
