@@ -36,6 +36,7 @@ type config struct {
 	hbInterval       time.Duration
 	sources          int
 	concurrency      int
+	healthz          bool
 	serverPID        int
 	jsonOut          bool
 	procs            int
@@ -82,6 +83,7 @@ func parse(mode string, args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.hbInterval, "heartbeat", 20*time.Second, "connect: heartbeat interval per connection")
 	fs.IntVar(&c.sources, "sources", 8, "loopback source addresses 127.0.0.1..N, so ephemeral ports last")
 	fs.IntVar(&c.concurrency, "concurrency", 64, "http: requests in flight")
+	fs.BoolVar(&c.healthz, "healthz", false, "http: GET /healthz instead of initUser: the HTTP ceiling of client and machine")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "connect: the gateway's pid, to report its RSS per connection")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the result as JSON")
 	fs.IntVar(&c.procs, "procs", 1, "spread the connections over this many processes (each may hold at most its open-file limit)")

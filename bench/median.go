@@ -59,7 +59,7 @@ func runMedian(files []string, out io.Writer) error {
 			rate("acks/s", func(r Result) float64 { return r.AckRate })
 		}
 		rate("deliveries/s", func(r Result) float64 { return r.DelivRate })
-		rate("initUser/s", func(r Result) float64 { return r.HTTPRate })
+		rate("requests/s", func(r Result) float64 { return r.HTTPRate })
 		rate("pulled msgs/s", func(r Result) float64 { return r.PullRate })
 		lat("ack p50", func(r Result) time.Duration { return r.Ack.P50 })
 		lat("ack p99", func(r Result) time.Duration { return r.Ack.P99 })

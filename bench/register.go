@@ -43,23 +43,30 @@ func (r *registrar) register(id string, agent bool) (string, error) {
 }
 
 func (r *registrar) post(body string) (int, []byte, error) {
+	return r.do(fasthttp.MethodPost, "/im/vanke/initUser", body)
+}
+
+func (r *registrar) do(method, path, body string) (int, []byte, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + r.c.http + "/im/vanke/initUser")
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetContentType("application/json")
+	req.SetRequestURI("http://" + r.c.http + path)
+	req.Header.SetMethod(method)
 	if r.c.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+r.c.apiKey)
 	}
-	req.SetBodyString(body)
+	if body != "" {
+		req.Header.SetContentType("application/json")
+		req.SetBodyString(body)
+	}
 	if err := r.hc.Do(req, resp); err != nil {
 		return 0, nil, err
 	}
 	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
 }
 
-// runHTTP measures initUser requests/s with -concurrency in flight.
+// runHTTP measures initUser requests/s with -concurrency in flight; with
+// -healthz, GET /healthz: what HTTP alone costs this client and machine.
 func runHTTP(c config) (Result, error) {
 	s := newStats(c.part != "")
 	r := newRegistrar(c)
@@ -77,11 +84,20 @@ func runHTTP(c config) (Result, error) {
 			for time.Now().Before(end) {
 				i := n.Add(1)
 				t0 := time.Now()
-				code, body, err := r.post(fmt.Sprintf(`{"senderId":"bh%s_%d","type":0,"token":"tok_bh%s_%d"}`, nonce, i, nonce, i))
+				var code int
+				var body []byte
+				var err error
+				want := `{"code":200,"msg":"success","data":null}`
+				if c.healthz {
+					code, body, err = r.do(fasthttp.MethodGet, "/healthz", "")
+					want = string(body)
+				} else {
+					code, body, err = r.post(fmt.Sprintf(`{"senderId":"bh%s_%d","type":0,"token":"tok_bh%s_%d"}`, nonce, i, nonce, i))
+				}
 				switch {
 				case err != nil:
 					s.errorf("%v", err)
-				case code != 200 || string(body) != `{"code":200,"msg":"success","data":null}`:
+				case code != 200 || string(body) != want:
 					s.replyCode(code)
 				default:
 					s.acked(time.Since(t0), 0)
@@ -92,7 +108,11 @@ func runHTTP(c config) (Result, error) {
 	wg.Wait()
 	close(done)
 	el := time.Since(start)
-	res := s.result("http", el)
+	mode := "http"
+	if c.healthz {
+		mode = "http-healthz"
+	}
+	res := s.result(mode, el)
 	res.HTTPRate = float64(res.Acks) / el.Seconds()
 	return res, nil
 }

@@ -2,14 +2,14 @@
 # Runs every BENCHMARKS.md row RUNS times (default 3), each against a fresh
 # gateway with a fresh data directory, and prints the medians.
 #
-#   bench/run-all.sh [OUTDIR]        # RUNS=3 MODES="chat chat20k group offline connect http"
+#   bench/run-all.sh [OUTDIR]        # RUNS=3 MODES="chat chat20k group offline connect http healthz"
 #
 # Needs only Go. Results stay in OUTDIR (default /tmp/imgate-bench) as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/imgate-bench}
 runs=${RUNS:-3}
-modes=${MODES:-"chat chat20k group offline connect http"}
+modes=${MODES:-"chat chat20k group offline connect http healthz"}
 ws=127.0.0.1:18889 http=127.0.0.1:18082
 mkdir -p "$out"
 go build -o "$out/imgate" . && go build -o "$out/bench" ./bench
@@ -37,6 +37,7 @@ args() {
   offline) echo "offline -pairs 10 -messages 1000" ;;
   connect) echo "connect -conns 19500 -procs 2 -duration 2s -server-pid" ;;
   http) echo "http -concurrency 64 -duration 5s" ;;
+  healthz) echo "http -healthz -concurrency 64 -duration 5s" ;;
   esac
 }
 

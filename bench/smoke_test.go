@@ -65,6 +65,7 @@ func TestModesSmoke(t *testing.T) {
 		{"chat", []string{"-pairs", "5", "-rate", "200"}, func(r Result) bool { return r.Acks > 50 && r.Acks < 400 }},
 		{"connect", []string{"-conns", "300", "-rate", "1000", "-heartbeat", "200ms"}, func(r Result) bool { return r.Logins == 300 && r.LoginRate > 0 }},
 		{"http", []string{"-concurrency", "8"}, func(r Result) bool { return r.HTTPRate > 0 }},
+		{"http", []string{"-concurrency", "8", "-healthz"}, func(r Result) bool { return r.HTTPRate > 0 }},
 		{"group", []string{"-members", "20"}, func(r Result) bool { return r.Acks > 0 && r.Deliveries >= 20*r.Acks-20*16 }},
 		// 600 queued: pulls of 500 make frames over 64 KiB, read in pieces.
 		{"offline", []string{"-pairs", "4", "-messages", "600"}, func(r Result) bool { return r.Pulled == 2400 && r.OfflineAcks == 2400 }},

@@ -229,7 +229,7 @@ func (r Result) print(w io.Writer, asJSON bool) {
 		fmt.Fprintf(w, "  pull latency    p50 %v  p99 %v  p99.9 %v  max %v\n", r.Pull.P50, r.Pull.P99, r.Pull.P999, r.Pull.Max)
 	}
 	if r.HTTPRate > 0 {
-		fmt.Fprintf(w, "  initUser/s      %.0f\n", r.HTTPRate)
+		fmt.Fprintf(w, "  requests/s      %.0f\n", r.HTTPRate)
 	}
 	if r.RSSPerConn > 0 {
 		fmt.Fprintf(w, "  server RSS/conn %.0f bytes\n", r.RSSPerConn)
