@@ -151,6 +151,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		MaxPending:     cfg.MaxPending,
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
+		Now:            cfg.Now,
 	})
 	if err != nil {
 		return nil, err

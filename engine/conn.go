@@ -51,10 +51,11 @@ type conn struct {
 	phase    atomic.Int32
 	closed   atomic.Bool // OnClose ran
 	ident    atomic.Pointer[router.Identity]
-	lastSeen atomic.Int64 // unix nanos of the last byte received
-	lastPing atomic.Int64 // unix nanos of the last PING sent
-	// deadline is the unix nanos after which the sweep drops the socket:
-	// the handshake timeout until login, the close grace once closing.
+	lastSeen atomic.Int64 // liveness clock (Engine.clock) of the last byte received
+	lastPing atomic.Int64 // liveness clock of the last PING sent
+	// deadline is the real unix nanos after which the sweep drops the
+	// socket: the handshake timeout until login, the close grace once
+	// closing.
 	deadline atomic.Int64
 
 	out outbox // frames queued by other goroutines; see outbound.go
@@ -77,10 +78,9 @@ func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if e.draining.Load() {
 		return nil, gnet.Close
 	}
-	now := time.Now().UnixNano()
 	c := &conn{id: e.nextID.Add(1), e: e, gc: gc, lf: e.flushers.of(gc.EventLoop())}
-	c.lastSeen.Store(now)
-	c.deadline.Store(now + int64(e.hsWait))
+	c.lastSeen.Store(e.clock())
+	c.deadline.Store(time.Now().UnixNano() + int64(e.hsWait))
 	gc.SetContext(c)
 	e.conns.add(c)
 	return nil, gnet.None
@@ -116,7 +116,7 @@ func (e *Engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 // OnTraffic reads what arrived: the upgrade request, then frames.
 func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*conn)
-	c.lastSeen.Store(time.Now().UnixNano())
+	c.lastSeen.Store(e.clock())
 	switch phase(c.phase.Load()) {
 	case phaseHandshake:
 		if a := c.upgrade(gc); a != gnet.None || !c.phaseIs(phaseOpen) {

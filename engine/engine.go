@@ -63,6 +63,11 @@ type Options struct {
 	// RateBurst is how many messages may come at once; zero means
 	// DefaultRateBurst.
 	RateBurst int
+	// Now is the clock of the liveness rules (PROTOCOL §2: ping after
+	// PingInterval of silence, close after IdleTimeout); nil means
+	// time.Now. Tests inject their own. The handshake timeout, the close
+	// grace and the rate limit follow the real clock.
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -86,6 +91,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RateBurst == 0 {
 		o.RateBurst = DefaultRateBurst
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return o
 }
@@ -253,6 +261,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// clock reads the liveness clock in unix nanoseconds.
+func (e *Engine) clock() int64 { return e.opts.Now().UnixNano() }
+
 // connGone is called by OnClose after a connection left the set.
 func (e *Engine) connGone() {
 	if !e.draining.Load() {
@@ -277,6 +288,11 @@ func (e *Engine) Deliver(uid uint64, frame []byte, skip router.Session, t *route
 // Disconnect implements router.Hub.
 func (e *Engine) Disconnect(uid uint64, code uint16, reason string) int {
 	return e.reg.disconnect(uid, code, reason)
+}
+
+// DisconnectTerminal implements router.Hub.
+func (e *Engine) DisconnectTerminal(uid uint64, terminal string, code uint16, reason string) int {
+	return e.reg.disconnectIf(uid, func(c *conn) bool { return c.Identity().Terminal == terminal }, code, reason)
 }
 
 // Online implements router.Hub.

@@ -16,13 +16,15 @@ var pingFrame = codec.AppendFrame(nil, codec.OpPing, nil)
 // gnet's ticker goroutine, not on a loop: it reads atomics and acts only
 // through the concurrency-safe Close and async writes.
 func (e *Engine) OnTick() (time.Duration, gnet.Action) {
-	now := time.Now().UnixNano()
-	e.conns.each(func(c *conn) { e.sweep(c, now) })
+	now, live := time.Now().UnixNano(), e.clock()
+	e.conns.each(func(c *conn) { e.sweep(c, now, live) })
 	// Jitter keeps sweeps of many servers (and their pings) from aligning.
 	return e.tick - time.Duration(rand.Int64N(int64(e.tick)/10+1)), gnet.None
 }
 
-func (e *Engine) sweep(c *conn, now int64) {
+// sweep applies the deadlines to c: now is real time (handshake timeout,
+// close grace), live the liveness clock (ping, idle timeout).
+func (e *Engine) sweep(c *conn, now, live int64) {
 	switch phase(c.phase.Load()) {
 	case phaseHandshake, phaseLogin:
 		if now > c.deadline.Load() {
@@ -30,12 +32,12 @@ func (e *Engine) sweep(c *conn, now int64) {
 		}
 	case phaseOpen:
 		c.trim()
-		idle := now - c.lastSeen.Load()
+		idle := live - c.lastSeen.Load()
 		switch {
 		case idle >= int64(e.opts.IdleTimeout):
 			c.Close(CloseGoingAway, "idle timeout")
-		case idle >= int64(e.opts.PingInterval) && now-c.lastPing.Load() >= int64(e.opts.PingInterval):
-			c.lastPing.Store(now)
+		case idle >= int64(e.opts.PingInterval) && live-c.lastPing.Load() >= int64(e.opts.PingInterval):
+			c.lastPing.Store(live)
 			c.Send(pingFrame)
 		}
 	case phaseClosing:

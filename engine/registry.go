@@ -96,14 +96,24 @@ func (r *registry) deliver(uid uint64, frame []byte, skip router.Session, t *rou
 }
 
 func (r *registry) disconnect(uid uint64, code uint16, reason string) int {
+	return r.disconnectIf(uid, nil, code, reason)
+}
+
+// disconnectIf closes uid's connections that match (nil: all) and counts
+// them.
+func (r *registry) disconnectIf(uid uint64, match func(*conn) bool, code uint16, reason string) int {
 	sh := r.shard(uid)
 	sh.mu.RLock()
 	l := append(connList(nil), sh.m[uid]...)
 	sh.mu.RUnlock()
+	n := 0
 	for _, c := range l {
-		c.Close(code, reason)
+		if match == nil || match(c) {
+			c.Close(code, reason)
+			n++
+		}
 	}
-	return len(l)
+	return n
 }
 
 func (r *registry) online(uid uint64) bool {

@@ -71,8 +71,9 @@ type fakeHub struct {
 	calls int
 }
 
-func (h *fakeHub) Online(uint64) bool                    { return true }
-func (h *fakeHub) Disconnect(uint64, uint16, string) int { return 0 }
+func (h *fakeHub) Online(uint64) bool                                    { return true }
+func (h *fakeHub) Disconnect(uint64, uint16, string) int                 { return 0 }
+func (h *fakeHub) DisconnectTerminal(uint64, string, uint16, string) int { return 0 }
 func (h *fakeHub) Deliver(_ uint64, _ []byte, _ Session, t *Tracker) int {
 	h.mu.Lock()
 	h.calls++

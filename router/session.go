@@ -8,6 +8,9 @@ type Identity struct {
 	UID  uint64 // storage's internal id; the registry key
 	ID   string // the protocol's user id
 	Type int    // storage.UserVisitor, UserAgent or UserConsultant
+	// Terminal is the terminal of the token the connection logged in
+	// with (PROTOCOL §1.1, §1.5): logout of one terminal closes these.
+	Terminal string
 }
 
 // Session is the router's view of one live connection. engine implements
@@ -34,6 +37,9 @@ type Hub interface {
 	// Disconnect closes every live connection of uid with code and reason
 	// and reports how many it closed.
 	Disconnect(uid uint64, code uint16, reason string) int
+	// DisconnectTerminal is Disconnect limited to the connections whose
+	// Identity.Terminal is terminal (PROTOCOL §1.5).
+	DisconnectTerminal(uid uint64, terminal string, code uint16, reason string) int
 	// Online reports whether uid has at least one live connection.
 	Online(uid uint64) bool
 }
