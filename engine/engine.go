@@ -132,6 +132,9 @@ type Engine struct {
 	flushers flushers
 	nextID   atomic.Uint64
 
+	slowClosed atomic.Uint64 // connections closed as slow consumers
+	unsent     atomic.Int64  // bytes accepted for clients, not yet written
+
 	eng      gnet.Engine
 	addr     net.Addr
 	booted   chan error
@@ -298,14 +301,22 @@ func (e *Engine) DisconnectTerminal(uid uint64, terminal string, code uint16, re
 // Online implements router.Hub.
 func (e *Engine) Online(uid uint64) bool { return e.reg.online(uid) }
 
-// Stats is a snapshot of the engine's gauges.
+// Stats is a snapshot of the engine's gauges and counters.
 type Stats struct {
 	Conns int // open sockets, upgraded or not
 	Users int // users with at least one logged-in connection
+	// SlowConsumers counts connections closed because their unsent
+	// output passed the per-connection cap or the process-wide budget.
+	SlowConsumers uint64
+	// Unsent is the output accepted for clients and not yet written to
+	// their sockets, in bytes, across all connections.
+	Unsent int64
 }
 
 // Stats returns the current gauges. Safe for concurrent use.
-func (e *Engine) Stats() Stats { return Stats{Conns: e.conns.len(), Users: e.reg.users()} }
+func (e *Engine) Stats() Stats {
+	return Stats{Conns: e.conns.len(), Users: e.reg.users(), SlowConsumers: e.slowClosed.Load(), Unsent: e.unsent.Load()}
+}
 
 // gnetLogger sends gnet's own logs to slog.
 type gnetLogger struct{ log *slog.Logger }

@@ -254,6 +254,7 @@ func (c *conn) closeSlowOnLoop(gc gnet.Conn) {
 		return
 	}
 	c.e.log.Warn("slow consumer closed", "conn_id", c.id, "remote", remoteString(gc), "outbound", gc.OutboundBuffered())
+	c.e.slowClosed.Add(1)
 	c.discard()
 	c.closeCode = ClosePolicy
 	c.phase.Store(int32(phaseClosing))
