@@ -18,7 +18,10 @@
 //
 //	u|uid(8B BE)                       -> user record (user.go: encodeUser)
 //	i|<user id>                        -> uid(8B BE)
-//	t|<token>                          -> uid(8B BE) | expireAt ms(8B BE)
+//	t|<token>                          -> token record v2: uid(8B BE) | expireAt ms(8B BE) | 0x02 | issuedAt ms(8B BE) | terminal
+//	                                      (v1, 16 bytes: uid | expireAt; see token.go)
+//	K|uid(8B)|terminal                 -> the (user, terminal)'s newest tokens, oldest first: (issuedAt(8B), uvarint len, token)…
+//	R|uid(8B)                          -> ms of the user's last logout: its v1 tokens are revoked
 //	h|conv(16B)|seq(8B)                -> message record (message.go: encodeMessage)
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
 //	c|owner(8B)|peer(8B)               -> contact record: unread, pending reply, last contact
@@ -47,6 +50,12 @@
 // a version byte); keys are never reinterpreted in place.
 //
 // Migrations:
+//   - t| records are v2 (uid, expireAt, version 2, issuedAt, terminal) and
+//     each (user, terminal) lists its newest tokens in K|. v1 records (16
+//     bytes: uid, expireAt) written by older versions stay valid until
+//     they expire; they carry no terminal and are in no list, so any logout
+//     of their user revokes them (R|uid), and the sweep deletes them once
+//     expired. Nothing is rewritten at open.
 //   - x|conv|createTime|seq, a time index of h|, is no longer written or
 //     read (time windows search h| instead). Keys left by older versions
 //     are inert; nothing reads the x| keyspace.

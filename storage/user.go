@@ -80,30 +80,56 @@ func decodeUser(uid uint64, b []byte) (User, error) {
 }
 
 // Register upserts the user's profile and, if r.Token is set, binds it to
-// the user. Both happen in one synced batch, or neither does. A token bound
-// to another user and not yet expired fails with ErrTokenTaken and changes
-// nothing. It returns the stored user.
+// the user on the profile's terminal. Both happen in one synced batch, or
+// neither does. A token bound to another user and not yet expired fails
+// with ErrTokenTaken and changes nothing. Binding a token to a (user,
+// terminal) that already holds MaxTokensPerTerminal unexpired tokens
+// revokes the oldest of them (token.go). It returns the stored user. It is
+// safe for concurrent use.
 func (db *DB) Register(r Registration) (User, error) {
-	unlock := db.lock(r.User.ID, r.Token)
-	defer unlock()
+	var set stripeSet
+	set.add(db.stripeOf(r.User.ID))
+	if r.Token != "" {
+		set.add(db.stripeOf(r.Token))
+	}
+	for {
+		unlock := db.lockStripes(&set)
+		u, more, err := db.registerLocked(r, &set)
+		unlock()
+		if !more {
+			return u, err
+		}
+	}
+}
 
+// registerLocked is Register under the stripes of set. If it must revoke a
+// token outside set it adds its stripe and reports more, having written
+// nothing: the caller locks the larger set and calls again.
+func (db *DB) registerLocked(r Registration, set *stripeSet) (_ User, more bool, _ error) {
 	u := r.User
 	prev, err := db.UserByID(u.ID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return User{}, err
+		return User{}, false, err
+	}
+	var old tokenRecord // r.Token's record while it is prev's
+	if r.Token != "" {
+		rec, ok, err := db.tokenRecordOf(r.Token)
+		switch {
+		case err != nil:
+			return User{}, false, err
+		case !ok:
+		case prev.UID != 0 && rec.uid == prev.UID:
+			old = rec
+		case rec.expire > r.Now:
+			return User{}, false, ErrTokenTaken
+		}
 	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
-	if r.Token != "" {
-		v, err := db.get(keyToken(r.Token))
-		switch {
-		case err == nil:
-			uid, exp := decodeToken(v)
-			if (prev.UID == 0 || uid != prev.UID) && exp > r.Now {
-				return User{}, ErrTokenTaken
-			}
-		case !errors.Is(err, ErrNotFound):
-			return User{}, err
+	if r.Token != "" && prev.UID != 0 {
+		// A new user has no lists; an existing one's are pruned here.
+		if more, err := db.listTokenLocked(b, prev.UID, r, old, set); more || err != nil {
+			return User{}, more, err
 		}
 	}
 	if prev.UID != 0 {
@@ -113,7 +139,10 @@ func (db *DB) Register(r Registration) (User, error) {
 	}
 	u.Updated = r.Now
 	if r.Token != "" {
-		_ = b.Set(keyToken(r.Token), encodeToken(u.UID, r.TokenExpire), nil)
+		_ = b.Set(keyToken(r.Token), encodeToken(u.UID, r.TokenExpire, r.Now, u.Terminal), nil)
+		if prev.UID == 0 {
+			_ = b.Set(keyTokenList(u.UID, u.Terminal), encodeTokenList([]listedToken{{issued: r.Now, token: r.Token}}), nil)
+		}
 	}
 	if prev.UID == 0 { // first registration: map the id to its new uid
 		var uidb [8]byte
@@ -124,10 +153,75 @@ func (db *DB) Register(r Registration) (User, error) {
 	// Sync: the caller hands the token to a client right after we return;
 	// a token that vanished in a crash would lock that client out.
 	if err := b.Commit(pebble.Sync); err != nil {
-		return User{}, fmt.Errorf("storage: register %s: %w", u.ID, err)
+		return User{}, false, fmt.Errorf("storage: register %s: %w", u.ID, err)
 	}
 	db.users.put(u)
-	return u, nil
+	return u, false, nil
+}
+
+// listTokenLocked adds r.Token as the newest entry of the list of (uid,
+// r.User.Terminal) in b: it drops entries that expired, were revoked or
+// now point elsewhere, drops r.Token itself (from the list of the terminal
+// it was bound on before, old, too), and revokes the oldest entries until
+// MaxTokensPerTerminal-1 remain. A token to revoke outside set is added to
+// set and reported as more, with nothing written.
+func (db *DB) listTokenLocked(b *pebble.Batch, uid uint64, r Registration, old tokenRecord, set *stripeSet) (more bool, _ error) {
+	terminal := r.User.Terminal
+	if old.uid == uid && !old.legacy && old.terminal != terminal {
+		// The token moves to another terminal: drop it from the old list.
+		k := keyTokenList(uid, old.terminal)
+		l, err := db.tokenList(k)
+		if err != nil {
+			return false, err
+		}
+		kept := l[:0]
+		for _, e := range l {
+			if e.token != r.Token {
+				kept = append(kept, e)
+			}
+		}
+		if len(kept) == 0 {
+			_ = b.Delete(k, nil)
+		} else if len(kept) != len(l) {
+			_ = b.Set(k, encodeTokenList(kept), nil)
+		}
+	}
+	k := keyTokenList(uid, terminal)
+	l, err := db.tokenList(k)
+	if err != nil {
+		return false, err
+	}
+	kept := l[:0]
+	for _, e := range l {
+		if e.token == r.Token {
+			continue // refreshed: appended again as the newest
+		}
+		rec, ok, err := db.tokenRecordOf(e.token)
+		if err != nil {
+			return false, err
+		}
+		if ok && rec.uid == uid && !rec.legacy && rec.terminal == terminal && rec.expire > r.Now {
+			kept = append(kept, e)
+		}
+	}
+	revoke := 0
+	if len(kept) >= MaxTokensPerTerminal {
+		revoke = len(kept) - (MaxTokensPerTerminal - 1)
+	}
+	for _, e := range kept[:revoke] {
+		if set.add(db.stripeOf(e.token)) {
+			more = true
+		}
+	}
+	if more {
+		return true, nil
+	}
+	for _, e := range kept[:revoke] {
+		_ = b.Delete(keyToken(e.token), nil)
+	}
+	kept = append(kept[revoke:], listedToken{issued: r.Now, token: r.Token})
+	_ = b.Set(k, encodeTokenList(kept), nil)
+	return false, nil
 }
 
 // UserByID returns the user with protocol id id, or ErrNotFound.
@@ -161,35 +255,4 @@ func (db *DB) UserByUID(uid uint64) (User, error) {
 		db.users.fill(u, gen)
 	}
 	return u, err
-}
-
-// TokenUser returns the user a token is bound to. A token that expired at
-// or before now fails with ErrTokenExpired; an unknown one with ErrNotFound.
-func (db *DB) TokenUser(token string, now int64) (User, error) {
-	if token == "" {
-		return User{}, ErrNotFound
-	}
-	v, err := db.get(keyToken(token))
-	if err != nil {
-		return User{}, err
-	}
-	uid, exp := decodeToken(v)
-	if exp <= now {
-		return User{}, ErrTokenExpired
-	}
-	return db.UserByUID(uid)
-}
-
-func encodeToken(uid uint64, expire int64) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b, uid)
-	binary.BigEndian.PutUint64(b[8:], uint64(expire))
-	return b
-}
-
-func decodeToken(v []byte) (uid uint64, expire int64) {
-	if len(v) != 16 {
-		return 0, 0
-	}
-	return binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:]))
 }
