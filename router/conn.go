@@ -47,36 +47,44 @@ func (r *Router) close(c *Context) error {
 // the upgrade; a token of another user fails with 10008 and changes
 // nothing, since a connection acts as one user for its whole life.
 func (r *Router) login(c *Context) error {
-	u, err := r.db.TokenUser(c.Req.Token, r.now().UnixMilli())
-	if err != nil || u.UID != c.Session.Identity().UID {
-		if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrTokenExpired) {
+	info, err := r.db.TokenInfo(c.Req.Token, r.now().UnixMilli())
+	if err != nil || info.User.UID != c.Session.Identity().UID {
+		if err != nil && !loginRefusal(err) {
 			return err
 		}
 		return &Error{Code: codec.CodeLoginFailed, Command: codec.CmdLoginResp}
 	}
-	c.scratch = appendUser(c.scratch[:0], &u)
+	c.scratch = appendUser(c.scratch[:0], &info.User)
 	data := append([]byte(nil), c.scratch...)
 	c.Reply(codec.CodeLoginOK, codec.CmdLoginResp, data)
 	return nil
+}
+
+// loginRefusal reports whether err is a token that does not log in
+// (unknown, expired, revoked) rather than a failure of the store.
+func loginRefusal(err error) bool {
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrTokenExpired) || errors.Is(err, storage.ErrTokenRevoked)
 }
 
 // loginFailedFrame is the first and last frame of a refused connection.
 var loginFailedFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeLoginFailed, codec.CmdLoginResp, nil))
 
 // authenticate checks the token of a connection that has just upgraded.
+// The connection's terminal is the token's (PROTOCOL §1.5).
 func (r *Router) authenticate(token string) LoginResult {
-	u, err := r.db.TokenUser(token, r.now().UnixMilli())
+	info, err := r.db.TokenInfo(token, r.now().UnixMilli())
 	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrTokenExpired) {
+		if !loginRefusal(err) {
 			r.log.Error("login lookup failed", "err", err)
 		}
 		return LoginResult{Frame: loginFailedFrame}
 	}
+	u := &info.User
 	frame := textFrame(func(b []byte) []byte {
 		b = codec.AppendEnvelopeStart(b, codec.CodeLoginOK, codec.CmdLoginResp)
-		return codec.AppendEnvelopeEnd(appendUser(b, &u), codec.CodeLoginOK)
+		return codec.AppendEnvelopeEnd(appendUser(b, u), codec.CodeLoginOK)
 	})
-	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type}, Frame: frame}
+	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type, Terminal: info.Terminal}, Frame: frame}
 }
 
 // appendUser appends the user object of the login reply (ext), keys in

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
+	"unicode/utf8"
 
 	"github.com/imgate/imgate/storage"
 )
@@ -54,14 +56,66 @@ func ValidID(s string) bool {
 	return true
 }
 
-// maxProfileField bounds nick, avatar, terminal, sign and token: enough for
-// any real value, small enough that a profile stays a few hundred bytes.
-const maxProfileField = 1024
+// Field limits of PROTOCOL §1.1: enough for any real value, small enough
+// that a profile stays a few kilobytes.
+const (
+	maxNickRunes   = 256
+	maxAvatarBytes = 4096
+	maxSignBytes   = 1024
+	// MaxTerminalBytes bounds a terminal name (initUser, logout).
+	MaxTerminalBytes = 32
+	// A client-chosen token is 16-128 characters of [A-Za-z0-9_.-]: long
+	// enough not to be guessed by trying, short enough for a URL.
+	minTokenLen = 16
+	maxTokenLen = 128
+)
+
+// ValidToken reports whether s is an acceptable client-chosen token:
+// 16-128 characters of [A-Za-z0-9_.-] (PROTOCOL §1.1).
+func ValidToken(s string) bool {
+	if len(s) < minTokenLen || len(s) > maxTokenLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validateProfile checks the fields of PROTOCOL §1.1 with a limit, before
+// anything is written: a refused request changes nothing.
+func validateProfile(req *InitUserRequest) error {
+	switch {
+	case req.Token != "" && !ValidToken(req.Token):
+		return &FieldError{Field: "token", Msg: "token must be 16-128 characters of [A-Za-z0-9_.-]"}
+	case utf8.RuneCountInString(req.Nick) > maxNickRunes:
+		return &FieldError{Field: "nick", Msg: fmt.Sprintf("nick is longer than %d characters", maxNickRunes)}
+	case len(req.Avatar) > maxAvatarBytes:
+		return &FieldError{Field: "avatar", Msg: fmt.Sprintf("avatar is longer than %d bytes", maxAvatarBytes)}
+	case len(req.Sign) > maxSignBytes:
+		return &FieldError{Field: "sign", Msg: fmt.Sprintf("sign is longer than %d bytes", maxSignBytes)}
+	case len(req.Terminal) > MaxTerminalBytes:
+		return &FieldError{Field: "terminal", Msg: fmt.Sprintf("terminal is longer than %d bytes", MaxTerminalBytes)}
+	}
+	return nil
+}
 
 // InitUser registers or refreshes a user and binds the connection token
 // (PROTOCOL §1.1); a registered receiverId becomes a contact of the user
 // and the user of it. It returns a *FieldError for malformed input and
 // ErrLoginFailed when the token belongs to another user.
+//
+// Tokens: each (user, terminal) keeps its storage.MaxTokensPerTerminal (4)
+// newest tokens; binding a fifth revokes the oldest, which no longer logs
+// in (connections already open with it stay). Expired tokens are deleted
+// by a bounded background sweep (startTokenSweep). Logout revokes them at
+// once (logout.go).
 func (r *Router) InitUser(req InitUserRequest) (InitUserResult, error) {
 	res, err := r.register(req)
 	if err != nil || req.ReceiverID == "" || req.ReceiverID == req.SenderID {
@@ -96,13 +150,8 @@ func (r *Router) register(req InitUserRequest) (InitUserResult, error) {
 	case req.Type < storage.UserVisitor || req.Type > storage.UserConsultant:
 		return InitUserResult{}, &FieldError{Field: "type", Msg: "type must be 0 (visitor), 1 (agent) or 2 (consultant)"}
 	}
-	for _, f := range [...]struct{ name, v string }{
-		{"token", req.Token}, {"nick", req.Nick}, {"avatar", req.Avatar},
-		{"terminal", req.Terminal}, {"sign", req.Sign},
-	} {
-		if len(f.v) > maxProfileField {
-			return InitUserResult{}, &FieldError{Field: f.name, Msg: fmt.Sprintf("%s is longer than %d bytes", f.name, maxProfileField)}
-		}
+	if err := validateProfile(&req); err != nil {
+		return InitUserResult{}, err
 	}
 
 	now := r.now()
@@ -136,4 +185,46 @@ func newToken() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
+}
+
+// The token sweep: how often and how many t| records per pass. 1 000
+// records every 10 s walks a million tokens in under three hours, at a
+// cost of a few milliseconds per pass.
+const (
+	tokenSweepEvery = 10 * time.Second
+	tokenSweepMax   = 1000
+)
+
+// startTokenSweep deletes expired tokens in the background: every
+// tokenSweepEvery, storage's SweepTokens reads the next tokenSweepMax token
+// records and deletes the expired ones, by the router's clock. The returned
+// stop ends the sweep and waits for a pass in progress; it must be called
+// before the store is closed.
+func (r *Router) startTokenSweep() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(tokenSweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			n, err := r.db.SweepTokens(r.now().UnixMilli(), tokenSweepMax)
+			switch {
+			case errors.Is(err, storage.ErrClosed):
+				return
+			case err != nil:
+				r.log.Error("token sweep failed", "err", err)
+			case n > 0:
+				r.log.Debug("expired tokens purged", "count", n)
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }

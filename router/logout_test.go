@@ -1,0 +1,130 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imgate/imgate/storage"
+)
+
+// logoutHub records the disconnects Logout asks for.
+type logoutHub struct {
+	mu    sync.Mutex
+	calls []string // "all uid code reason" or "terminal uid term code reason"
+}
+
+func (h *logoutHub) Online(uint64) bool { return false }
+func (h *logoutHub) Deliver(uint64, []byte, Session, *Tracker) int {
+	return 0
+}
+
+func (h *logoutHub) Disconnect(uid uint64, code uint16, reason string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, strings.Join([]string{"all", itoa(uid), itoa(uint64(code)), reason}, " "))
+	return 3
+}
+
+func (h *logoutHub) DisconnectTerminal(uid uint64, terminal string, code uint16, reason string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, strings.Join([]string{"terminal", itoa(uid), terminal, itoa(uint64(code)), reason}, " "))
+	return 2
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+func newLogoutRouter(t *testing.T) (*Router, *storage.DB, *logoutHub) {
+	t.Helper()
+	db, err := storage.Open(t.TempDir(), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.UnixMilli(1_700_000_000_000)
+	r, err := New(db, Options{Now: func() time.Time { return now }, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &logoutHub{}
+	r.SetHub(h)
+	t.Cleanup(func() {
+		_ = r.Close(context.Background())
+		_ = db.Close()
+	})
+	return r, db, h
+}
+
+// PROTOCOL §1.5: logout revokes the tokens of the terminal (or all) and
+// closes the connections of the terminal (or all) with 1008.
+func TestSection1_5_LogoutRevokesAndCloses(t *testing.T) {
+	r, _, h := newLogoutRouter(t)
+	bind := func(terminal string) string {
+		t.Helper()
+		res, err := r.InitUser(InitUserRequest{SenderID: "agent_1", Type: 1, TypeSet: true, Terminal: terminal})
+		if err != nil || !res.Generated {
+			t.Fatalf("InitUser: %+v %v", res, err)
+		}
+		return res.Token
+	}
+	pc, app := bind("pc"), bind("app")
+	uid := itoa(r.authenticate(pc).Identity.UID)
+	if id := r.authenticate(pc).Identity; id.Terminal != "pc" || id.ID != "agent_1" {
+		t.Fatalf("identity of the pc token: %+v", id)
+	}
+
+	n, err := r.Logout("agent_1", "pc")
+	if err != nil || n != 2 {
+		t.Fatalf("Logout pc = %d, %v", n, err)
+	}
+	if res := r.authenticate(pc); res.OK {
+		t.Fatal("the pc token logs in after logout")
+	}
+	if res := r.authenticate(app); !res.OK || res.Identity.Terminal != "app" {
+		t.Fatalf("the app token after a pc logout: %+v", res)
+	}
+	n, err = r.Logout("agent_1", "")
+	if err != nil || n != 3 {
+		t.Fatalf("Logout all = %d, %v", n, err)
+	}
+	if res := r.authenticate(app); res.OK {
+		t.Fatal("the app token logs in after logout")
+	}
+	want := []string{"terminal " + uid + " pc 1008 logged out", "all " + uid + " 1008 logged out"}
+	if strings.Join(h.calls, "|") != strings.Join(want, "|") {
+		t.Fatalf("hub calls %q, want %q", h.calls, want)
+	}
+
+	if _, err := r.Logout("nobody", ""); !errors.Is(err, ErrUserNotFound) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	for _, tc := range []struct{ id, terminal, field string }{
+		{"", "", "senderId"},
+		{"bad id", "", "senderId"},
+		{"agent_1", strings.Repeat("t", 33), "terminal"},
+	} {
+		var fe *FieldError
+		if _, err := r.Logout(tc.id, tc.terminal); !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("Logout(%q, %q) = %v, want a FieldError on %s", tc.id, tc.terminal, err, tc.field)
+		}
+	}
+	if len(h.calls) != 2 {
+		t.Fatalf("refused logouts closed connections: %q", h.calls)
+	}
+}
+
+// The background sweep stops when asked, without waiting for its period.
+func TestTokenSweepStops(t *testing.T) {
+	r, _, _ := newLogoutRouter(t)
+	done := make(chan struct{})
+	go func() { r.startTokenSweep()(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop did not return")
+	}
+}
