@@ -38,7 +38,7 @@ func profileOf(u storage.User) profile {
 func TestInitUser_Section1_1_SuppliedTokenBindsAndRefreshesProfile(t *testing.T) {
 	const ttl = time.Hour
 	h := newHarness(t, harnessOptions{TokenTTL: ttl})
-	const token = "tok-visitor-1"
+	const token = "tok-visitor-1-long"
 
 	steps := []struct {
 		name    string
@@ -48,19 +48,19 @@ func TestInitUser_Section1_1_SuppliedTokenBindsAndRefreshesProfile(t *testing.T)
 	}{
 		{
 			name: "first registration",
-			body: `{"senderId":"visitor-1","token":"tok-visitor-1","type":0,"nick":"Ann","avatar":"https://img.example/a.png","terminal":"h5","sign":"hello","receiverId":""}`,
+			body: `{"senderId":"visitor-1","token":"tok-visitor-1-long","type":0,"nick":"Ann","avatar":"https://img.example/a.png","terminal":"h5","sign":"hello","receiverId":""}`,
 			want: profile{ID: "visitor-1", Type: 0, Nick: "Ann", Avatar: "https://img.example/a.png", Terminal: "h5", Sign: "hello"},
 		},
 		{
 			name:    "second call refreshes nick avatar terminal (fix)",
 			advance: 40 * time.Minute,
-			body:    `{"senderId":"visitor-1","token":"tok-visitor-1","type":0,"nick":"Ann B.","avatar":"https://img.example/b.png","terminal":"app","sign":"bye"}`,
+			body:    `{"senderId":"visitor-1","token":"tok-visitor-1-long","type":0,"nick":"Ann B.","avatar":"https://img.example/b.png","terminal":"app","sign":"bye"}`,
 			want:    profile{ID: "visitor-1", Type: 0, Nick: "Ann B.", Avatar: "https://img.example/b.png", Terminal: "app", Sign: "bye"},
 		},
 		{
 			name:    "third call with a new type",
 			advance: 40 * time.Minute,
-			body:    `{"senderId":"visitor-1","token":"tok-visitor-1","type":2,"nick":"Ann C.","avatar":"","terminal":"pc"}`,
+			body:    `{"senderId":"visitor-1","token":"tok-visitor-1-long","type":2,"nick":"Ann C.","avatar":"","terminal":"pc"}`,
 			want:    profile{ID: "visitor-1", Type: 2, Nick: "Ann C.", Terminal: "pc"},
 		},
 	}
@@ -179,7 +179,7 @@ func TestInitUser_Section1_MalformedInputAnswers400(t *testing.T) {
 		field string // the field the msg must name; "" when there is none
 		user  string // a user id that must not have been registered
 	}{
-		{name: "senderId missing", body: `{"type":0,"token":"t-missing"}`, field: "senderId"},
+		{name: "senderId missing", body: `{"type":0,"token":"t-missing-padded-token"}`, field: "senderId"},
 		{name: "senderId empty", body: `{"senderId":"","type":0}`, field: "senderId"},
 		{name: "senderId null", body: `{"senderId":null,"type":0}`, field: "senderId"},
 		{name: "senderId with a space", body: `{"senderId":"bad id","type":0}`, field: "senderId", user: "bad id"},
@@ -232,14 +232,14 @@ func TestInitUser_Section0_LenientInputAccepted(t *testing.T) {
 		body string
 		want profile
 	}{
-		{name: "type as string 1", body: `{"senderId":"str-type","type":"1","token":"t-str-type"}`, want: profile{ID: "str-type", Type: 1}},
-		{name: "type as string 0", body: `{"senderId":"str-type0","type":"0","token":"t-str-type0"}`, want: profile{ID: "str-type0", Type: 0}},
-		{name: "type 2", body: `{"senderId":"num-type","type":2,"token":"t-num-type"}`, want: profile{ID: "num-type", Type: 2}},
-		{name: "senderId as number", body: `{"senderId":12345,"type":0,"token":"t-12345"}`, want: profile{ID: "12345", Type: 0}},
-		{name: "senderId 64 bytes of every allowed class", body: `{"senderId":"` + strings.Repeat("aZ9_.@:-", 8) + `","type":0,"token":"t-64"}`, want: profile{ID: strings.Repeat("aZ9_.@:-", 8), Type: 0}},
-		{name: "unknown fields ignored", body: `{"senderId":"extra","type":0,"token":"t-extra","foo":{"bar":[1,2]},"groupId":"g"}`, want: profile{ID: "extra", Type: 0}},
-		{name: "unicode nick", body: `{"senderId":"uni","type":0,"token":"t-uni","nick":"小明 \"Ming\""}`, want: profile{ID: "uni", Type: 0, Nick: `小明 "Ming"`}},
-		{name: "receiverId not registered", body: `{"senderId":"lonely","type":0,"token":"t-lonely","receiverId":"nobody"}`, want: profile{ID: "lonely", Type: 0}},
+		{name: "type as string 1", body: `{"senderId":"str-type","type":"1","token":"t-str-type-padded-token"}`, want: profile{ID: "str-type", Type: 1}},
+		{name: "type as string 0", body: `{"senderId":"str-type0","type":"0","token":"t-str-type0-padded-token"}`, want: profile{ID: "str-type0", Type: 0}},
+		{name: "type 2", body: `{"senderId":"num-type","type":2,"token":"t-num-type-padded-token"}`, want: profile{ID: "num-type", Type: 2}},
+		{name: "senderId as number", body: `{"senderId":12345,"type":0,"token":"t-12345-padded-token"}`, want: profile{ID: "12345", Type: 0}},
+		{name: "senderId 64 bytes of every allowed class", body: `{"senderId":"` + strings.Repeat("aZ9_.@:-", 8) + `","type":0,"token":"t-64-padded-token"}`, want: profile{ID: strings.Repeat("aZ9_.@:-", 8), Type: 0}},
+		{name: "unknown fields ignored", body: `{"senderId":"extra","type":0,"token":"t-extra-padded-token","foo":{"bar":[1,2]},"groupId":"g"}`, want: profile{ID: "extra", Type: 0}},
+		{name: "unicode nick", body: `{"senderId":"uni","type":0,"token":"t-uni-padded-token","nick":"小明 \"Ming\""}`, want: profile{ID: "uni", Type: 0, Nick: `小明 "Ming"`}},
+		{name: "receiverId not registered", body: `{"senderId":"lonely","type":0,"token":"t-lonely-padded-token","receiverId":"nobody"}`, want: profile{ID: "lonely", Type: 0}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,7 +273,7 @@ func TestInitUser_Section1_1_TokenOfAnotherUserRefused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, harnessOptions{TokenTTL: ttl})
-			const token = "shared-token"
+			const token = "shared-token-0001"
 			expectBody(t, h.initUser(userBody("visitor-1", 0, ptr(token), "First", "a1.png", "pc")), successNull)
 			h.clock.Advance(tc.advance)
 
@@ -338,7 +338,7 @@ func TestAPI_Section1_APIKey(t *testing.T) {
 			id := fmt.Sprintf("key-user-%d", i)
 			req := request{method: tc.method, path: tc.path, headers: map[string]string{}}
 			if tc.method == "POST" {
-				req.body = userBody(id, 0, ptr("tok-"+id), "", "", "")
+				req.body = userBody(id, 0, ptr("tok-"+id+"-padded"), "", "", "")
 			} else {
 				req.noBody = true
 			}
@@ -352,7 +352,7 @@ func TestAPI_Section1_APIKey(t *testing.T) {
 				h.expectNoUser(id)
 			case tc.path == initUserPath:
 				expectBody(t, resp, successNull)
-				h.expectTokenOwner("tok-"+id, id)
+				h.expectTokenOwner("tok-"+id+"-padded", id)
 			default:
 				if resp.status != tc.status {
 					t.Fatalf("status = %d, want %d (body %s)", resp.status, tc.status, resp.body)
@@ -432,7 +432,7 @@ func TestAPI_Section1_BodyTooLargeAnswers413(t *testing.T) {
 	h := newHarness(t, harnessOptions{API: httpapi.Options{MaxBodySize: limit}})
 	// padded is a valid initUser body of exactly n bytes.
 	padded := func(id string, n int) string {
-		head := `{"senderId":"` + id + `","type":0,"token":"t-` + id + `"`
+		head := `{"senderId":"` + id + `","type":0,"token":"t-` + id + `-padded-token"`
 		return head + strings.Repeat(" ", n-len(head)-1) + "}"
 	}
 	cases := []struct {
@@ -454,7 +454,7 @@ func TestAPI_Section1_BodyTooLargeAnswers413(t *testing.T) {
 			resp := h.initUser(body)
 			if tc.status == fasthttp.StatusOK {
 				expectBody(t, resp, successNull)
-				h.expectTokenOwner("t-"+tc.id, tc.id)
+				h.expectTokenOwner("t-"+tc.id+"-padded-token", tc.id)
 				return
 			}
 			expectError(t, resp, tc.status)
@@ -504,7 +504,7 @@ func TestAPI_Section1_CORS(t *testing.T) {
 
 			auth := map[string]string{"Authorization": "Bearer " + key}
 			expectBody(t, h.do(request{method: "POST", path: initUserPath, headers: auth,
-				body: userBody("cors-owner", 0, ptr("cors-tok"), "", "", "")}), successNull)
+				body: userBody("cors-owner", 0, ptr("cors-token-0000001"), "", "", "")}), successNull)
 
 			every := []struct {
 				name   string
@@ -512,7 +512,7 @@ func TestAPI_Section1_CORS(t *testing.T) {
 				status int
 			}{
 				{"initUser 200", request{method: "POST", path: initUserPath, headers: auth, body: userBody("cors-user", 1, nil, "", "", "")}, 200},
-				{"initUser business failure", request{method: "POST", path: initUserPath, headers: auth, body: userBody("cors-thief", 1, ptr("cors-tok"), "", "", "")}, 200},
+				{"initUser business failure", request{method: "POST", path: initUserPath, headers: auth, body: userBody("cors-thief", 1, ptr("cors-token-0000001"), "", "", "")}, 200},
 				{"initUser 400", request{method: "POST", path: initUserPath, headers: auth, body: `{}`}, 400},
 				{"initUser 401", request{method: "POST", path: initUserPath, body: `{}`}, 401},
 				{"initUser 405", request{method: "GET", path: initUserPath, headers: auth, noBody: true}, 405},
@@ -602,7 +602,7 @@ func TestMetrics_Section1_4(t *testing.T) {
 	n0 := counterValue(t, before, "imgate_http_requests_total")
 	const calls = 3
 	for i := range calls {
-		expectBody(t, h.initUser(userBody(fmt.Sprintf("m-%d", i), 0, ptr(fmt.Sprintf("m-tok-%d", i)), "", "", "")), successNull)
+		expectBody(t, h.initUser(userBody(fmt.Sprintf("m-%d", i), 0, ptr(fmt.Sprintf("m-token-padded-%d", i)), "", "", "")), successNull)
 	}
 	if n1 := counterValue(t, scrape(), "imgate_http_requests_total"); n1 < n0+calls {
 		t.Errorf("imgate_http_requests_total = %d after %d requests, want at least %d", n1, calls, n0+calls)
@@ -631,7 +631,7 @@ func TestInitUser_Section1_1_ConcurrentRegistrationsOneTokenOneWinner(t *testing
 		if round == 0 {
 			for i := range users {
 				id := fmt.Sprintf("user-%02d", i)
-				regs = append(regs, registration{id: id, token: "own-" + id, typ: i % 3})
+				regs = append(regs, registration{id: id, token: "own-token-" + id, typ: i % 3})
 			}
 		}
 		for i := range contenders {
@@ -715,8 +715,8 @@ func burst(t testing.TB, h *harness, regs []registration, mk func(int, registrat
 func TestInitUser_Section1_1_BindingSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	h := newHarness(t, harnessOptions{Dir: dir})
-	const token = "durable-token"
-	expectBody(t, h.initUser(`{"senderId":"agent-1","token":"durable-token","type":1,"nick":"Cai","avatar":"c.png","terminal":"pc","sign":"on duty"}`), successNull)
+	const token = "durable-token-0001"
+	expectBody(t, h.initUser(`{"senderId":"agent-1","token":"durable-token-0001","type":1,"nick":"Cai","avatar":"c.png","terminal":"pc","sign":"on duty"}`), successNull)
 	before, err := h.db.UserByID("agent-1")
 	if err != nil {
 		t.Fatalf("UserByID: %v", err)
@@ -739,7 +739,7 @@ func TestInitUser_Section1_1_BindingSurvivesRestart(t *testing.T) {
 	// The binding is enforced after the restart, and a user registered
 	// after it gets a new uid instead of overwriting an old one.
 	expectBody(t, h2.initUser(userBody("visitor-9", 0, ptr(token), "Thief", "", "")), loginFailed)
-	expectBody(t, h2.initUser(userBody("visitor-9", 0, ptr("visitor-9-token"), "Nine", "", "")), successNull)
+	expectBody(t, h2.initUser(userBody("visitor-9", 0, ptr("visitor-9-token-01"), "Nine", "", "")), successNull)
 	nine, err := h2.db.UserByID("visitor-9")
 	if err != nil {
 		t.Fatalf("UserByID(visitor-9): %v", err)
@@ -748,7 +748,7 @@ func TestInitUser_Section1_1_BindingSurvivesRestart(t *testing.T) {
 		t.Fatalf("new user reused uid %d of agent-1", nine.UID)
 	}
 	h2.expectTokenOwner(token, "agent-1")
-	h2.expectTokenOwner("visitor-9-token", "visitor-9")
+	h2.expectTokenOwner("visitor-9-token-01", "visitor-9")
 	if again, err := h2.db.UserByID("agent-1"); err != nil || again != before {
 		t.Fatalf("agent-1 after a new registration = %+v, %v; want %+v", again, err, before)
 	}
