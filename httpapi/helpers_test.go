@@ -129,6 +129,21 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	return h
 }
 
+// serveTCP serves the harness's server on a loopback TCP port as well and
+// returns its base URL: what depends on real sockets (resets, lingering
+// closes) does not show on the in-memory listener.
+func (h *harness) serveTCP() string {
+	h.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	// The harness's cleanup shuts the server down, which closes ln and
+	// ends this Serve.
+	go func() { _ = h.srv.Serve(ln) }()
+	return "http://" + ln.Addr().String()
+}
+
 // openStore opens storage in dir and a router over it with the given
 // clock and token TTL; both are closed by t.Cleanup (closing twice is
 // harmless, so tests may close them early).

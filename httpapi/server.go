@@ -98,8 +98,9 @@ func New(r *router.Router, db *storage.DB, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Serve serves HTTP on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve serves HTTP on ln until Shutdown. A connection refused with 413
+// closes lingering (linger.go), so that the client reads the answer.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(lingerListener{ln}) }
 
 // Shutdown stops accepting requests and waits for those in flight.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
@@ -158,6 +159,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowOrigin, s.opts.AllowOrigin)
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		// The client may still be sending the body: close lingering, or
+		// the unread bytes turn the close into a reset that destroys the
+		// 413 before the client reads it.
+		lingerOnClose(ctx.Conn())
 		s.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}
