@@ -19,12 +19,14 @@ import (
 
 var (
 	binOnce sync.Once
+	binDir  string // removed by removeBinary when the run ends
 	binPath string
 	binErr  error
 )
 
 // imgateBinary builds the real imgate command once per test run (with -race
-// when the tests run with it, so the build reuses the test's cache).
+// when the tests run with it, so the build reuses the test's cache); every
+// test of the run shares it, and TestMain removes it at the end.
 func imgateBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -33,6 +35,7 @@ func imgateBinary(t testing.TB) string {
 			binErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "imgate")
 		args := []string{"build", "-o", binPath}
 		if raceEnabled {
@@ -47,6 +50,16 @@ func imgateBinary(t testing.TB) string {
 		t.Fatal(binErr)
 	}
 	return binPath
+}
+
+// removeBinary deletes the directory imgateBinary built into, if it did.
+// It runs once all tests are done (no process of the binary is left: each
+// test kills its own in a cleanup).
+func removeBinary() error {
+	if binDir == "" {
+		return nil
+	}
+	return os.RemoveAll(binDir)
 }
 
 // proc is the real gateway running as a child process.
