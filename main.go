@@ -40,6 +40,8 @@ type config struct {
 	PingInterval   time.Duration
 	MaxMessageSize int
 	MaxPending     int
+	MaxOutputTotal int64
+	MaxConnsUser   int
 	TokenTTL       time.Duration
 	PageCap        int
 	RateLimit      int
@@ -66,6 +68,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", engine.DefaultPingInterval, "ping a WebSocket silent this long")
 	fs.IntVar(&c.MaxMessageSize, "max-message-size", engine.DefaultMaxMessageSize, "largest WebSocket message in bytes (close 1009 above)")
 	fs.IntVar(&c.MaxPending, "max-pending", engine.DefaultMaxPending, "unsent bytes per connection before it is closed as a slow consumer")
+	fs.Int64Var(&c.MaxOutputTotal, "max-output-total", engine.DefaultMaxOutputTotal, "unsent bytes of all connections together; past it the connections holding the most are closed as slow consumers")
+	fs.IntVar(&c.MaxConnsUser, "max-conns-per-user", engine.DefaultMaxConnsPerUser, "live connections one user may hold; the next login gets 10008 and close 1008 (negative: no cap)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", router.DefaultTokenTTL, "lifetime of a token bound by initUser")
 	fs.IntVar(&c.PageCap, "page-cap", router.DefaultPageCap, "most messages in one get-messages (cmd 19) page")
 	fs.IntVar(&c.RateLimit, "rate-limit", engine.DefaultRateLimit, "messages per second per connection before 10028 (negative: no limit)")
@@ -143,15 +147,17 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	s.engine, err = engine.New(s.router, engine.Options{
-		Logger:         log.With("component", "engine"),
-		Addr:           cfg.WSAddr,
-		IdleTimeout:    cfg.IdleTimeout,
-		PingInterval:   cfg.PingInterval,
-		MaxMessageSize: cfg.MaxMessageSize,
-		MaxPending:     cfg.MaxPending,
-		RateLimit:      cfg.RateLimit,
-		RateBurst:      cfg.RateBurst,
-		Now:            cfg.Now,
+		Logger:          log.With("component", "engine"),
+		Addr:            cfg.WSAddr,
+		IdleTimeout:     cfg.IdleTimeout,
+		PingInterval:    cfg.PingInterval,
+		MaxMessageSize:  cfg.MaxMessageSize,
+		MaxPending:      cfg.MaxPending,
+		RateLimit:       cfg.RateLimit,
+		RateBurst:       cfg.RateBurst,
+		Now:             cfg.Now,
+		MaxOutputTotal:  cfg.MaxOutputTotal,
+		MaxConnsPerUser: cfg.MaxConnsUser,
 	})
 	if err != nil {
 		return nil, err
@@ -209,8 +215,12 @@ func (s *server) metrics(b []byte) []byte {
 	b = strconv.AppendUint(b, cs.Ops, 10)
 	b = append(b, "\n# HELP imgate_storage_fsyncs_total Synced commit batches (WAL fsyncs).\n# TYPE imgate_storage_fsyncs_total counter\nimgate_storage_fsyncs_total "...)
 	b = strconv.AppendUint(b, cs.Batches, 10)
-	b = append(b, "\n# HELP imgate_requeued_pushes_total Pushes no connection wrote, moved to the offline queue.\n# TYPE imgate_requeued_pushes_total counter\nimgate_requeued_pushes_total "...)
-	b = strconv.AppendUint(b, s.router.Requeued(), 10)
+	b = append(b, "\n# HELP imgate_undelivered_pushes_total Pushes no connection of the receiver wrote; the message stayed in the offline queue.\n# TYPE imgate_undelivered_pushes_total counter\nimgate_undelivered_pushes_total "...)
+	b = strconv.AppendUint(b, s.router.Undelivered(), 10)
+	b = append(b, "\n# HELP imgate_slow_consumers_total Connections closed because their unsent output passed a cap.\n# TYPE imgate_slow_consumers_total counter\nimgate_slow_consumers_total "...)
+	b = strconv.AppendUint(b, st.SlowConsumers, 10)
+	b = append(b, "\n# HELP imgate_unsent_bytes Output accepted for clients and not yet written to their sockets.\n# TYPE imgate_unsent_bytes gauge\nimgate_unsent_bytes "...)
+	b = strconv.AppendInt(b, st.Unsent, 10)
 	return append(b, '\n')
 }
 

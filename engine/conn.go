@@ -46,6 +46,11 @@ type conn struct {
 	setIdx    int32   // index in its connSet shard; guarded by the shard's lock
 	closeCode uint16  // status of the CLOSE this side sent, for logs
 	fragOp    byte    // opcode of the fragmented message; 0 when none
+	watched   bool    // on its loop's watch (outbound.go)
+	// handed counts the bytes given to gnet; inflight the followed frames
+	// among them not yet known sent (outbound.go).
+	handed   uint64
+	inflight []inflight
 
 	// Shared: atomics only.
 	phase    atomic.Int32
@@ -59,6 +64,8 @@ type conn struct {
 	deadline atomic.Int64
 
 	out outbox // frames queued by other goroutines; see outbound.go
+
+	rs router.ConnState // the router's; see router.Session.State
 }
 
 var _ router.Session = (*conn)(nil)
@@ -70,6 +77,9 @@ func (c *conn) Identity() router.Identity {
 	}
 	return router.Identity{}
 }
+
+// State implements router.Session.
+func (c *conn) State() *router.ConnState { return &c.rs }
 
 func (c *conn) phaseIs(p phase) bool { return phase(c.phase.Load()) == p }
 
@@ -93,9 +103,11 @@ func (e *Engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	c.closed.Store(true)
+	c.settle(gc)
 	c.discard()
 	if id := c.ident.Load(); id != nil {
 		e.reg.remove(id.UID, c)
+		e.r.Gone(c)
 	}
 	e.conns.remove(c)
 	c.pend = nil
@@ -132,6 +144,9 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	case phaseOpen:
+		if len(c.inflight) > 0 {
+			c.confirm(gc) // the peer is active: see what it took since
+		}
 		return c.readFrames(gc)
 	default: // closing: the peer's remaining bytes are of no interest
 		_, _ = gc.Discard(-1)
@@ -168,12 +183,18 @@ func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
 	// Registered before the login reply is written: once the client reads
 	// it, a close of all its user's connections (cmd 14) or a push must
 	// find this one. Pushes queued meanwhile flush after this task.
-	c.e.reg.add(uid, c)
+	if !c.e.reg.add(uid, c, c.e.opts.MaxConnsPerUser) {
+		c.ident.Store(nil) // never registered: nothing to forget
+		out := append(c.pend, loginRefusedFrame...)
+		c.pend = nil
+		c.closeOnLoop(gc, out, ClosePolicy, "too many connections")
+		return
+	}
 	resp := c.pend
 	c.pend = nil
 	bp := outPool.Get().(*[]byte)
 	out := append(append((*bp)[:0], resp...), frame...)
-	_, _ = gc.Write(out)
+	c.write(gc, out)
 	if cap(out) <= maxPooledOut {
 		*bp = out[:0]
 		outPool.Put(bp)
@@ -182,6 +203,9 @@ func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
 		c.readFrames(gc)
 	}
 }
+
+// loginRefusedFrame answers a login past the per-user connection cap.
+var loginRefusedFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeLoginFailed, codec.CmdLoginResp, nil))
 
 // Close implements router.Session: a CLOSE frame after everything queued,
 // then the end of the connection. Safe for concurrent use.
@@ -195,23 +219,37 @@ func (c *conn) Close(code uint16, reason string) {
 // EOF, or the grace period, ends the connection. It must run on the loop.
 func (c *conn) closeOnLoop(gc gnet.Conn, out []byte, code uint16, reason string) {
 	if c.phaseIs(phaseClosing) {
-		if len(out) > 0 {
-			_, _ = gc.Write(out)
-		}
+		c.write(gc, out)
 		return
 	}
 	c.closeCode = code
 	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
+	c.deregister()
+	c.flushFirst(gc)
 	if resp := c.takeUpgradeResponse(); resp != nil {
 		out = append(resp, out...) // the client must see the 101 first
 	}
 	out = codec.AppendCloseFrame(out, code, reason)
-	_, _ = gc.Write(out)
-	c.beginClosing(gc)
+	if c.write(gc, out) && !c.closed.Load() {
+		c.beginClosing(gc)
+	}
+}
+
+// flushFirst writes what the outbox holds before a reply made on the loop,
+// which must not overtake replies queued earlier. It runs on the loop.
+func (c *conn) flushFirst(gc gnet.Conn) {
+	c.out.mu.Lock()
+	pending := c.out.mu.q != nil && (len(c.out.mu.q.frames) > 0 || c.out.mu.q.closing != nil)
+	c.out.mu.Unlock()
+	if pending {
+		f := c.lf
+		f.frames, f.sizes, f.trk = c.flush(gc, f.frames, f.sizes, f.trk)
+	}
 }
 
 // beginClosing moves a connection whose CLOSE is written to phaseClosing.
 func (c *conn) beginClosing(gc gnet.Conn) {
+	c.deregister()
 	c.phase.Store(int32(phaseClosing))
 	c.deadline.Store(time.Now().Add(closeGrace).UnixNano())
 	_, _ = gc.Discard(-1)

@@ -29,6 +29,12 @@ const (
 	// DefaultMaxPending caps a connection's unsent output; past it the
 	// reader is too slow to keep and is closed with 1008 (PROTOCOL §2).
 	DefaultMaxPending = 4 << 20
+	// DefaultMaxOutputTotal caps the unsent output of all connections
+	// together: without it only connections × MaxPending bounds it.
+	DefaultMaxOutputTotal = 1 << 30
+	// DefaultMaxConnsPerUser caps one user's live connections (tabs,
+	// terminals); the next login gets 10008 and close 1008.
+	DefaultMaxConnsPerUser = 64
 	// HandshakeTimeout bounds the upgrade (PROTOCOL §2).
 	HandshakeTimeout = 10 * time.Second
 	// MaxHeaderBytes bounds the upgrade request's header block (PROTOCOL §2).
@@ -63,6 +69,13 @@ type Options struct {
 	// RateBurst is how many messages may come at once; zero means
 	// DefaultRateBurst.
 	RateBurst int
+	// MaxOutputTotal caps unsent output across connections, in bytes;
+	// past it the connections holding the most are closed as slow
+	// consumers. Zero means DefaultMaxOutputTotal.
+	MaxOutputTotal int64
+	// MaxConnsPerUser caps one user's connections; zero means
+	// DefaultMaxConnsPerUser, negative no cap.
+	MaxConnsPerUser int
 	// Now is the clock of the liveness rules (PROTOCOL §2: ping after
 	// PingInterval of silence, close after IdleTimeout); nil means
 	// time.Now. Tests inject their own. The handshake timeout, the close
@@ -95,6 +108,12 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxOutputTotal == 0 {
+		o.MaxOutputTotal = DefaultMaxOutputTotal
+	}
+	if o.MaxConnsPerUser == 0 {
+		o.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
 	return o
 }
 
@@ -112,6 +131,8 @@ func (o Options) validate() error {
 		return errors.New("engine: max pending below max message size")
 	case o.RateBurst < 1:
 		return errors.New("engine: rate burst below 1")
+	case o.MaxOutputTotal < int64(o.MaxPending):
+		return errors.New("engine: max output total below max pending")
 	}
 	return nil
 }
@@ -134,6 +155,7 @@ type Engine struct {
 
 	slowClosed atomic.Uint64 // connections closed as slow consumers
 	unsent     atomic.Int64  // bytes accepted for clients, not yet written
+	shedding   atomic.Bool   // a shed pass runs (shed.go)
 
 	eng      gnet.Engine
 	addr     net.Addr
@@ -234,19 +256,22 @@ func boundAddr(eng gnet.Engine) (net.Addr, error) {
 	return nil, errors.New("engine: unexpected listener address")
 }
 
-// Shutdown stops accepting connections, sends every client a CLOSE 1001,
-// waits until they are gone (or ctx ends, or the close grace passes) and
-// stops the event loops.
+// Shutdown stops accepting connections and requests, lets the router
+// answer every request it already queued (up to drainTimeout or ctx),
+// then sends every client a CLOSE 1001 after its replies, waits until they
+// are gone (or ctx ends, or the close grace passes) and stops the event
+// loops. No reply is dropped that the router made before the CLOSE.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.drainMu.Lock()
 	if e.drained == nil {
 		e.drained = make(chan struct{})
-		e.draining.Store(true)
+		e.draining.Store(true) // new connections and frames are refused
 		if e.conns.len() == 0 {
 			close(e.drained)
 		}
 	}
 	e.drainMu.Unlock()
+	e.waitIdle(ctx)
 	e.conns.each(func(c *conn) { c.Close(router.CloseGoingAway, "server shutting down") })
 	select {
 	case <-e.drained:
@@ -262,6 +287,28 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// drainTimeout bounds how long Shutdown waits for queued requests.
+const drainTimeout = 5 * time.Second
+
+// waitIdle waits until no connection has a request awaiting its answer.
+func (e *Engine) waitIdle(ctx context.Context) {
+	deadline := time.Now().Add(drainTimeout)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		busy := false
+		e.conns.each(func(c *conn) { busy = busy || (c.ident.Load() != nil && e.r.Busy(c)) })
+		if !busy {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // clock reads the liveness clock in unix nanoseconds.

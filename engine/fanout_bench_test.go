@@ -39,7 +39,7 @@ func BenchmarkDeliverFanOut(b *testing.B) {
 	for uid := uint64(1); uid <= members; uid++ {
 		c := &conn{e: e, gc: &loopConn{}, lf: e.flushers.of(loops[uid%2])}
 		c.phase.Store(int32(phaseOpen))
-		e.reg.add(uid, c)
+		e.reg.add(uid, c, 0)
 	}
 	frame := make([]byte, 200)
 	tasks := 0

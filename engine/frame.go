@@ -103,7 +103,7 @@ func (c *conn) readFrames(gc gnet.Conn) gnet.Action {
 	off := 0
 	var code uint16
 	var reason string
-	for code == 0 && c.phaseIs(phaseOpen) && !c.closingQueued() {
+	for code == 0 && c.phaseIs(phaseOpen) && !c.closingQueued() && !c.e.draining.Load() {
 		h, hsize, ok := frameHeader(buf[off:])
 		if !ok {
 			break
@@ -126,9 +126,13 @@ func (c *conn) readFrames(gc gnet.Conn) gnet.Action {
 	if code != 0 {
 		c.closeOnLoop(gc, out, code, reason)
 	} else if len(out) > 0 {
-		_, _ = gc.Write(out)
-		if gc.OutboundBuffered() > c.e.opts.MaxPending {
-			c.closeSlowOnLoop(gc)
+		c.flushFirst(gc)
+		if c.phaseIs(phaseOpen) {
+			if gc.OutboundBuffered()+len(out) > c.e.opts.MaxPending {
+				c.closeSlowOnLoop(gc) // replies to a client that does not read them
+			} else if c.write(gc, out) {
+				c.confirm(gc)
+			}
 		}
 	}
 	if cap(out) <= maxPooledOut {
@@ -198,10 +202,10 @@ func (c *conn) message(op ws.OpCode, payload, out []byte) ([]byte, uint16, strin
 			return out, ClosePolicy, "rate limit exceeded"
 		}
 		if !ok {
-			return c.e.r.Refuse(payload, out), 0, ""
+			return c.e.r.Refuse(c, payload, out), 0, ""
 		}
 	}
-	return c.e.r.Handle(c, payload, out), 0, ""
+	return c.e.r.Handle(c, payload, out)
 }
 
 // closeReply returns the status to echo to a peer's CLOSE (RFC 6455 §5.5.1,

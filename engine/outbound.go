@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/router"
@@ -13,6 +16,8 @@ import (
 
 var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer")
 
+// Output (PROTOCOL §2, §4.3).
+//
 // outbox queues frames sent from other goroutines (router workers, the
 // registry's Deliver) and writes them on the loop, all that piled up in one
 // writev. A connection with queued frames is marked dirty on its loop's
@@ -20,16 +25,29 @@ var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer"
 // to one connection costs one syscall, and a fan-out to many connections
 // of one loop costs one loop task, not one per connection.
 //
+// Written means sent: a frame counts as written once all its bytes left
+// the process for the socket, not when gnet took it, since gnet keeps what
+// the socket did not take in its own buffer and drops that buffer when the
+// connection closes. The loop counts the bytes it handed to gnet
+// (conn.handed); handed less gnet's OutboundBuffered is what was sent. A
+// followed frame (router.Tracker) waits in conn.inflight with the offset
+// of its end until the sent count passes it; when the connection closes,
+// what is still waiting was not written. The count is checked at each
+// flush, read and close, and while gnet holds bytes, by the loop's watch
+// (every watchInterval).
+//
+// The cap on unsent bytes per connection (Options.MaxPending) counts what
+// waits here and what gnet holds, checked on the loop before every write.
+// A connection over it is a slow consumer: what waits here is dropped (its
+// followers learn it was not written), a CLOSE 1008 goes after what gnet
+// holds, and the connection ends when its client reads that far or the
+// close grace passes. Unsent bytes of all connections are bounded too
+// (Options.MaxOutputTotal): past it, the connections holding the most are
+// dropped at once (shed.go).
+//
 // The queue itself (outq) is pooled: a connection takes one at its first
 // send and keeps it while it is busy; the liveness sweep gives it back
-// once a whole sweep interval passed without a send (trim). Most
-// connections are idle most of the time, and an idle outbox costs a
-// pointer, while a busy one pays nothing per flush.
-//
-// The cap on unsent bytes counts both what waits here and what gnet holds
-// in the connection's outbound buffer (sampled at each flush). A connection
-// over it is a slow consumer: it is closed with 1008 and Send reports false,
-// so the sender can keep what was not delivered (PROTOCOL §2, §4.3).
+// once a whole sweep interval passed without a send (trim).
 type outbox struct {
 	mu struct {
 		sync.Mutex
@@ -40,15 +58,28 @@ type outbox struct {
 		closing bool // a CLOSE is queued: accept nothing more
 		dead    bool // closed, or over the cap: accept nothing more
 	}
-	outbound atomic.Int64 // gnet's outbound buffer at the last flush
+	outbound atomic.Int64 // gnet's outbound buffer when the loop last looked
 	stopped  atomic.Bool  // mu.dead || mu.closing, readable without the lock
 }
 
 // outq is what waits in an outbox, under the outbox's lock.
 type outq struct {
-	frames   [][]byte
-	trackers []*router.Tracker // of the frames whose delivery is followed
-	closing  []byte            // CLOSE frame to write after frames, once set
+	frames  [][]byte
+	trk     []frameTracker // followers of some of the frames
+	closing []byte         // CLOSE frame to write after frames, once set
+}
+
+// frameTracker is the follower of frames[i].
+type frameTracker struct {
+	i int
+	t *router.Tracker
+}
+
+// inflight is a followed frame handed to gnet and not yet known sent:
+// written once the connection's sent count reaches end.
+type inflight struct {
+	end uint64
+	t   *router.Tracker
 }
 
 var outqPool = sync.Pool{New: func() any { return new(outq) }}
@@ -60,13 +91,13 @@ func acquireOutq() *outq { return outqPool.Get().(*outq) }
 
 func releaseOutq(q *outq) {
 	clear(q.frames)
-	clear(q.trackers)
-	q.frames, q.trackers, q.closing = q.frames[:0], q.trackers[:0], nil
+	clear(q.trk)
+	q.frames, q.trk, q.closing = q.frames[:0], q.trk[:0], nil
 	if cap(q.frames) > maxKeptQueue {
 		q.frames = nil
 	}
-	if cap(q.trackers) > maxKeptQueue {
-		q.trackers = nil
+	if cap(q.trk) > maxKeptQueue {
+		q.trk = nil
 	}
 	outqPool.Put(q)
 }
@@ -75,8 +106,20 @@ func releaseOutq(q *outq) {
 // connection is closing or over its cap. Safe for concurrent use.
 func (c *conn) Send(frame []byte) bool { return c.send(frame, nil) }
 
-// send queues frame; a non-nil t takes a reference that the flush (written)
-// or a discard (dropped) gives back.
+// SendTracked implements router.Session.
+func (c *conn) SendTracked(frame []byte, t *router.Tracker) bool { return c.send(frame, t) }
+
+// Room implements router.Session: the cap less what waits or is buffered.
+func (c *conn) Room() int {
+	o := &c.out
+	o.mu.Lock()
+	n := o.mu.bytes
+	o.mu.Unlock()
+	return c.e.opts.MaxPending - n - int(o.outbound.Load())
+}
+
+// send queues frame; a non-nil t takes a reference that the flush (once
+// sent, or dropped) or a discard gives back.
 func (c *conn) send(frame []byte, t *router.Tracker) bool {
 	o := &c.out
 	o.mu.Lock()
@@ -84,7 +127,9 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 		o.mu.Unlock()
 		return false
 	}
-	if int64(o.mu.bytes+len(frame))+o.outbound.Load() > int64(c.e.opts.MaxPending) {
+	if o.mu.bytes+len(frame) > c.e.opts.MaxPending {
+		// Even without what gnet holds, this is over the cap: the loop
+		// has not caught up with this connection's output at all.
 		o.mu.dead = true
 		o.stopped.Store(true)
 		o.mu.Unlock()
@@ -98,7 +143,7 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 	}
 	if t != nil {
 		t.Acquire()
-		q.trackers = append(q.trackers, t)
+		q.trk = append(q.trk, frameTracker{len(q.frames), t})
 	}
 	q.frames = append(q.frames, frame)
 	o.mu.bytes += len(frame)
@@ -106,13 +151,18 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 	mark := !o.mu.dirty
 	o.mu.dirty = true
 	o.mu.Unlock()
+	if c.e.unsent.Add(int64(len(frame))) > c.e.opts.MaxOutputTotal {
+		c.e.shed()
+	}
 	if mark {
 		c.lf.mark(c)
 	}
 	return true
 }
 
-// closeQueued queues a CLOSE frame after everything already queued.
+// closeQueued queues a CLOSE frame after everything already queued. The
+// connection is offline from now on (PROTOCOL §2: closing counts as
+// closed).
 func (c *conn) closeQueued(frame []byte) {
 	o := &c.out
 	o.mu.Lock()
@@ -129,8 +179,17 @@ func (c *conn) closeQueued(frame []byte) {
 	mark := !o.mu.dirty
 	o.mu.dirty = true
 	o.mu.Unlock()
+	c.deregister()
 	if mark {
 		c.lf.mark(c)
+	}
+}
+
+// deregister takes c out of the registry: no push reaches it and it no
+// longer makes its user online. Safe for concurrent use; idempotent.
+func (c *conn) deregister() {
+	if id := c.ident.Load(); id != nil {
+		c.e.reg.remove(id.UID, c)
 	}
 }
 
@@ -138,18 +197,31 @@ func (c *conn) closeQueued(frame []byte) {
 // EINVAL, and gnet passes what it is given straight to writev.
 const maxIovecs = 1024
 
+// write hands b to gnet on the loop and counts it as handed. gnet closes
+// the connection on an error (OnClose runs inside), which sent nothing of b.
+func (c *conn) write(gc gnet.Conn, b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	if _, err := gc.Write(b); err != nil {
+		return false
+	}
+	c.handed += uint64(len(b))
+	return true
+}
+
 // flush runs on the loop: it writes every queued frame in one writev and,
-// if a CLOSE was queued, the CLOSE after them. frames and trk are the
-// loop's reusable slices; flush returns them for the next one.
-func (c *conn) flush(gc gnet.Conn, frames [][]byte, trk []*router.Tracker) ([][]byte, []*router.Tracker) {
-	frames, trk = frames[:0], trk[:0]
+// if a CLOSE was queued, the CLOSE after them. frames, sizes and trk are
+// the loop's reusable slices; flush returns them for the next one.
+func (c *conn) flush(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTracker) ([][]byte, []int, []frameTracker) {
+	frames, sizes, trk = frames[:0], sizes[:0], trk[:0]
 	o := &c.out
 	o.mu.Lock()
 	q := o.mu.q
 	if q == nil {
 		o.mu.dirty = false
 		o.mu.Unlock()
-		return frames, trk // discarded meanwhile
+		return frames, sizes, trk // discarded meanwhile
 	}
 	if c.phaseIs(phaseLogin) && c.pend != nil {
 		// A push cannot reach a connection still logging in, but a
@@ -157,48 +229,115 @@ func (c *conn) flush(gc gnet.Conn, frames [][]byte, trk []*router.Tracker) ([][]
 		// the 101 goes first.
 		frames = append(frames, c.takeUpgradeResponse())
 	}
+	for _, ft := range q.trk {
+		ft.i += len(frames)
+		trk = append(trk, ft)
+	}
 	frames = append(frames, q.frames...)
-	trk = append(trk, q.trackers...)
 	closing := q.closing
+	queued := o.mu.bytes
 	clear(q.frames)
-	clear(q.trackers)
-	q.frames, q.trackers, q.closing = q.frames[:0], q.trackers[:0], nil
+	clear(q.trk)
+	q.frames, q.trk, q.closing = q.frames[:0], q.trk[:0], nil
 	o.mu.bytes = 0
 	o.mu.dirty = false
 	o.mu.Unlock()
+	c.e.unsent.Add(-int64(queued))
 
-	written := false
+	sent := 0 // frames handed to gnet
 	if !c.closed.Load() && !c.phaseIs(phaseClosing) {
-		if closing != nil {
-			frames = append(frames, closing)
+		total := 0
+		for _, f := range frames {
+			sizes = append(sizes, len(f))
+			total += len(f)
 		}
-		if len(frames) > 0 {
-			// gnet copies what the socket does not take into the
-			// connection's outbound buffer; from here on the bytes are
-			// the kernel's or gnet's to send. One writev takes at most
-			// maxIovecs buffers: past IOV_MAX the kernel refuses it all.
-			var werr error
-			for rest := frames; len(rest) > 0 && werr == nil; {
-				n := min(len(rest), maxIovecs)
-				_, werr = gc.Writev(rest[:n])
-				rest = rest[n:]
-			}
-			written = werr == nil
-		}
-		if closing != nil {
-			c.beginClosing(gc)
-		} else if n := gc.OutboundBuffered(); n > c.e.opts.MaxPending {
-			c.closeSlowOnLoop(gc)
+		if closing == nil && gc.OutboundBuffered()+total > c.e.opts.MaxPending {
+			c.closeSlowOnLoop(gc) // frames stay unsent: their followers learn it
 		} else {
-			o.outbound.Store(int64(n))
+			if closing != nil {
+				frames = append(frames, closing)
+				sizes = append(sizes, len(closing))
+			}
+			sent = c.writeFrames(gc, frames, sizes, trk)
+			if closing != nil && !c.closed.Load() {
+				c.beginClosing(gc)
+			}
 		}
 	}
-	for _, t := range trk {
-		t.Done(written)
+	for _, ft := range trk {
+		if ft.i >= sent {
+			ft.t.Done(false)
+		}
+	}
+	if !c.closed.Load() {
+		c.confirm(gc)
 	}
 	clear(frames)
 	clear(trk)
-	return frames[:0], trk[:0]
+	return frames[:0], sizes[:0], trk[:0]
+}
+
+// writeFrames hands frames to gnet, at most maxIovecs per writev (past
+// IOV_MAX the kernel refuses it all), and moves the followers of the frames
+// handed to the connection's inflight list. It returns how many frames
+// were handed; an error closed the connection and handed none of the rest.
+func (c *conn) writeFrames(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTracker) int {
+	next := 0 // next follower in trk
+	for lo := 0; lo < len(frames); {
+		hi := min(len(frames), lo+maxIovecs)
+		// gnet may reslice the elements of what it is given.
+		if _, err := gc.Writev(frames[lo:hi]); err != nil {
+			return lo
+		}
+		for i := lo; i < hi; i++ {
+			c.handed += uint64(sizes[i])
+			for next < len(trk) && trk[next].i == i {
+				c.inflight = append(c.inflight, inflight{c.handed, trk[next].t})
+				next++
+			}
+		}
+		lo = hi
+	}
+	return len(frames)
+}
+
+// confirm tells the followers of frames now sent that they were written,
+// samples gnet's buffer for the cap and puts the connection on its loop's
+// watch while gnet holds bytes. It runs on the loop.
+func (c *conn) confirm(gc gnet.Conn) {
+	buffered := gc.OutboundBuffered()
+	sent := c.handed - uint64(buffered)
+	n := 0
+	for n < len(c.inflight) && c.inflight[n].end <= sent {
+		c.inflight[n].t.Done(true)
+		n++
+	}
+	if n > 0 {
+		rest := copy(c.inflight, c.inflight[n:])
+		clear(c.inflight[rest:])
+		c.inflight = c.inflight[:rest]
+		if rest == 0 {
+			c.inflight = nil
+		}
+	}
+	if prev := c.out.outbound.Swap(int64(buffered)); prev != int64(buffered) {
+		c.e.unsent.Add(int64(buffered) - prev)
+	}
+	if buffered > 0 && !c.watched {
+		c.watched = true
+		c.lf.watchConn(c)
+	}
+}
+
+// settle runs in OnClose: frames sent by now were written, the others
+// never will be; and nothing is buffered any more.
+func (c *conn) settle(gc gnet.Conn) {
+	sent := c.handed - uint64(gc.OutboundBuffered())
+	for _, f := range c.inflight {
+		f.t.Done(f.end <= sent)
+	}
+	c.inflight = nil
+	c.e.unsent.Add(-c.out.outbound.Swap(0))
 }
 
 // trim gives an idle connection's queue back to the pool: one that had
@@ -219,26 +358,29 @@ func (c *conn) trim() {
 	}
 }
 
-// discard drops whatever is queued: the connection is gone.
+// discard drops whatever is queued: the connection is gone or too slow.
 func (c *conn) discard() {
 	o := &c.out
 	o.mu.Lock()
 	o.mu.dead = true
 	o.stopped.Store(true)
 	q := o.mu.q
+	queued := o.mu.bytes
 	o.mu.q, o.mu.bytes = nil, 0
 	o.mu.Unlock()
+	c.e.unsent.Add(-int64(queued))
 	if q == nil {
 		return
 	}
-	for _, t := range q.trackers {
-		t.Done(false) // never written: the sender requeues it offline
+	for _, ft := range q.trk {
+		ft.t.Done(false) // never written: the message stays queued offline
 	}
 	releaseOutq(q)
 }
 
 // slowConsumer closes a connection over its output cap from any goroutine.
 func (c *conn) slowConsumer() {
+	c.deregister()
 	_ = c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
 		if err == nil {
 			c.closeSlowOnLoop(gc)
@@ -247,18 +389,38 @@ func (c *conn) slowConsumer() {
 	})
 }
 
-// closeSlowOnLoop ends a slow consumer: a CLOSE 1008 goes after what is
-// buffered (the peer will never read that far in time), then the socket.
+// closeSlowOnLoop ends a slow consumer: what waits in the outbox is
+// dropped, a CLOSE 1008 goes after what gnet holds (the client gets it if
+// it reads that far within the close grace), and the connection is
+// offline at once. It runs on the loop.
 func (c *conn) closeSlowOnLoop(gc gnet.Conn) {
-	if c.closed.Load() {
+	if c.closed.Load() || c.phaseIs(phaseClosing) {
 		return
 	}
 	c.e.log.Warn("slow consumer closed", "conn_id", c.id, "remote", remoteString(gc), "outbound", gc.OutboundBuffered())
 	c.e.slowClosed.Add(1)
 	c.discard()
+	c.deregister()
 	c.closeCode = ClosePolicy
-	c.phase.Store(int32(phaseClosing))
-	_, _ = gc.Write(slowConsumerFrame)
+	if c.write(gc, slowConsumerFrame) && !c.closed.Load() {
+		c.beginClosing(gc)
+	}
+}
+
+// dropSlowOnLoop ends a slow consumer at once, to free memory: the
+// process is over its output budget. The CLOSE is best effort.
+func (c *conn) dropSlowOnLoop(gc gnet.Conn) {
+	if c.closed.Load() {
+		return
+	}
+	c.e.log.Warn("slow consumer dropped: output budget exceeded", "conn_id", c.id, "remote", remoteString(gc), "outbound", gc.OutboundBuffered())
+	c.e.slowClosed.Add(1)
+	c.discard()
+	c.deregister()
+	c.closeCode = ClosePolicy
+	if gc.OutboundBuffered() == 0 {
+		_ = c.write(gc, slowConsumerFrame)
+	}
 	_ = gc.Close()
 }
 
@@ -271,18 +433,31 @@ func (c *conn) closingQueued() bool { return c.out.stopped.Load() }
 // group message to 500 members thus costs each loop a wakeup or two, not
 // one task per member (BenchmarkDeliverFanOut). gnet's EventLoop.Execute
 // runs the task; it allocates a little per call, which is per batch here.
+//
+// It also watches the loop's connections whose bytes gnet still holds: a
+// timer runs a loop task every watchInterval while there are any, which
+// confirms what was sent since (conn.confirm).
 type loopFlusher struct {
 	el gnet.EventLoop
 	mu struct {
 		sync.Mutex
 		dirty     []*conn
 		scheduled bool
+		watch     []*conn
+		armed     bool
 	}
 	// Owned by the loop: reused by every flush.
 	running []*conn
 	frames  [][]byte
-	trk     []*router.Tracker
+	sizes   []int
+	trk     []frameTracker
+	watched []*conn
 }
+
+// watchInterval is how often a loop looks again at connections whose
+// output gnet holds: how late a write is confirmed at worst, and how stale
+// the buffered count of a backed-up connection may be.
+const watchInterval = 5 * time.Millisecond
 
 // maxKeptDirty bounds the dirty lists a flusher keeps between batches.
 const maxKeptDirty = 4096
@@ -338,7 +513,7 @@ func (f *loopFlusher) Run(context.Context) error {
 		f.mu.dirty = f.running[:0]
 		f.mu.Unlock()
 		for _, c := range dirty {
-			f.frames, f.trk = c.flush(c.gc, f.frames, f.trk)
+			f.frames, f.sizes, f.trk = c.flush(c.gc, f.frames, f.sizes, f.trk)
 		}
 		clear(dirty)
 		if cap(dirty) > maxKeptDirty {
@@ -346,6 +521,59 @@ func (f *loopFlusher) Run(context.Context) error {
 		}
 		f.running = dirty[:0]
 	}
+}
+
+// watchConn adds c to the watch and arms the timer. It runs on the loop.
+func (f *loopFlusher) watchConn(c *conn) {
+	f.mu.Lock()
+	f.mu.watch = append(f.mu.watch, c)
+	arm := !f.mu.armed
+	f.mu.armed = true
+	f.mu.Unlock()
+	if arm {
+		time.AfterFunc(watchInterval, f.fire)
+	}
+}
+
+// fire runs on the timer's goroutine: it queues the watch on the loop.
+func (f *loopFlusher) fire() {
+	if err := f.el.Execute(context.Background(), watchTask{f}); err != nil {
+		f.mu.Lock()
+		f.mu.watch, f.mu.armed = nil, false // shutting down
+		f.mu.Unlock()
+	}
+}
+
+// watchTask runs the watch on the loop.
+type watchTask struct{ f *loopFlusher }
+
+func (w watchTask) Run(context.Context) error {
+	f := w.f
+	f.mu.Lock()
+	list := f.mu.watch
+	f.mu.watch = f.watched[:0]
+	f.mu.Unlock()
+	for _, c := range list {
+		c.watched = false
+		if c.closed.Load() {
+			continue
+		}
+		c.confirm(c.gc) // watches c again while gnet still holds bytes
+		if c.phaseIs(phaseClosing) && c.gc.OutboundBuffered() == 0 {
+			// Everything before the CLOSE is out: the peer reads it and EOF.
+			_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
+		}
+	}
+	clear(list)
+	f.watched = list[:0]
+	f.mu.Lock()
+	rearm := len(f.mu.watch) > 0
+	f.mu.armed = rearm
+	f.mu.Unlock()
+	if rearm {
+		time.AfterFunc(watchInterval, f.fire)
+	}
+	return nil
 }
 
 // flushers maps each event loop to its flusher. Loops are few and known
@@ -369,10 +597,8 @@ func (fs *flushers) of(el gnet.EventLoop) *loopFlusher {
 	var old []*loopFlusher
 	if l := fs.list.Load(); l != nil {
 		old = *l
-		for _, f := range old {
-			if f.el == el {
-				return f
-			}
+		if i := slices.IndexFunc(old, func(f *loopFlusher) bool { return f.el == el }); i >= 0 {
+			return old[i]
 		}
 	}
 	f := &loopFlusher{el: el}

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"sync"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
@@ -12,12 +15,23 @@ import (
 
 // taskLoop is a gnet.EventLoop whose Execute only records the task, so a
 // test decides when (and whether) the loop runs it.
+// The watch's timer (outbound.go) queues tasks from its own goroutine:
+// those are kept apart and never run, since the tests drive the watch by
+// hand (conn.confirm).
 type taskLoop struct {
 	gnet.EventLoop
-	tasks []gnet.Runnable
+	tasks   []gnet.Runnable
+	mu      sync.Mutex
+	watches int
 }
 
 func (l *taskLoop) Execute(_ context.Context, r gnet.Runnable) error {
+	if _, ok := r.(watchTask); ok {
+		l.mu.Lock()
+		l.watches++
+		l.mu.Unlock()
+		return nil
+	}
 	l.tasks = append(l.tasks, r)
 	return nil
 }
@@ -33,13 +47,23 @@ func (l *taskLoop) run() int {
 	return n
 }
 
-// scheduleConn is a gnet.Conn that records what it writes.
+// scheduleConn is a gnet.Conn that records what it writes. The last
+// buffered bytes handed to it stay "in gnet's buffer", unsent.
 type scheduleConn struct {
 	gnet.Conn
-	written [][]byte
-	writevs int
-	cbs     []gnet.AsyncCallback
+	written  [][]byte
+	writevs  int
+	cbs      []gnet.AsyncCallback
+	buffered int
 }
+
+func (s *scheduleConn) Write(b []byte) (int, error) {
+	s.written = append(s.written, b)
+	return len(b), nil
+}
+func (s *scheduleConn) Discard(int) (int, error) { return 0, nil }
+func (s *scheduleConn) RemoteAddr() net.Addr     { return nil }
+func (s *scheduleConn) Fd() int                  { return -1 }
 
 func (s *scheduleConn) Writev(bs [][]byte) (int, error) {
 	if len(bs) > maxIovecs {
@@ -53,7 +77,7 @@ func (s *scheduleConn) Writev(bs [][]byte) (int, error) {
 	}
 	return n, nil
 }
-func (s *scheduleConn) OutboundBuffered() int { return 0 }
+func (s *scheduleConn) OutboundBuffered() int { return s.buffered }
 
 // AsyncWritev records the callback (a slow consumer's close) and runs nothing.
 func (s *scheduleConn) AsyncWritev(_ [][]byte, cb gnet.AsyncCallback) error {
@@ -65,6 +89,7 @@ func newTestConn() (*conn, *scheduleConn, *taskLoop) {
 	gc := &scheduleConn{}
 	loop := &taskLoop{}
 	e := &Engine{opts: Options{MaxPending: 1 << 20}.withDefaults()}
+	e.log = e.opts.Logger
 	c := &conn{e: e, gc: gc, lf: e.flushers.of(loop)}
 	c.phase.Store(int32(phaseOpen))
 	return c, gc, loop
@@ -76,7 +101,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 	t.Run("flushed", func(t *testing.T) {
 		c, gc, loop := newTestConn()
 		lost := false
-		tr := router.NewTracker(func() { lost = true })
+		tr := router.NewTracker(func(written bool) { lost = !written })
 		for _, f := range []string{"a", "b", "c"} {
 			if !c.send([]byte(f), tr) {
 				t.Fatal("send refused")
@@ -96,7 +121,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		// dropped the connection.
 		c, gc, loop := newTestConn()
 		lost := false
-		tr := router.NewTracker(func() { lost = true })
+		tr := router.NewTracker(func(written bool) { lost = !written })
 		const n = 2*maxIovecs + 5
 		for i := 0; i < n; i++ {
 			if !c.send([]byte{'x'}, tr) {
@@ -112,7 +137,11 @@ func TestOutboxTracksDelivery(t *testing.T) {
 	t.Run("connection died first", func(t *testing.T) {
 		c, gc, loop := newTestConn()
 		lost := 0
-		tr := router.NewTracker(func() { lost++ })
+		tr := router.NewTracker(func(written bool) {
+			if !written {
+				lost++
+			}
+		})
 		c.send([]byte("a"), tr)
 		tr.Release()
 		c.closed.Store(true)
@@ -126,10 +155,14 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		}
 	})
 	t.Run("over the cap", func(t *testing.T) {
-		c, gc, _ := newTestConn()
+		c, gc, loop := newTestConn()
 		c.e.opts.MaxPending = 4
 		lost := 0
-		tr := router.NewTracker(func() { lost++ })
+		tr := router.NewTracker(func(written bool) {
+			if !written {
+				lost++
+			}
+		})
 		c.send([]byte("abc"), tr)
 		if c.send([]byte("defg"), tr) {
 			t.Fatal("frame over the cap accepted")
@@ -139,10 +172,62 @@ func TestOutboxTracksDelivery(t *testing.T) {
 			t.Fatalf("%d slow-consumer closes scheduled, want 1", len(gc.cbs))
 		}
 		c.discard()
+		loop.run()
 		if lost != 1 {
 			t.Fatalf("lost=%d", lost)
 		}
 	})
+	t.Run("over the cap with what gnet holds", func(t *testing.T) {
+		// The outbox alone fits; with gnet's buffer it does not: the
+		// flush finds out, writes nothing more and closes with 1008.
+		c, gc, loop := newTestConn()
+		c.e.opts.MaxPending = 8
+		gc.buffered = 6
+		var written []bool
+		tr := router.NewTracker(func(w bool) { written = append(written, w) })
+		if !c.send([]byte("abcd"), tr) {
+			t.Fatal("send refused")
+		}
+		tr.Release()
+		loop.run()
+		if len(written) != 1 || written[0] {
+			t.Fatalf("outcome %v, want not written", written)
+		}
+		if got := fmtFrames(gc.written); got != "["+string(slowConsumerFrame)+"]" || !c.phaseIs(phaseClosing) {
+			t.Fatalf("wrote %q, phase %d: want only the CLOSE 1008", got, c.phase.Load())
+		}
+	})
+}
+
+// PROTOCOL §4.3: bytes gnet buffered are not written. A followed frame is
+// written once the bytes handed to gnet less those it still holds pass its
+// end; if the connection closes first, it was not.
+func TestSection4_3_BufferedIsNotWritten(t *testing.T) {
+	c, gc, loop := newTestConn()
+	outcome := map[string][]bool{}
+	follow := func(name string) *router.Tracker {
+		return router.NewTracker(func(w bool) { outcome[name] = append(outcome[name], w) })
+	}
+	a, b := follow("a"), follow("b")
+	c.send([]byte("aaaa"), a)
+	c.send([]byte("bbbb"), b)
+	a.Release()
+	b.Release()
+	gc.buffered = 6 // the socket took "aa"; gnet holds "aabbbb"
+	loop.run()
+	if len(outcome) != 0 {
+		t.Fatalf("outcome known while gnet holds the bytes: %v", outcome)
+	}
+	gc.buffered = 4 // "aaaa" sent
+	c.confirm(gc)
+	if fmt.Sprint(outcome) != "map[a:[true]]" {
+		t.Fatalf("after a's bytes left: %v", outcome)
+	}
+	gc.buffered = 1 // the connection closes with one byte of b unsent
+	c.settle(gc)
+	if fmt.Sprint(outcome) != "map[a:[true] b:[false]]" {
+		t.Fatalf("after close: %v", outcome)
+	}
 }
 
 // TestLoopFlusherBatches: a fan-out to many connections of one loop costs

@@ -42,17 +42,21 @@ func (r *registry) shard(uid uint64) *regShard {
 	return &r.shards[(uid*0x9E3779B97F4A7C15)>>(64-8)]
 }
 
-// add registers c and reports whether it is uid's first connection.
-func (r *registry) add(uid uint64, c *conn) (first bool) {
+// add registers c unless uid holds max connections already (max <= 0:
+// no cap) and reports whether it did.
+func (r *registry) add(uid uint64, c *conn, max int) bool {
 	sh := r.shard(uid)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	first = len(sh.m[uid]) == 0
+	n := len(sh.m[uid])
+	if max > 0 && n >= max {
+		return false
+	}
 	sh.m[uid] = append(sh.m[uid], c)
-	if first && r.presence != nil {
+	if n == 0 && r.presence != nil {
 		r.presence(c, true)
 	}
-	return first
+	return true
 }
 
 // remove drops c from uid's set; it is a no-op if c is not there.

@@ -11,12 +11,12 @@ func TestRegistryDeliverNoAlloc(t *testing.T) {
 	r.init()
 	for uid := uint64(1); uid <= 4; uid++ {
 		for range 3 {
-			r.add(uid, &conn{})
+			r.add(uid, &conn{}, 0)
 		}
 	}
-	dead := &conn{}
+	dead := &conn{e: &Engine{}}
 	dead.discard()
-	r.add(100, dead)
+	r.add(100, dead, 0)
 	frame := []byte("frame")
 
 	tests := []struct {

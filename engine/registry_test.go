@@ -16,10 +16,10 @@ func TestRegistry(t *testing.T) {
 		users  int
 	}{
 		{"empty", func() {}, false, 0},
-		{"add a", func() { r.add(uid, a) }, true, 1},
-		{"add b", func() { r.add(uid, b) }, true, 1},
-		{"add c", func() { r.add(uid, c) }, true, 1},
-		{"add x to another user", func() { r.add(other, x) }, true, 2},
+		{"add a", func() { r.add(uid, a, 0) }, true, 1},
+		{"add b", func() { r.add(uid, b, 0) }, true, 1},
+		{"add c", func() { r.add(uid, c, 0) }, true, 1},
+		{"add x to another user", func() { r.add(other, x, 0) }, true, 2},
 		{"remove absent conn", func() { r.remove(uid, x) }, true, 2},
 		{"remove from absent user", func() { r.remove(999, a) }, true, 2},
 		{"remove b", func() { r.remove(uid, b) }, true, 2},
@@ -27,7 +27,7 @@ func TestRegistry(t *testing.T) {
 		{"remove a", func() { r.remove(uid, a) }, true, 2},
 		{"remove c, the last", func() { r.remove(uid, c) }, false, 1},
 		{"remove c again", func() { r.remove(uid, c) }, false, 1},
-		{"add a back", func() { r.add(uid, a) }, true, 2},
+		{"add a back", func() { r.add(uid, a, 0) }, true, 2},
 		{"remove x", func() { r.remove(other, x) }, true, 1},
 	}
 	for _, s := range steps {
@@ -53,7 +53,7 @@ func TestRegistryManyUsers(t *testing.T) {
 	conns := make([]*conn, n)
 	for i := range conns {
 		conns[i] = &conn{id: uint64(i)}
-		r.add(uint64(i), conns[i])
+		r.add(uint64(i), conns[i], 0)
 	}
 	if got := r.users(); got != n {
 		t.Fatalf("users() = %d, want %d", got, n)
@@ -82,10 +82,11 @@ func TestRegistryManyUsers(t *testing.T) {
 func TestRegistryDeliverDead(t *testing.T) {
 	var r registry
 	r.init()
+	e := &Engine{}
 	for i := range 3 {
-		c := &conn{id: uint64(i)}
+		c := &conn{id: uint64(i), e: e}
 		c.discard() // dead: Send reports false without touching the socket
-		r.add(7, c)
+		r.add(7, c, 0)
 	}
 	if n := r.deliver(7, []byte("frame"), nil, nil); n != 0 {
 		t.Fatalf("deliver to dead conns = %d, want 0", n)

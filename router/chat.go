@@ -83,12 +83,12 @@ func (r *Router) chat(c *Context) error {
 		opts.Visitor = to.UID
 	}
 	d := chatDonePool.Get().(*chatDone)
-	d.r, d.s, d.online = r, c.Session, online
+	d.r, d.s, d.st, d.e, d.online = r, c.Session, c.st, c.e, online
 	if err := r.db.AppendPrivateTo(m, opts, d); err != nil {
 		d.recycle()
 		return err
 	}
-	return nil
+	return errLater
 }
 
 // chatDone carries a private message from its submission to delivered,
@@ -96,13 +96,15 @@ func (r *Router) chat(c *Context) error {
 type chatDone struct {
 	r      *Router
 	s      Session
+	st     *ConnState
+	e      *entry
 	online bool
 }
 
 var chatDonePool = sync.Pool{New: func() any { return new(chatDone) }}
 
 func (d *chatDone) Appended(res storage.AppendResult) {
-	d.r.delivered(d.s, res, d.online)
+	d.r.delivered(d.s, d.st, d.e, res, d.online)
 	d.recycle()
 }
 
@@ -112,12 +114,12 @@ func (d *chatDone) recycle() {
 }
 
 // delivered runs on the storage committer once the message is durable:
-// ack the sender, push to the receiver and to the sender's other
-// connections. It must not block.
-func (r *Router) delivered(s Session, res storage.AppendResult, online bool) {
+// ack the sender (in its request's turn), push to the receiver and to the
+// sender's other connections. It must not block.
+func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.AppendResult, online bool) {
 	if res.Err != nil {
 		r.log.Error("append failed", "uid", s.Identity().ID, "err", res.Err)
-		s.Send(replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
+		r.reply(st, e, replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
 		return
 	}
 	m := &res.Msg
@@ -128,62 +130,44 @@ func (r *Router) delivered(s Session, res storage.AppendResult, online bool) {
 	if online {
 		code = codec.CodeSent
 	}
-	s.Send(ackFrame(code, m))
+	r.reply(st, e, ackFrame(code, m))
 	if res.Duplicate {
 		return // pushed the first time
 	}
 	push := pushFrame(m)
-	if online {
-		// Followed to the socket: if no connection of the receiver writes
-		// it (none left, or all died first), it goes to the offline queue.
+	if online && m.To != m.From {
+		// Followed to the socket: once a connection of the receiver
+		// wrote it, its offline queue entry goes (storage.Delivered);
+		// if none does, the entry stays.
 		p := pushPool.Get().(*trackedPush)
 		p.r, p.to, p.from, p.seq = r, m.To, m.From, m.Seq
-		p.t.init(p)
+		p.t.Init(p)
 		r.hub.Deliver(m.To, push, nil, &p.t)
 		p.t.Release()
 	}
 	// Offline: the message is queued; a receiver who connected since then
-	// pulls it, so it is not also pushed (no duplicate).
-	if m.From != m.To {
-		r.hub.Deliver(m.From, push, s, nil)
-	}
-}
-
-// requeue puts a message whose push no connection wrote into the
-// receiver's offline queue. It may be called on the storage committer, so
-// the submission runs on its own goroutine: the committer never waits on
-// itself.
-func (r *Router) requeue(to, from, seq uint64) {
-	r.requeued.Add(1)
-	go func() {
-		err := r.db.QueueOffline(to, from, []uint64{seq}, func(err error) {
-			if err != nil {
-				r.log.Error("requeue failed", "err", err)
-			}
-			if r.requeueHook != nil {
-				r.requeueHook(err)
-			}
-		})
-		if err != nil {
-			r.log.Error("requeue failed", "err", err)
-		}
-	}()
+	// pulls it, so it is not also pushed (no duplicate). The sender's own
+	// other terminals get a copy, not followed (PROTOCOL §7.2).
+	r.hub.Deliver(m.From, push, s, nil)
 }
 
 // trackedPush is a private push followed to the receiver's sockets: the
-// Tracker and what a requeue needs, in one allocation.
+// Tracker and what the queue entry's removal needs, in one allocation.
 type trackedPush struct {
 	t             Tracker
 	r             *Router
 	to, from, seq uint64
 }
 
-func (p *trackedPush) Lost() { p.r.requeue(p.to, p.from, p.seq) }
-
-// recycle runs when the last connection gave the push back: p is reused.
-func (p *trackedPush) recycle() {
+// Followed implements Follower: a written push's queue entry goes; p is
+// reused.
+func (p *trackedPush) Followed(_ *Tracker, written bool) {
+	if written {
+		p.r.db.Delivered(p.to, p.from, p.seq)
+	} else {
+		p.r.lost.Add(1)
+	}
 	p.r = nil
-	p.t.onLost = nil
 	pushPool.Put(p)
 }
 

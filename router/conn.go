@@ -34,12 +34,8 @@ func (r *Router) close(c *Context) error {
 		return &Error{Code: codec.CodeForbidden, Command: codec.CmdClose}
 	}
 	c.Reply(codec.CodeCloseOK, codec.CmdClose, nil)
-	// Closes are queued behind c.out, so the reply goes out first.
-	if target == "" {
-		c.Session.Close(CloseNormal, "close requested")
-	} else {
-		r.hub.Disconnect(me.UID, CloseNormal, "close requested")
-	}
+	// The close comes after the reply (Handle, emit).
+	c.closeCode, c.closeReason, c.closeAll = CloseNormal, "close requested", target != ""
 	return nil
 }
 

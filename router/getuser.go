@@ -49,7 +49,10 @@ func (r *Router) getUser(c *Context) error {
 	return errGetUser
 }
 
+// contactList serves type 1. The list is an array with no room to say
+// "more": past the connection's output room it is cut short.
 func (r *Router) contactList(c *Context, me Identity) error {
+	room := replyRoom(c.Session)
 	buf := append(make([]byte, 0, 256), '[')
 	first := true
 	var ferr error
@@ -59,10 +62,10 @@ func (r *Router) contactList(c *Context, me Identity) error {
 			ferr = err
 			return false
 		}
+		mark := len(buf)
 		if !first {
 			buf = append(buf, ',')
 		}
-		first = false
 		o := codec.BeginObject(buf)
 		o.String("avatar", u.Avatar)
 		o.String("id", u.ID)
@@ -72,6 +75,11 @@ func (r *Router) contactList(c *Context, me Identity) error {
 		o.String("terminal", u.Terminal)
 		o.Int("type", int64(u.Type))
 		buf = o.End()
+		if !first && len(buf) > room {
+			buf = buf[:mark]
+			return false
+		}
+		first = false
 		return true
 	})
 	if err == nil {
@@ -110,7 +118,8 @@ func (r *Router) chatList(c *Context, me Identity) error {
 	if err != nil || count < 0 {
 		return errGetUser
 	}
-	if !ok || count == 0 || count > maxFriendsPage {
+	asked := ok && count > 0 && count <= maxFriendsPage
+	if !asked {
 		count = maxFriendsPage
 	}
 	self, err := r.db.UserByUID(me.UID)
@@ -121,8 +130,10 @@ func (r *Router) chatList(c *Context, me Identity) error {
 	since := now - RecentWindow.Milliseconds()
 	key := strings.ToLower(ex.SearchKey)
 
+	room := replyRoom(c.Session) - 512 // the list's counts and profile
 	friends := append(make([]byte, 0, 1024), '[')
 	n, skipped := int64(0), int64(0)
+	more := false
 	var ferr error
 	err = r.db.Contacts(me.UID, func(ct storage.Contact) bool {
 		if pull == 3 && ct.LastContact < since {
@@ -143,6 +154,11 @@ func (r *Router) chatList(c *Context, me Identity) error {
 			skipped++
 			return true
 		}
+		if n == count {
+			more = !asked // held back by the cap, not by the client's count
+			return false
+		}
+		mark := len(friends)
 		if n > 0 {
 			friends = append(friends, ',')
 		}
@@ -150,8 +166,12 @@ func (r *Router) chatList(c *Context, me Identity) error {
 			ferr = err
 			return false
 		}
+		if n > 0 && len(friends) > room {
+			friends, more = friends[:mark], true
+			return false
+		}
 		n++
-		return n < count
+		return true
 	})
 	if err == nil {
 		err = ferr
@@ -174,6 +194,9 @@ func (r *Router) chatList(c *Context, me Identity) error {
 	o.String("avatar", self.Avatar)
 	o.Raw("friends", friends)
 	o.Int("lastedContactsNum", int64(recent))
+	if more {
+		o.Raw("more", []byte("true"))
+	}
 	o.String("nickname", self.Nick)
 	o.Int("pendingReplyNum", int64(counts.Pending))
 	o.Int("pullType", pull)
@@ -185,7 +208,7 @@ func (r *Router) chatList(c *Context, me Identity) error {
 // appendFriend appends one chat-list entry: the peer, their status, the
 // owner's unread count and the newest messages, oldest first.
 func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *storage.Contact) ([]byte, error) {
-	msgs, err := r.db.History(me.UID, u.UID, storage.HistoryQuery{Desc: true, Count: historyPerFriend})
+	msgs, _, err := r.db.History(me.UID, u.UID, storage.HistoryQuery{Desc: true, Count: historyPerFriend})
 	if err != nil {
 		return dst, err
 	}

@@ -3,6 +3,7 @@ package router
 import (
 	"encoding/hex"
 	"errors"
+	"sync/atomic"
 
 	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/storage"
@@ -93,7 +94,9 @@ func (r *Router) notifyMembers(g uint64, gid string, me Identity, cmd codec.Cmd)
 
 // groupChat stores and fans out a group message (PROTOCOL §5): the sender
 // must be a member; live members (the sender's connections too) get the
-// push, the others find it in their group offline queue.
+// push, the others find it in their group offline queue. A push to a member
+// online when the message was stored is followed to the socket: a member
+// no connection wrote it to gets it queued (storage.GroupSettled).
 func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 	me, gid := c.Session.Identity(), c.Req.Group()
 	if !ValidID(gid) {
@@ -111,11 +114,16 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 	if err != nil {
 		return err
 	}
-	var offline []uint64
+	var online, offline []uint64
 	isMember := false
 	for _, uid := range members {
-		isMember = isMember || uid == me.UID
-		if !r.hub.Online(uid) {
+		if uid == me.UID {
+			isMember = true
+			continue // one's own message is nobody's delivery (PROTOCOL §7.2)
+		}
+		if r.hub.Online(uid) {
+			online = append(online, uid)
+		} else {
 			offline = append(offline, uid)
 		}
 	}
@@ -123,22 +131,73 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 		return forbidden
 	}
 	m.ChatType, m.Group, m.GroupID, m.To, m.ToID = storage.ChatGroup, g, gid, 0, ""
-	s := c.Session
-	return r.db.AppendGroup(m, offline, storage.AppendOptions{ClientID: clientID}, func(res storage.AppendResult) {
+	st, e := c.st, c.e
+	err = r.db.AppendGroup(m, online, offline, storage.AppendOptions{ClientID: clientID}, func(res storage.AppendResult) {
 		if res.Err != nil {
 			r.log.Error("group append failed", "uid", me.ID, "err", res.Err)
-			s.Send(replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
+			r.reply(st, e, replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
 			return
 		}
-		s.Send(ackFrame(codec.CodeSent, &res.Msg))
+		r.reply(st, e, ackFrame(codec.CodeSent, &res.Msg))
 		if res.Duplicate {
 			return
 		}
 		push := pushFrame(&res.Msg)
-		for _, uid := range members {
+		gp := newGroupPush(r, g, res.Msg.Seq, online)
+		for i, uid := range online {
+			r.hub.Deliver(uid, push, nil, &gp.trk[i])
+		}
+		for _, uid := range offline {
 			r.hub.Deliver(uid, push, nil, nil)
 		}
+		r.hub.Deliver(me.UID, push, nil, nil) // every terminal of the sender too (compat)
+		for i := range gp.trk {
+			gp.trk[i].Release()
+		}
 	})
+	if err != nil {
+		return err
+	}
+	return errLater
+}
+
+// groupPush follows one group message's pushes to the members online when
+// it was stored, one Tracker each, and settles it once all are known.
+type groupPush struct {
+	r        *Router
+	gid, seq uint64
+	members  []uint64
+	trk      []Tracker
+	lost     []bool // by member index; each written by its own tracker
+	left     atomic.Int32
+}
+
+func newGroupPush(r *Router, gid, seq uint64, members []uint64) *groupPush {
+	gp := &groupPush{r: r, gid: gid, seq: seq, members: members, trk: make([]Tracker, len(members)), lost: make([]bool, len(members))}
+	gp.left.Store(int32(len(members)))
+	for i := range gp.trk {
+		gp.trk[i].Index = int32(i)
+		gp.trk[i].Init(gp)
+	}
+	return gp
+}
+
+// Followed implements Follower for one member's push.
+func (gp *groupPush) Followed(t *Tracker, written bool) {
+	if !written {
+		gp.lost[t.Index] = true
+		gp.r.lost.Add(1)
+	}
+	if gp.left.Add(-1) != 0 {
+		return
+	}
+	var lost []uint64
+	for i, l := range gp.lost {
+		if l {
+			lost = append(lost, gp.members[i])
+		}
+	}
+	gp.r.db.GroupSettled(gp.gid, gp.seq, lost)
 }
 
 // recall serves cmd 15 (PROTOCOL §4.5): the sender, within the window,
@@ -152,16 +211,16 @@ func (r *Router) recall(c *Context) error {
 	}
 	_, _ = hex.Decode(id[:], []byte(c.Req.ID))
 	notBefore := r.now().Add(-r.opts.RecallWindow).UnixMilli()
-	s := c.Session
-	return r.db.Recall(me.UID, id, notBefore, func(m storage.Message, err error) {
+	st, e := c.st, c.e
+	err := r.db.Recall(me.UID, id, notBefore, func(m storage.Message, err error) {
 		if err != nil {
 			if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrTooLate) && !errors.Is(err, storage.ErrRecalled) {
 				r.log.Error("recall failed", "uid", me.ID, "err", err)
 			}
-			s.Send(replyFrame(codec.CodeRecallFailed, codec.CmdRecallResp, nil))
+			r.reply(st, e, replyFrame(codec.CodeRecallFailed, codec.CmdRecallResp, nil))
 			return
 		}
-		s.Send(replyFrame(codec.CodeRecallOK, codec.CmdRecallResp, nil))
+		r.reply(st, e, replyFrame(codec.CodeRecallOK, codec.CmdRecallResp, nil))
 		o := codec.BeginObject(nil)
 		o.String("from", m.FromID)
 		if m.ChatType == storage.ChatGroup {
@@ -192,4 +251,8 @@ func (r *Router) recall(c *Context) error {
 			}
 		}()
 	})
+	if err != nil {
+		return err
+	}
+	return errLater
 }

@@ -17,9 +17,6 @@ import (
 const (
 	// DefaultTokenTTL is how long a token bound by initUser stays valid.
 	DefaultTokenTTL = 7 * 24 * time.Hour
-	// DefaultQueueSize bounds each worker's queue. A full queue means the
-	// disk is far behind; we answer 10028 rather than grow without bound.
-	DefaultQueueSize = 4096
 )
 
 // Options configures a Router.
@@ -33,8 +30,10 @@ type Options struct {
 	TokenTTL time.Duration
 	// Workers is the number of storage workers; zero means 4×GOMAXPROCS.
 	Workers int
-	// QueueSize bounds each worker's queue; zero means DefaultQueueSize.
-	QueueSize int
+	// QueueBytes bounds the request payloads waiting for workers, in
+	// bytes, across all connections; past it requests are answered 10028.
+	// Zero means DefaultQueueBytes.
+	QueueBytes int64
 	// PageCap caps the messages of one cmd 19 page; zero means
 	// DefaultPageCap.
 	PageCap int
@@ -61,8 +60,8 @@ func (o Options) withDefaults() Options {
 	if o.Workers == 0 {
 		o.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
-	if o.QueueSize == 0 {
-		o.QueueSize = DefaultQueueSize
+	if o.QueueBytes == 0 {
+		o.QueueBytes = DefaultQueueBytes
 	}
 	if o.PageCap == 0 {
 		o.PageCap = DefaultPageCap
@@ -82,8 +81,8 @@ func (o Options) validate() error {
 		return errors.New("router: negative token TTL")
 	case o.Workers < 0:
 		return errors.New("router: negative worker count")
-	case o.QueueSize < 0:
-		return errors.New("router: negative queue size")
+	case o.QueueBytes < 0:
+		return errors.New("router: negative queue bytes")
 	case o.PageCap < 0:
 		return errors.New("router: negative page cap")
 	case o.MaxGroupMembers < 0 || o.RecallWindow < 0:
@@ -97,8 +96,8 @@ func (o Options) validate() error {
 // (logged; the client gets the entry's failure code).
 type handler func(r *Router, c *Context) error
 
-// entry is one row of the command table.
-type entry struct {
+// route is one row of the command table.
+type route struct {
 	handle handler
 	// onLoop: the handler touches no disk and runs inside Handle, on the
 	// engine's event loop. Otherwise it runs on a worker.
@@ -116,13 +115,12 @@ type Router struct {
 	opts  Options
 	log   *slog.Logger
 	hub   Hub
-	table [codec.MaxCmd]entry
+	table [codec.MaxCmd]route
 
-	workers  []chan task
-	wg       sync.WaitGroup
-	requeued atomic.Uint64 // pushes no connection wrote, queued offline
-	// requeueHook, if set (tests), learns each requeue's outcome.
-	requeueHook func(error)
+	workers []*worker
+	wg      sync.WaitGroup
+	queued  atomic.Int64  // request payload bytes waiting for workers
+	lost    atomic.Uint64 // pushes no connection wrote (left queued)
 
 	pres presence
 	// assignLocks serialise getReceiver per visitor (striped by uid).
@@ -146,23 +144,23 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	}
 	r := &Router{db: db, opts: opts, log: opts.Logger}
 	r.pres.agents = make(map[uint64]*agentState)
-	r.table[codec.CmdAuth] = entry{handle: (*Router).auth, onLoop: true}
-	r.table[codec.CmdLogin] = entry{handle: (*Router).login, fail: codec.CodeLoginFailed, resp: codec.CmdLoginResp}
-	r.table[codec.CmdHeartbeat] = entry{handle: (*Router).heartbeat, onLoop: true}
-	r.table[codec.CmdClose] = entry{handle: (*Router).close, onLoop: true}
-	r.table[codec.CmdChat] = entry{handle: (*Router).chat, fail: codec.CodeBadMessage, resp: codec.CmdChatAck}
-	r.table[codec.CmdJoinGroup] = entry{handle: (*Router).join, fail: codec.CodeJoinFailed, resp: codec.CmdJoinResp}
-	r.table[codec.CmdExitGroup] = entry{handle: (*Router).exit, fail: codec.CodeJoinFailed, resp: codec.CmdExitResp}
-	r.table[codec.CmdRecall] = entry{handle: (*Router).recall, fail: codec.CodeRecallFailed, resp: codec.CmdRecallResp}
-	r.table[codec.CmdGetUser] = entry{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
-	r.table[codec.CmdGetMessage] = entry{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
+	r.table[codec.CmdAuth] = route{handle: (*Router).auth, onLoop: true}
+	r.table[codec.CmdLogin] = route{handle: (*Router).login, fail: codec.CodeLoginFailed, resp: codec.CmdLoginResp}
+	r.table[codec.CmdHeartbeat] = route{handle: (*Router).heartbeat, onLoop: true}
+	r.table[codec.CmdClose] = route{handle: (*Router).close, onLoop: true}
+	r.table[codec.CmdChat] = route{handle: (*Router).chat, fail: codec.CodeBadMessage, resp: codec.CmdChatAck}
+	r.table[codec.CmdJoinGroup] = route{handle: (*Router).join, fail: codec.CodeJoinFailed, resp: codec.CmdJoinResp}
+	r.table[codec.CmdExitGroup] = route{handle: (*Router).exit, fail: codec.CodeJoinFailed, resp: codec.CmdExitResp}
+	r.table[codec.CmdRecall] = route{handle: (*Router).recall, fail: codec.CodeRecallFailed, resp: codec.CmdRecallResp}
+	r.table[codec.CmdGetUser] = route{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
+	r.table[codec.CmdGetMessage] = route{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 
-	r.workers = make([]chan task, opts.Workers)
+	r.workers = make([]*worker, opts.Workers)
 	for i := range r.workers {
-		ch := make(chan task, opts.QueueSize)
-		r.workers[i] = ch
+		w := &worker{wake: make(chan struct{}, 1)}
+		r.workers[i] = w
 		r.wg.Add(1)
-		go r.work(ch)
+		go r.work(w)
 	}
 	return r, nil
 }
@@ -180,8 +178,14 @@ func (r *Router) Close(ctx context.Context) error {
 		return nil
 	}
 	r.mu.closed = true
-	for _, ch := range r.workers {
-		close(ch)
+	for _, w := range r.workers {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 	r.mu.Unlock()
 	done := make(chan struct{})
@@ -204,7 +208,24 @@ type Context struct {
 	out     []byte
 	scratch []byte
 	dec     codec.Decoder
+	// Set for a command run on a worker: its connection's queue and entry,
+	// which a handler answering later (errLater) fills with r.reply.
+	st *ConnState
+	e  *entry
+	// trk follows the reply to the socket (a type 0 pull).
+	trk *Tracker
+	// After the reply: close this connection, or all of the user's.
+	closeCode   uint16
+	closeReason string
+	closeAll    bool
+	// cmd 19: the page size and whether the client chose it.
+	pageCount int
+	pageAsked bool
 }
+
+// errLater is returned by a handler whose reply comes from a completion
+// (the storage committer) through r.reply.
+var errLater = errors.New("router: answered later")
 
 // Reply appends the envelope {code, command, data, msg} as one frame.
 func (c *Context) Reply(code codec.Code, cmd codec.Cmd, data []byte) {
@@ -220,53 +241,92 @@ var contextPool = sync.Pool{New: func() any { return &Context{scratch: make([]by
 var unknownFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.CodeUnknownCmd, codec.CmdUnknown, nil))
 
 // Handle processes one client packet from s, which must be logged in.
-// payload is borrowed: Handle does not keep it after it returns. Replies
-// made on the loop are appended to out; the extended slice is returned.
-// Replies of queued commands reach s later through Send. Handle never
-// blocks. It must run on s's event loop.
-func (r *Router) Handle(s Session, payload []byte, out []byte) []byte {
+// payload is borrowed: Handle does not keep it after it returns. A reply
+// made on the loop is appended to out when no earlier request of s awaits
+// its answer; the extended slice is returned, and a non-zero code asks the
+// engine to close the connection with it after out. Other replies reach s
+// through Send, in request order. Handle never blocks. It must run on s's
+// event loop.
+func (r *Router) Handle(s Session, payload []byte, out []byte) ([]byte, uint16, string) {
 	c := contextPool.Get().(*Context)
 	defer func() {
 		*c = Context{scratch: c.scratch[:0]}
 		contextPool.Put(c)
 	}()
 	if err := c.dec.Decode(payload); err != nil {
-		return append(out, unknownFrame...)
+		return r.answer(s, out, unknownFrame), 0, ""
 	}
 	cmd := c.dec.Req.Command()
-	e := &r.table[cmd]
-	if e.handle == nil {
-		return append(out, unknownFrame...)
+	rt := &r.table[cmd]
+	if rt.handle == nil {
+		return r.answer(s, out, unknownFrame), 0, ""
 	}
-	c.out = out
-	if !e.onLoop {
-		if !r.enqueue(s, cmd, payload) {
-			c.Reply(codec.CodeTooManyRequests, e.resp, nil)
-		}
-		return c.out
+	if !rt.onLoop {
+		code, reason := r.enqueue(s, cmd, payload, &c.dec.Req)
+		return out, code, reason
 	}
 	c.Session, c.Req = s, &c.dec.Req
-	return r.finish(c, e, e.handle(r, c))
+	idle := s.State().idle()
+	if idle {
+		c.out = out
+	}
+	r.finish(c, rt, rt.handle(r, c))
+	if idle && !c.closeAll {
+		return c.out, c.closeCode, c.closeReason
+	}
+	if idle {
+		// Closing every connection of the user queues a CLOSE on this one
+		// too: the reply must be queued before it.
+		c.out = append([]byte(nil), c.out[len(out):]...)
+	}
+	// Earlier requests await their answers, or the reply must precede
+	// closes queued on this connection: it leaves through the queue.
+	e := newEntry(cmd)
+	e.out = c.out
+	e.closeCode, e.closeReason, e.closeAll = c.closeCode, c.closeReason, c.closeAll
+	r.addReady(s, e)
+	return out, 0, ""
+}
+
+// answer appends frame to out when s has no request awaiting its answer,
+// and queues it after them otherwise. It runs on the loop.
+func (r *Router) answer(s Session, out, frame []byte) []byte {
+	if s.State().idle() {
+		return append(out, frame...)
+	}
+	e := newEntry(codec.CmdUnknown)
+	e.out = frame
+	r.addReady(s, e)
+	return out
 }
 
 // Refuse answers a packet the connection's rate limit did not admit: the
-// 10028 envelope with the command's reply code, without executing it
-// (PROTOCOL §6). Like Handle it borrows payload and appends to out; it
-// runs on the loop and allocates nothing.
-func (r *Router) Refuse(payload []byte, out []byte) []byte {
+// 10028 envelope with the command's reply code, without executing it, and
+// with the request's id for a chat (PROTOCOL §6). Like Handle it borrows
+// payload, appends to out and keeps request order; it runs on the loop.
+func (r *Router) Refuse(s Session, payload []byte, out []byte) []byte {
 	c := contextPool.Get().(*Context)
 	defer func() {
 		*c = Context{scratch: c.scratch[:0]}
 		contextPool.Put(c)
 	}()
-	resp := codec.CmdUnknown
+	cmd := codec.CmdUnknown
+	var req *codec.Request
 	if c.dec.Decode(payload) == nil {
-		cmd := c.dec.Req.Command()
-		resp = respOf(cmd)
+		cmd, req = c.dec.Req.Command(), &c.dec.Req
 	}
-	c.out = out
-	c.Reply(codec.CodeTooManyRequests, resp, nil)
-	return c.out
+	if s.State().idle() {
+		if cmd == codec.CmdChat && req.ID != "" {
+			return append(out, refusal(cmd, req)...)
+		}
+		c.out = out
+		c.Reply(codec.CodeTooManyRequests, respOf(cmd), nil)
+		return c.out
+	}
+	e := newEntry(cmd)
+	e.out = refusal(cmd, req)
+	r.addReady(s, e)
+	return out
 }
 
 // respOf is the reply command of a request command (PROTOCOL §3): the next
@@ -282,7 +342,7 @@ func respOf(cmd codec.Cmd) codec.Cmd {
 }
 
 // finish turns a handler's error into the reply or close it stands for.
-func (r *Router) finish(c *Context, e *entry, err error) []byte {
+func (r *Router) finish(c *Context, e *route, err error) []byte {
 	if err == nil {
 		return c.out
 	}
@@ -292,7 +352,7 @@ func (r *Router) finish(c *Context, e *entry, err error) []byte {
 	case errors.As(err, &re):
 		c.Reply(re.Code, re.Command, nil)
 	case errors.As(err, &dis):
-		c.Session.Close(dis.Code, dis.Reason)
+		c.closeCode, c.closeReason = dis.Code, dis.Reason
 	default:
 		id := c.Session.Identity()
 		r.log.Error("command failed", slog.String("uid", id.ID), slog.Int("cmd", int(c.Req.Command())), slog.Any("err", err))
@@ -301,6 +361,6 @@ func (r *Router) finish(c *Context, e *entry, err error) []byte {
 	return c.out
 }
 
-// Requeued reports how many pushes were moved to the offline queue because
-// no connection of the receiver wrote them.
-func (r *Router) Requeued() uint64 { return r.requeued.Load() }
+// Undelivered reports how many pushes no connection of their receiver
+// wrote: those messages stayed in the offline queue (PROTOCOL §4.3).
+func (r *Router) Undelivered() uint64 { return r.lost.Load() }

@@ -15,6 +15,7 @@ import (
 // fakeSession is a Session that records what the router asks of it.
 type fakeSession struct {
 	id Identity
+	st ConnState
 	mu struct {
 		sync.Mutex
 		sent   [][]byte
@@ -32,6 +33,15 @@ func (s *fakeSession) Send(frame []byte) bool {
 	s.mu.Unlock()
 	return true
 }
+
+func (s *fakeSession) SendTracked(frame []byte, t *Tracker) bool {
+	t.Acquire()
+	defer t.Done(true)
+	return s.Send(frame)
+}
+
+func (s *fakeSession) Room() int         { return 4 << 20 }
+func (s *fakeSession) State() *ConnState { return &s.st }
 
 func (s *fakeSession) Close(code uint16, reason string) {
 	s.mu.Lock()
@@ -103,11 +113,11 @@ func TestHandleHeartbeat(t *testing.T) {
 	r := newTestRouter(t)
 	sess := &fakeSession{id: Identity{UID: 1, ID: "u1"}}
 	for _, p := range []string{`{"cmd":13,"hbbyte":"-127"}`, `{"cmd":"13"}`, `{"cmd":13,"hbbyte":-127,"extra":[1]}`} {
-		out := r.Handle(sess, []byte(p), nil)
+		out, _, _ := r.Handle(sess, []byte(p), nil)
 		checkHeartbeatReply(t, out)
 	}
 	// Replies are appended after what out already holds.
-	out := r.Handle(sess, heartbeatPacket, []byte("prev"))
+	out, _, _ := r.Handle(sess, heartbeatPacket, []byte("prev"))
 	if !bytes.HasPrefix(out, []byte("prev")) {
 		t.Fatalf("Handle dropped the prefix of out")
 	}
@@ -120,12 +130,12 @@ func TestHandleHeartbeat(t *testing.T) {
 func BenchmarkHandleHeartbeat(b *testing.B) {
 	r := newTestRouter(b)
 	sess := &fakeSession{id: Identity{UID: 1, ID: "u1"}}
-	out := r.Handle(sess, heartbeatPacket, nil) // warm-up
+	out, _, _ := r.Handle(sess, heartbeatPacket, nil) // warm-up
 	checkHeartbeatReply(b, out)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(heartbeatPacket)))
 	for b.Loop() {
-		out = r.Handle(sess, heartbeatPacket, out[:0])
+		out, _, _ = r.Handle(sess, heartbeatPacket, out[:0])
 	}
 	checkHeartbeatReply(b, out)
 }

@@ -22,9 +22,19 @@ type Session interface {
 	// blocking. The router gives up frame: it must not be modified after.
 	// Send reports false if the connection is gone or over its output cap.
 	Send(frame []byte) bool
+	// SendTracked is Send for a frame whose delivery t follows: t learns
+	// whether the frame's bytes left the process for the socket.
+	SendTracked(frame []byte, t *Tracker) bool
 	// Close sends a CLOSE frame with status code and reason (at most 123
 	// bytes) after everything already queued, then ends the connection.
 	Close(code uint16, reason string)
+	// Room is how many more bytes of output the connection takes before
+	// its output cap: the cap less what is queued or buffered and not yet
+	// written (PROTOCOL §2). Replies are sized to it (§4.4, §4.6).
+	Room() int
+	// State is the router's state of the connection, kept by the engine
+	// for the connection's life; the zero value is ready for use.
+	State() *ConnState
 }
 
 // Hub reaches the live connections of any user. engine implements it.
@@ -52,46 +62,53 @@ type LoginResult struct {
 	Frame []byte
 }
 
-// Tracker follows one pushed frame through every connection that accepted
-// it and reports when none of them wrote it: the connections died or were
-// dropped as slow consumers before the bytes left the server (PROTOCOL
-// §4.3), so the message must wait in the offline queue. It is safe for
+// Tracker follows one frame through every connection that accepted it
+// and reports whether any of them wrote it: its bytes left the process for
+// the socket, not merely into a buffer (PROTOCOL §4.3). It is safe for
 // concurrent use.
 //
-// The creator holds one reference; Hub.Deliver takes one per accepting
-// connection; each connection gives its reference back with Done once the
-// frame is written (true) or dropped (false). Release gives the creator's
-// back. onLost runs once, on whichever goroutine drops the last reference,
-// if no connection wrote the frame; it must not block.
+// The creator holds one reference; Hub.Deliver and Session.SendTracked
+// take one per accepting connection; each connection gives its reference
+// back with Done once the frame is written (true) or dropped (false).
+// Release gives the creator's back. When the last reference goes, the
+// owner's Followed runs once, on whichever goroutine dropped it; it must
+// not block. The owner may then reuse the Tracker.
 type Tracker struct {
 	refs    atomic.Int32
 	written atomic.Bool
-	onLost  Lost
+	// Index is the owner's to use: which of its frames or receivers this
+	// Tracker follows.
+	Index int32
+	owner Follower
 }
 
-// Lost is told that no connection wrote a tracked frame.
-type Lost interface{ Lost() }
+// Follower is told the outcome of a tracked frame: written is true when
+// at least one connection wrote it.
+type Follower interface {
+	Followed(t *Tracker, written bool)
+}
 
-type lostFunc func()
+type followFunc func(written bool)
 
-func (f lostFunc) Lost() { f() }
+func (f followFunc) Followed(_ *Tracker, written bool) { f(written) }
 
-// NewTracker returns a Tracker holding the creator's reference.
-func NewTracker(onLost func()) *Tracker {
+// NewTracker returns a Tracker holding the creator's reference; followed
+// (if not nil) is told the outcome.
+func NewTracker(followed func(written bool)) *Tracker {
 	t := new(Tracker)
-	if onLost != nil {
-		t.init(lostFunc(onLost))
+	if followed != nil {
+		t.Init(followFunc(followed))
 	} else {
-		t.init(nil)
+		t.Init(nil)
 	}
 	return t
 }
 
-// init readies a Tracker embedded in its owner, holding the creator's
-// reference: the owner and the tracker are then one allocation.
-// A recycled Tracker starts afresh.
-func (t *Tracker) init(l Lost) {
-	t.onLost = l
+// Init readies a Tracker embedded in its owner, holding the creator's
+// reference: the owner and the tracker are then one allocation. A
+// recycled Tracker starts afresh.
+func (t *Tracker) Init(owner Follower) {
+	t.owner = owner
 	t.written.Store(false)
 	t.refs.Store(1)
 }
@@ -114,15 +131,8 @@ func (t *Tracker) release() {
 	if t.refs.Add(-1) != 0 {
 		return
 	}
-	if !t.written.Load() && t.onLost != nil {
-		t.onLost.Lost()
-	}
-	// Nothing refers to t any more: an owner that embeds it may reuse both.
-	if r, ok := t.onLost.(recycler); ok {
-		r.recycle()
+	if t.owner != nil {
+		// Nothing else refers to t: the owner may reuse it.
+		t.owner.Followed(t, t.written.Load())
 	}
 }
-
-// recycler is an owner of an embedded Tracker that reuses itself once the
-// last reference is gone.
-type recycler interface{ recycle() }

@@ -2,70 +2,425 @@ package router
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/imgate/imgate/codec"
 )
 
-// task is one queued command, or a login when login is set.
-type task struct {
-	s       Session
-	payload []byte // owned by the task
+// Requests of one connection are served in order and answered in order
+// (PROTOCOL §6 10028: replies keep request order). Each request becomes an
+// entry of its connection's queue (ConnState) as it arrives, on the loop.
+// A worker picked by the user's uid runs the entries one after another;
+// replies leave in entry order, whenever each is ready: a chat's ack comes
+// from the storage committer after the worker went on to the next chat, so
+// chats pipeline, while any other command waits until every earlier reply
+// left (it reads what they wrote). A type 0 pull holds the queue until its
+// reply was written and the removal committed (§4.4).
+//
+// Bounds, in bytes: a connection's queued request payloads
+// (maxConnQueueBytes) and all connections' together (Options.QueueBytes);
+// past either, a request is answered 10028 at once, in its turn.
+
+const (
+	// maxConnQueueBytes bounds one connection's request payloads waiting
+	// for a worker.
+	maxConnQueueBytes = 4 << 20
+	// maxConnEntries bounds one connection's requests not yet answered;
+	// a client that pipelines more without reading is closed (1008).
+	maxConnEntries = 1 << 14
+	// DefaultQueueBytes bounds the request payloads waiting for workers
+	// across all connections.
+	DefaultQueueBytes = 256 << 20
+	// maxRunBatch is how many entries a worker runs for one connection
+	// before it lets the next connection's turn come.
+	maxRunBatch = 64
+	// maxLoginQueue bounds logins waiting per worker.
+	maxLoginQueue = 4096
+)
+
+// ConnState is the router's state of one connection: its requests not yet
+// answered, in arrival order. The zero value is ready; engine keeps one per
+// connection (Session.State).
+type ConnState struct {
+	mu    sync.Mutex
+	s     Session
+	q     []*entry // not yet answered, oldest first
+	proc  int      // q[:proc] have run (or needed no run)
+	bytes int      // payload bytes of q[proc:]
+	// sched: on a worker's run list or running there.
+	sched bool
+	// parked counts steps the queue waits for before running more
+	// entries: a pull's reply being written and its removal committed.
+	parked int
+	dead   bool // the connection is gone
+}
+
+// entry is one request: its payload until it runs, then its reply.
+type entry struct {
 	cmd     codec.Cmd
-	login   func(LoginResult)
-	token   string
+	payload []byte
+	out     []byte   // reply frames
+	trk     *Tracker // follows out to the socket, if set
+	ready   bool     // out is final: the entry may leave
+	// After out: close the connection (closeCode != 0), or every
+	// connection of the user (closeAll).
+	closeCode   uint16
+	closeReason string
+	closeAll    bool
 }
 
-// enqueue copies payload and queues the command on the worker of s's user.
-// It reports false if that worker's queue is full or the router is closed.
-func (r *Router) enqueue(s Session, cmd codec.Cmd, payload []byte) bool {
-	t := task{s: s, cmd: cmd, payload: append([]byte(nil), payload...)}
-	return r.submit(s.Identity().UID, t)
+var entryPool = sync.Pool{New: func() any { return new(entry) }}
+
+func newEntry(cmd codec.Cmd) *entry {
+	e := entryPool.Get().(*entry)
+	e.cmd = cmd
+	return e
 }
 
-func (r *Router) submit(key uint64, t task) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.mu.closed {
-		return false
-	}
-	// Fibonacci hashing spreads dense uids over the workers.
-	i := (key * 0x9E3779B97F4A7C15) >> 32 % uint64(len(r.workers))
+func (e *entry) recycle() {
+	*e = entry{}
+	entryPool.Put(e)
+}
+
+// idle reports whether no request of the connection awaits its answer: a
+// command answered on the loop may then write its reply at once.
+func (st *ConnState) idle() bool {
+	st.mu.Lock()
+	n := len(st.q)
+	st.mu.Unlock()
+	return n == 0
+}
+
+// worker runs the connections scheduled on it, one at a time, and logins.
+type worker struct {
+	mu     sync.Mutex
+	conns  []*ConnState
+	logins []task
+	closed bool
+	wake   chan struct{}
+}
+
+// task is one login.
+type task struct {
+	login func(LoginResult)
+	token string
+}
+
+func (w *worker) push(st *ConnState) {
+	w.mu.Lock()
+	w.conns = append(w.conns, st)
+	w.mu.Unlock()
 	select {
-	case r.workers[i] <- t:
-		return true
+	case w.wake <- struct{}{}:
 	default:
-		return false
 	}
 }
 
-func (r *Router) work(ch <-chan task) {
+// next waits for a connection or a login; ok is false once the worker is
+// closed and drained.
+func (w *worker) next() (st *ConnState, t task, ok bool) {
+	for {
+		w.mu.Lock()
+		if len(w.logins) > 0 {
+			t = w.logins[0]
+			w.logins[0] = task{}
+			w.logins = w.logins[1:]
+			w.mu.Unlock()
+			return nil, t, true
+		}
+		if len(w.conns) > 0 {
+			st = w.conns[0]
+			w.conns[0] = nil
+			w.conns = w.conns[1:]
+			if len(w.conns) == 0 {
+				w.conns = w.conns[:0:0]
+			}
+			w.mu.Unlock()
+			return st, t, true
+		}
+		closed := w.closed
+		w.mu.Unlock()
+		if closed {
+			return nil, t, false
+		}
+		<-w.wake
+	}
+}
+
+func (r *Router) workerOf(uid uint64) *worker {
+	// Fibonacci hashing spreads dense uids over the workers.
+	return r.workers[(uid*0x9E3779B97F4A7C15)>>32%uint64(len(r.workers))]
+}
+
+func (r *Router) work(w *worker) {
 	defer r.wg.Done()
 	c := new(Context)
-	for t := range ch {
-		if t.login != nil {
+	for {
+		st, t, ok := w.next()
+		if !ok {
+			return
+		}
+		if st == nil {
 			t.login(r.authenticate(t.token))
 			continue
 		}
-		r.run(c, t)
+		r.runConn(c, st)
 	}
 }
 
-// run executes one queued command on a worker and sends its reply. c is
-// the worker's own Context, reused from task to task; the reply frames are
-// a fresh slice because Send takes ownership of them.
-func (r *Router) run(c *Context, t task) {
-	*c = Context{scratch: c.scratch[:0], dec: c.dec}
-	if err := c.dec.Decode(t.payload); err != nil {
-		// Handle decoded it already; the copy cannot differ.
-		r.log.Error("queued packet undecodable", slog.Any("err", err))
-		return
+// enqueue adds a request that needs a worker to s's queue. It runs on the
+// loop. Over a bound the request is answered 10028 in its turn; with too
+// many requests unanswered, it returns a close status for the connection.
+func (r *Router) enqueue(s Session, cmd codec.Cmd, payload []byte, req *codec.Request) (uint16, string) {
+	st := s.State()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.s == nil {
+		st.s = s
 	}
-	e := &r.table[t.cmd]
-	c.Session, c.Req = t.s, &c.dec.Req
-	if out := r.finish(c, e, e.handle(r, c)); len(out) > 0 {
-		t.s.Send(out)
+	if st.dead {
+		return 0, ""
+	}
+	if len(st.q) >= maxConnEntries {
+		return ClosePolicy, "too many requests unanswered"
+	}
+	e := newEntry(cmd)
+	st.q = append(st.q, e)
+	n := int64(len(payload))
+	over := st.bytes+len(payload) > maxConnQueueBytes
+	if !over && r.queued.Add(n) > r.opts.QueueBytes {
+		r.queued.Add(-n)
+		over = true
+	}
+	if over {
+		e.out, e.ready = refusal(cmd, req), true
+		st.skipReady()
+		r.emitLocked(st)
+		return 0, ""
+	}
+	e.payload = append(make([]byte, 0, len(payload)), payload...)
+	st.bytes += len(payload)
+	r.scheduleLocked(st)
+	return 0, ""
+}
+
+// skipReady counts ready entries at the run position as run: they need
+// no worker.
+func (st *ConnState) skipReady() {
+	for st.proc < len(st.q) && st.q[st.proc].ready {
+		st.proc++
 	}
 }
+
+// addReady appends an entry answered on the loop while earlier ones wait:
+// it leaves after them.
+func (r *Router) addReady(s Session, e *entry) {
+	st := s.State()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.s == nil {
+		st.s = s
+	}
+	if st.dead {
+		e.recycle()
+		return
+	}
+	e.ready = true
+	st.q = append(st.q, e)
+	st.skipReady()
+	r.emitLocked(st)
+}
+
+// refusal is the 10028 reply to a request, with its id for a chat
+// (PROTOCOL §6).
+func refusal(cmd codec.Cmd, req *codec.Request) []byte {
+	resp := respOf(cmd)
+	if cmd == codec.CmdChat && req != nil && req.ID != "" && len(req.ID) <= maxIDLen {
+		id := req.ID
+		return textFrame(func(b []byte) []byte {
+			b = codec.AppendEnvelopeStart(b, codec.CodeTooManyRequests, resp)
+			o := codec.BeginObject(b)
+			o.String("id", id)
+			return codec.AppendEnvelopeEnd(o.End(), codec.CodeTooManyRequests)
+		})
+	}
+	return replyFrame(codec.CodeTooManyRequests, resp, nil)
+}
+
+// runnable reports whether st's next entry may run now: chats pipeline
+// behind running chats; anything else waits for every earlier reply.
+func (st *ConnState) runnable() bool {
+	if st.dead || st.parked > 0 || st.proc >= len(st.q) {
+		return false
+	}
+	e := st.q[st.proc]
+	return e.ready || e.cmd == codec.CmdChat || st.proc == 0
+}
+
+// scheduleLocked puts st on its worker if it has an entry to run and is
+// not there already.
+func (r *Router) scheduleLocked(st *ConnState) {
+	if st.sched || !st.runnable() {
+		return
+	}
+	st.sched = true
+	r.workerOf(st.s.Identity().UID).push(st)
+}
+
+// runConn runs st's runnable entries, at most maxRunBatch, on a worker.
+func (r *Router) runConn(c *Context, st *ConnState) {
+	for i := 0; ; i++ {
+		st.mu.Lock()
+		if i == maxRunBatch && st.runnable() {
+			// Let the other connections of this worker have a turn.
+			r.workerOf(st.s.Identity().UID).push(st)
+			st.mu.Unlock()
+			return
+		}
+		if !st.runnable() {
+			st.sched = false
+			st.mu.Unlock()
+			return
+		}
+		e := st.q[st.proc]
+		st.proc++
+		if e.ready {
+			st.mu.Unlock()
+			continue
+		}
+		payload := e.payload
+		e.payload = nil
+		st.bytes -= len(payload)
+		st.mu.Unlock()
+		r.queued.Add(-int64(len(payload)))
+		r.run(c, st, e, payload)
+	}
+}
+
+// run executes one queued request on a worker. c is the worker's own
+// Context, reused from request to request; the reply frames are a fresh
+// slice because the connection takes ownership of them.
+func (r *Router) run(c *Context, st *ConnState, e *entry, payload []byte) {
+	*c = Context{scratch: c.scratch[:0], dec: c.dec, st: st, e: e}
+	if err := c.dec.Decode(payload); err != nil {
+		// Handle decoded it already; the copy cannot differ.
+		r.log.Error("queued packet undecodable", slog.Any("err", err))
+		c.out = append(c.out, unknownFrame...)
+		r.fill(st, e, c)
+		return
+	}
+	ent := &r.table[e.cmd]
+	c.Session, c.Req = st.s, &c.dec.Req
+	err := ent.handle(r, c)
+	if err == errLater {
+		return // the handler's completion fills e
+	}
+	r.finish(c, ent, err)
+	r.fill(st, e, c)
+}
+
+// fill makes c's reply e's and lets it leave in its turn.
+func (r *Router) fill(st *ConnState, e *entry, c *Context) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(c.out) > 0 {
+		e.out = c.out
+	}
+	e.trk = c.trk
+	e.closeCode, e.closeReason, e.closeAll = c.closeCode, c.closeReason, c.closeAll
+	e.ready = true
+	r.emitLocked(st)
+}
+
+// reply fills a pending entry from a completion (the storage committer):
+// out becomes its reply.
+func (r *Router) reply(st *ConnState, e *entry, out []byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	e.out, e.ready = out, true
+	r.emitLocked(st)
+}
+
+// emitLocked sends the ready replies at the head of st's queue, in order,
+// then schedules the next runnable entry. Send and Close never block.
+func (r *Router) emitLocked(st *ConnState) {
+	for len(st.q) > 0 && st.q[0].ready {
+		e := st.q[0]
+		st.q[0] = nil
+		st.q = st.q[1:]
+		if st.proc > 0 {
+			st.proc--
+		}
+		if !st.dead {
+			r.emit(st.s, e)
+		} else if e.trk != nil {
+			e.trk.Release()
+		}
+		e.recycle()
+	}
+	if len(st.q) == 0 {
+		st.q = st.q[:0:0] // an idle connection keeps no array
+		st.proc = 0
+	}
+	r.scheduleLocked(st)
+}
+
+func (r *Router) emit(s Session, e *entry) {
+	if len(e.out) > 0 {
+		if e.trk != nil {
+			s.SendTracked(e.out, e.trk)
+			e.trk.Release()
+		} else {
+			s.Send(e.out)
+		}
+	} else if e.trk != nil {
+		e.trk.Release()
+	}
+	switch {
+	case e.closeAll:
+		r.hub.Disconnect(s.Identity().UID, e.closeCode, e.closeReason)
+	case e.closeCode != 0:
+		s.Close(e.closeCode, e.closeReason)
+	}
+}
+
+// park holds st's queue until unpark: nothing more runs meanwhile.
+func (st *ConnState) park() {
+	st.mu.Lock()
+	st.parked++
+	st.mu.Unlock()
+}
+
+// unpark ends a park and runs what waited.
+func (r *Router) unpark(st *ConnState) {
+	st.mu.Lock()
+	st.parked--
+	r.scheduleLocked(st)
+	st.mu.Unlock()
+}
+
+// Gone tells the router that s's connection ended: what it queued and has
+// not run is dropped. engine calls it once, when the connection closes.
+func (r *Router) Gone(s Session) {
+	st := s.State()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.dead = true
+	var freed int64
+	for _, e := range st.q[st.proc:] {
+		freed += int64(len(e.payload))
+		e.payload = nil
+		e.ready = true
+	}
+	st.proc = len(st.q)
+	st.bytes = 0
+	r.queued.Add(-freed)
+	r.emitLocked(st)
+}
+
+// Busy reports whether s has requests not yet answered (engine drains
+// them before a shutdown closes the connection).
+func (r *Router) Busy(s Session) bool { return !s.State().idle() }
 
 // Login authenticates token for a connection that has just upgraded. It
 // queues the lookup and returns at once; done runs on a worker with the
@@ -76,5 +431,17 @@ func (r *Router) Login(token string, done func(LoginResult)) bool {
 	for i := 0; i < len(token); i++ {
 		key = key*31 + uint64(token[i])
 	}
-	return r.submit(key, task{login: done, token: token})
+	w := r.workerOf(key)
+	w.mu.Lock()
+	if w.closed || len(w.logins) >= maxLoginQueue {
+		w.mu.Unlock()
+		return false
+	}
+	w.logins = append(w.logins, task{login: done, token: token})
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -14,13 +15,30 @@ import (
 // all of them: group commit) and then reports to each operation. Running
 // every read-modify-write on one goroutine makes sequence numbers gap-free
 // and counters exact without locks, and commit order is submit order.
+//
+// A batch is atomic per operation: an operation whose apply fails after it
+// wrote something is taken out and the batch is rebuilt from the others
+// (tx.rebuild), so the failed one leaves nothing behind.
+//
+// Besides operations, the committer applies deferred work that nobody
+// waits for (lazy.go): the removal of queue entries whose push was written
+// and the settling of group pushes. It rides along with the next batch, or
+// commits on its own without a sync when there is nothing else to do.
 
 // ErrOverloaded is returned by submissions when the commit queue is full.
 var ErrOverloaded = errors.New("storage: commit queue full")
 
 const (
-	// commitQueue bounds operations waiting for the committer.
-	commitQueue = 16384
+	// commitQueueBytes bounds the bytes of operations waiting for the
+	// committer (a message costs its content and extras plus
+	// opOverhead). Past it, submit waits for room: its callers are
+	// workers, whose own queues then fill and answer 10028.
+	commitQueueBytes = 64 << 20
+	// commitQueueOps bounds the number of waiting operations, for the
+	// many small ones.
+	commitQueueOps = 1 << 16
+	// opOverhead is what an operation costs the queue beyond its payload.
+	opOverhead = 256
 	// maxGroup bounds one batch, so a burst cannot delay its first acks
 	// behind an unbounded write.
 	maxGroup = 4096
@@ -33,17 +51,22 @@ type tx struct {
 	// Scratch for keys and records: the batch copies what it is given, so
 	// the hot path builds them here instead of allocating.
 	key, val []byte
+	// touched counts the writes of the batch and of the committer's
+	// caches: an apply that failed with it unchanged left no trace.
+	touched int
 }
 
 func (t *tx) get(key []byte) ([]byte, error) { return getCopy(t.b, key) }
 
-func (t *tx) set(key, value []byte) { _ = t.b.Set(key, value, nil) }
-func (t *tx) del(key []byte)        { _ = t.b.Delete(key, nil) }
+func (t *tx) set(key, value []byte) { _ = t.b.Set(key, value, nil); t.touched++ }
+func (t *tx) del(key []byte)        { _ = t.b.Delete(key, nil); t.touched++ }
 
 // operation is one submitted operation. apply runs on the committer
-// goroutine and must read before it writes: an apply that fails must leave
-// the batch as it found it. done runs on the committer goroutine after the
-// commit, with apply's error or the commit's; it must not block.
+// goroutine; it may run more than once (a batch rebuilt after another
+// operation failed), so it must compute everything from the state it
+// reads. An apply that fails leaves nothing in the batch: the committer
+// rebuilds the batch without it. done runs on the committer goroutine after
+// the commit, with apply's error or the commit's; it must not block.
 //
 // Hot operations (AppendPrivate) are one allocated struct implementing
 // it; the rest use op.
@@ -74,66 +97,201 @@ func (db *DB) CommitStats() CommitStats {
 	return CommitStats{Ops: db.cstats.ops.Load(), Batches: db.cstats.batches.Load()}
 }
 
-// submit queues o for the committer. It blocks while the queue is full
-// (callers are workers, never event loops) and fails once the DB closes.
-func (db *DB) submit(o operation) error {
-	db.commitMu.RLock()
-	defer db.commitMu.RUnlock()
-	if db.closed.Load() {
+// queued is one waiting operation and what it costs the queue.
+type queued struct {
+	o    operation
+	cost int
+}
+
+// commitQueue is what waits for the committer: operations (bounded in
+// bytes and count) and deferred work (bounded by what can be in flight).
+type commitQueue struct {
+	mu      sync.Mutex
+	work    sync.Cond // the committer waits here for something to do
+	room    sync.Cond // submitters wait here for room
+	ops     []queued
+	bytes   int
+	waiting int  // submitters blocked on room
+	idle    bool // the committer waits on work
+	closed  bool
+	lazy    lazyWork
+}
+
+func (q *commitQueue) init() {
+	q.work.L = &q.mu
+	q.room.L = &q.mu
+}
+
+// submit queues o for the committer, cost bytes against the queue's bound.
+// It waits while the queue is full (callers are workers and HTTP handlers,
+// never event loops) and fails once the DB closes.
+func (db *DB) submit(o operation, cost int) error {
+	q := &db.cq
+	q.mu.Lock()
+	for !q.closed && len(q.ops) > 0 && (q.bytes+cost > commitQueueBytes || len(q.ops) >= commitQueueOps) {
+		q.waiting++
+		q.room.Wait()
+		q.waiting--
+	}
+	return db.enqueueLocked(o, cost)
+}
+
+// submitNoWait is submit for callers that must not block (an event loop
+// reporting a written reply): it never waits for room. Its operations are
+// small and few (one per connection at a time), so they are not bounded
+// here.
+func (db *DB) submitNoWait(o operation) error {
+	db.cq.mu.Lock()
+	return db.enqueueLocked(o, 0)
+}
+
+// enqueueLocked appends o with the queue locked, and unlocks it.
+func (db *DB) enqueueLocked(o operation, cost int) error {
+	q := &db.cq
+	if q.closed {
+		q.mu.Unlock()
 		return ErrClosed
 	}
-	db.commitCh <- o
+	q.ops = append(q.ops, queued{o, cost})
+	q.bytes += cost
+	wake := q.idle
+	q.idle = false
+	q.mu.Unlock()
+	if wake {
+		q.work.Signal()
+	}
 	return nil
+}
+
+// next waits for work and takes up to maxGroup operations and all deferred
+// work into the committer's slices. ok is false once the DB is closed and
+// everything was taken.
+func (db *DB) next(ops []queued, lz *lazyWork) (_ []queued, ok bool) {
+	q := &db.cq
+	q.mu.Lock()
+	for len(q.ops) == 0 && q.lazy.empty() && !q.closed {
+		q.idle = true
+		q.work.Wait()
+	}
+	if len(q.ops) == 0 && q.lazy.empty() {
+		q.mu.Unlock()
+		return ops, false
+	}
+	n := min(len(q.ops), maxGroup)
+	ops = append(ops, q.ops[:n]...)
+	for i := range n {
+		q.bytes -= q.ops[i].cost
+	}
+	rest := copy(q.ops, q.ops[n:])
+	clear(q.ops[rest:])
+	q.ops = q.ops[:rest]
+	if cap(q.ops) > 4*maxGroup && rest < maxGroup {
+		q.ops = append(make([]queued, 0, maxGroup), q.ops...)
+	}
+	q.lazy.moveTo(lz)
+	wake := q.waiting > 0
+	q.mu.Unlock()
+	if wake {
+		q.room.Broadcast()
+	}
+	return ops, true
 }
 
 func (db *DB) commitLoop() {
 	defer close(db.commitDone)
-	ops := make([]operation, 0, 64)
+	var ops []queued
+	var lz lazyWork
 	t := &tx{db: db, key: make([]byte, 0, 128), val: make([]byte, 0, 1024)}
 	errs := make([]error, 0, 64)
-	for first := range db.commitCh {
-		ops = append(ops[:0], first)
-	gather:
-		for len(ops) < maxGroup {
-			select {
-			case o, ok := <-db.commitCh:
-				if !ok {
-					break gather
-				}
-				ops = append(ops, o)
-			default:
-				break gather
-			}
+	failed := make([]bool, 0, 64)
+	for {
+		var ok bool
+		if ops, ok = db.next(ops[:0], &lz); !ok {
+			return
 		}
 		db.trimCaches()
-		t.b = db.pdb.NewIndexedBatch()
-		errs = errs[:0]
-		for _, o := range ops {
-			errs = append(errs, o.apply(t))
+		errs, failed = errs[:0], failed[:0]
+		for range ops {
+			errs = append(errs, nil)
+			failed = append(failed, false)
 		}
-		t.seal()
-		// Sync: an acknowledged message must survive a crash (PROTOCOL §4.2).
-		err := t.b.Commit(pebble.Sync)
+		t.build(ops, &lz, errs, failed)
+		// Sync: an acknowledged message must survive a crash (PROTOCOL
+		// §4.2). Deferred work alone is not acknowledged to anyone: if it
+		// is lost in a crash, a queue entry is delivered twice, never lost.
+		opt := pebble.Sync
+		if len(ops) == 0 {
+			opt = pebble.NoSync
+		}
+		err := t.b.Commit(opt)
 		_ = t.b.Close()
+		t.b = nil
 		if err != nil {
 			db.log.Error("commit failed", "ops", len(ops), "err", err)
-			// The caches may be ahead of disk now: start them afresh.
-			clear(db.convs)
-			clear(db.contacts)
-			clear(db.counts)
-		} else {
+			db.resetCaches()
+		} else if len(ops) > 0 {
 			db.cstats.ops.Add(uint64(len(ops)))
 			db.cstats.batches.Add(1)
 		}
-		for i, o := range ops {
+		lz.reset()
+		for i, q := range ops {
 			e := errs[i]
 			if e == nil {
 				e = err
 			}
-			o.done(e)
-			ops[i] = nil
+			q.o.done(e)
+			ops[i] = queued{}
 		}
 	}
+}
+
+// build applies ops and the deferred work lz to a new batch. An operation
+// whose apply fails is marked in failed with its error in errs; if it had
+// written anything, the batch and the caches are thrown away and built
+// again without it, so a failed operation leaves no partial writes.
+func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
+	db := t.db
+	lastGroup := db.lastGroup
+	for {
+		t.b = db.pdb.NewIndexedBatch()
+		t.touched = 0
+		clean := true
+		for i, q := range ops {
+			if failed[i] {
+				continue
+			}
+			before := t.touched
+			err := q.o.apply(t)
+			errs[i] = err
+			if err == nil {
+				continue
+			}
+			failed[i] = true
+			if t.touched != before {
+				clean = false
+				break
+			}
+		}
+		if clean {
+			t.applyLazy(lz)
+			t.seal()
+			return
+		}
+		// Start over without the failed operation.
+		_ = t.b.Close()
+		db.resetCaches()
+		db.lastGroup = lastGroup
+	}
+}
+
+// resetCaches forgets the committer's caches: after a failed commit or a
+// discarded batch they may be ahead of disk. They reload on demand.
+func (db *DB) resetCaches() {
+	clear(db.convs)
+	clear(db.contacts)
+	clear(db.counts)
+	clear(db.dirty)
+	clear(db.dirtyCounts)
 }
 
 // trimCaches bounds the committer's caches. It runs between batches only:

@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -73,13 +74,9 @@ func decodeCounts(v []byte) (ContactCounts, error) {
 }
 
 // putContact writes owner's record of c.Peer, given what it was before
-// (found=false: not a contact yet), and keeps r| and n| in step. The reads
-// it does come first; it only writes after them.
-func (t *tx) putContact(owner uint64, old Contact, found bool, c Contact) error {
-	n, err := t.counts(owner)
-	if err != nil {
-		return err
-	}
+// (found=false: not a contact yet) and owner's counts n as read in this
+// batch, and keeps r| and n| in step. It only writes: callers read first.
+func (t *tx) putContact(owner uint64, n ContactCounts, old Contact, found bool, c Contact) {
 	before := n
 	if !found {
 		n.Contacts++
@@ -97,7 +94,7 @@ func (t *tx) putContact(owner uint64, old Contact, found bool, c Contact) error 
 		t.db.dirtyCounts[owner] = struct{}{}
 	}
 	t.db.counts[owner] = n
-	return nil
+	t.touched++
 }
 
 // seal writes every contact record and counter the batch changed, once
@@ -128,12 +125,16 @@ func (t *tx) seal() {
 // (PROTOCOL §1.2, §1.3). When visitor is set, it also records partner as
 // the visitor's last partner. done runs on the committer after the commit.
 func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(error)) error {
+	if a == b {
+		return errors.New("storage: a user is not their own contact")
+	}
 	return db.submit(op{
 		applyFn: func(t *tx) error {
 			type side struct {
 				owner uint64
 				c     Contact
 				found bool
+				n     ContactCounts
 			}
 			var sides [2]side
 			for i, p := range [2][2]uint64{{a, b}, {b, a}} {
@@ -141,14 +142,16 @@ func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(e
 				if err != nil {
 					return err
 				}
-				sides[i] = side{p[0], c, found}
+				n, err := t.counts(p[0])
+				if err != nil {
+					return err
+				}
+				sides[i] = side{p[0], c, found, n}
 			}
 			for _, s := range sides {
 				c := s.c
 				c.LastContact = max(c.LastContact, now)
-				if err := t.putContact(s.owner, s.c, s.found, c); err != nil {
-					return err
-				}
+				t.putContact(s.owner, s.n, s.c, s.found, c)
 			}
 			if visitor != 0 {
 				t.set(keyPartner(visitor), binary.BigEndian.AppendUint64(nil, partner))
@@ -156,24 +159,82 @@ func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(e
 			return nil
 		},
 		doneFn: done,
-	})
+	}, opOverhead)
 }
 
-// MarkRead sets owner's unread count for peer to zero (PROTOCOL §1.3 op 1
-// with isConcurrent, op 2). done runs on the committer after the commit.
+// MarkRead marks the whole conversation of owner with peer read (PROTOCOL
+// §1.3 op 1 with isConcurrent, op 2): unread zero, the read seq at the
+// conversation's last. done runs on the committer after the commit.
 func (db *DB) MarkRead(owner, peer uint64, done func(error)) error {
 	return db.submit(op{
-		applyFn: func(t *tx) error {
-			c, found, err := t.contact(owner, peer)
-			if err != nil || !found || c.Unread == 0 {
-				return err
-			}
-			c.Unread = 0
-			t.writeContact(owner, &c)
-			return nil
-		},
-		doneFn: done,
-	})
+		applyFn: func(t *tx) error { return t.markRead(owner, peer, math.MaxUint64) },
+		doneFn:  done,
+	}, opOverhead)
+}
+
+// markRead marks owner's conversation with peer read up to seq upTo
+// (MaxUint64: all of it). Unread messages are always the newest ones from
+// peer, recalled ones aside (a read marks a prefix read, and a new message
+// is the newest), so the unread left are those from peer after upTo,
+// counted from the conversation's end back to upTo and at most the unread
+// count before: the cost is bounded by what stays unread. The read seq
+// never decreases.
+func (t *tx) markRead(owner, peer uint64, upTo uint64) error {
+	c, found, err := t.contact(owner, peer)
+	if err != nil || !found {
+		return err
+	}
+	conv := privateConv(owner, peer)
+	st, err := t.conv(conv)
+	if err != nil {
+		return err
+	}
+	n := c
+	if upTo >= st.seq {
+		n.Unread, n.ReadSeq = 0, max(c.ReadSeq, st.seq)
+	} else {
+		if upTo <= c.ReadSeq && c.ReadSeq != 0 {
+			return nil // read that far already
+		}
+		left, err := t.countFrom(conv, peer, upTo, st.seq, c.Unread, 0)
+		if err != nil {
+			return err
+		}
+		n.Unread, n.ReadSeq = left, max(c.ReadSeq, upTo)
+	}
+	if n != c {
+		t.writeContact(owner, &n)
+	}
+	return nil
+}
+
+// countFrom counts the messages of conv from sender with seq in (lo, hi],
+// recalled ones and seq skip aside, scanning from hi down and stopping at
+// limit.
+func (t *tx) countFrom(conv convKey, sender, lo, hi, limit, skip uint64) (uint64, error) {
+	if limit == 0 || hi <= lo {
+		return 0, nil
+	}
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, lo+1), UpperBound: keyHistory(conv, hi+1)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var n uint64
+	for ok := it.Last(); ok && n < limit; ok = it.Prev() {
+		k := it.Key()
+		if binary.BigEndian.Uint64(k[len(k)-8:]) == skip {
+			continue
+		}
+		from, recalled, err := messageSender(it.Value())
+		if err != nil {
+			return 0, err
+		}
+		if from == sender && !recalled {
+			n++
+		}
+	}
+	return n, it.Error()
 }
 
 // Counts returns owner's contact totals.

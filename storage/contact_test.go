@@ -71,7 +71,7 @@ func holdCommitter(t *testing.T, db *DB) (release func()) {
 	if err := db.submit(op{
 		applyFn: func(*tx) error { close(held); <-gate; return nil },
 		doneFn:  func(error) {},
-	}); err != nil {
+	}, 0); err != nil {
 		t.Fatal(err)
 	}
 	<-held
@@ -151,7 +151,7 @@ func TestSection1_3_ContactCountersWithinOneBatch(t *testing.T) {
 	for peer, want := range map[uint64]Contact{
 		1: {Peer: 1, Unread: 4, Pending: true, LastContact: 3001},
 		2: {Peer: 2, Unread: 4, LastContact: 4000},
-		3: {Peer: 3, Pending: true, LastContact: 3003},
+		3: {Peer: 3, Pending: true, LastContact: 3003, ReadSeq: 4},
 		6: {Peer: 6, LastContact: 4200},
 	} {
 		if c, err := db.Contact(agent, peer); err != nil || c != want {

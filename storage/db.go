@@ -58,8 +58,7 @@ type DB struct {
 	closed  atomic.Bool
 
 	// Committer (commit.go). convs is owned by the committer goroutine.
-	commitMu   sync.RWMutex // held for reading by submit, for writing by Close
-	commitCh   chan operation
+	cq         commitQueue
 	commitDone chan struct{}
 	cstats     commitCounters
 	convs      map[convKey]convState
@@ -115,7 +114,15 @@ func Open(dir string, opts Options) (*DB, error) {
 		_ = pdb.Close()
 		return nil, err
 	}
-	db.commitCh = make(chan operation, commitQueue)
+	if err := db.migrate(); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	if err := db.recoverPending(); err != nil {
+		_ = pdb.Close()
+		return nil, fmt.Errorf("storage: settle pending group deliveries: %w", err)
+	}
+	db.cq.init()
 	db.commitDone = make(chan struct{})
 	db.convs = make(map[convKey]convState)
 	db.contacts = make(map[[16]byte]cachedContact)
@@ -128,13 +135,16 @@ func Open(dir string, opts Options) (*DB, error) {
 
 // Close flushes and closes the store. Calls after the first return nil.
 func (db *DB) Close() error {
-	db.commitMu.Lock()
+	q := &db.cq
+	q.mu.Lock()
 	if !db.closed.CompareAndSwap(false, true) {
-		db.commitMu.Unlock()
+		q.mu.Unlock()
 		return nil
 	}
-	close(db.commitCh) // the committer finishes what is queued, then exits
-	db.commitMu.Unlock()
+	q.closed = true // the committer finishes what is queued, then exits
+	q.mu.Unlock()
+	q.work.Broadcast()
+	q.room.Broadcast()
 	<-db.commitDone
 	// A clean close flushes the memtable so that the next Open replays no WAL.
 	if err := db.pdb.Flush(); err != nil {

@@ -89,9 +89,10 @@ func (db *DB) GroupByID(id string) (uint64, error) {
 // Joining twice is a no-op that succeeds. done runs on the committer.
 func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done func(gid uint64, result int, err error)) error {
 	var gid uint64
-	result := JoinOK
+	var result int
 	return db.submit(op{
 		applyFn: func(t *tx) error {
+			gid, result = 0, JoinOK
 			v, err := t.get(append([]byte(prefixGroupID), groupID...))
 			var members uint64
 			switch {
@@ -131,7 +132,7 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 			}
 			done(gid, result, err)
 		},
-	})
+	}, opOverhead)
 }
 
 // Leave removes uid from group gid; leaving a group one is not in is a
@@ -155,6 +156,7 @@ func (db *DB) Leave(gid, uid uint64, done func(error)) error {
 			t.set(keyGroupMeta(gid), append(binary.AppendUvarint(nil, members-1), meta[w:]...))
 			t.del(key2(prefixMember, gid, uid))
 			t.del(key2(prefixUserGroup, uid, gid))
+			t.touched++
 			return t.b.DeleteRange(key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1), nil)
 		},
 		doneFn: func(err error) {
@@ -163,7 +165,7 @@ func (db *DB) Leave(gid, uid uint64, done func(error)) error {
 			}
 			done(err)
 		},
-	})
+	}, opOverhead)
 }
 
 // IsMember reports whether uid is a member of gid.
@@ -210,13 +212,17 @@ func scanSecond(r reader, prefix string, a uint64) ([]uint64, error) {
 	return out, it.Error()
 }
 
-// AppendGroup stores a group message durably: history, time index,
-// idempotency record and the group offline queue of every uid in offline.
-// m.Group must be set and m.To zero. done runs on the committer.
-func (db *DB) AppendGroup(m Message, offline []uint64, opts AppendOptions, done func(AppendResult)) error {
+// AppendGroup stores a group message durably: history, idempotency record,
+// the group queue entry of every uid in offline, and a pending record of
+// the members in online (lazy.go), whose pushes GroupSettled reports on.
+// m.Group must be set and m.To zero; online and offline are in ascending
+// uid order and do not overlap.
+// done runs on the committer.
+func (db *DB) AppendGroup(m Message, online, offline []uint64, opts AppendOptions, done func(AppendResult)) error {
 	var res AppendResult
 	return db.submit(op{
 		applyFn: func(t *tx) error {
+			res = AppendResult{}
 			conv := groupConv(m.Group)
 			if opts.ClientID {
 				if dup, ok, err := t.duplicate(m.From, m.ID); err != nil || ok {
@@ -228,87 +234,26 @@ func (db *DB) AppendGroup(m Message, offline []uint64, opts AppendOptions, done 
 			if err != nil {
 				return err
 			}
+			msg := m
 			// A group ack is always 10000: the idempotency record says "online".
-			t.appendCore(conv, st, &m, false)
+			t.appendCore(conv, st, &msg, false)
 			for _, uid := range offline {
-				t.set(keyGroupQueue(uid, m.Group, m.Seq), nil)
+				t.set(keyGroupQueue(uid, msg.Group, msg.Seq), nil)
 			}
-			res = AppendResult{Msg: m}
+			if len(online) > 0 {
+				t.set(keyPending(msg.Group, msg.Seq), encodeUIDs(nil, online))
+			}
+			res = AppendResult{Msg: msg}
 			return nil
 		},
 		doneFn: func(err error) {
 			res.Err = err
 			done(res)
 		},
-	})
+	}, messageCost(&m)+8*(len(online)+len(offline)))
 }
 
 // GroupHistory is History for a group conversation.
-func (db *DB) GroupHistory(gid uint64, q HistoryQuery) ([]Message, error) {
+func (db *DB) GroupHistory(gid uint64, q HistoryQuery) ([]Message, bool, error) {
 	return db.history(groupConv(gid), q)
-}
-
-// GroupOffline returns up to limit queued group messages of uid: of gid,
-// or of every group when gid is 0, grouped by group (Peer holds the gid).
-func (db *DB) GroupOffline(uid, gid uint64, limit int) ([]OfflinePage, error) {
-	return groupOfflineRead(db.pdb, uid, gid, limit)
-}
-
-func groupOfflineRead(r reader, uid, gid uint64, limit int) ([]OfflinePage, error) {
-	lower, upper := key2(prefixGroupQueue, uid, 0)[:2+8], key2(prefixGroupQueue, uid+1, 0)[:2+8]
-	if gid != 0 {
-		lower, upper = key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1)
-	}
-	return queueRead(r, lower, upper, limit, groupConv)
-}
-
-// TakeGroupOffline is GroupOffline that also removes what it returns, in
-// one durable batch. done runs on the committer.
-func (db *DB) TakeGroupOffline(uid, gid uint64, limit int, done func([]OfflinePage, error)) error {
-	var pages []OfflinePage
-	return db.submit(op{
-		applyFn: func(t *tx) error {
-			var err error
-			if pages, err = groupOfflineRead(t.b, uid, gid, limit); err != nil {
-				return err
-			}
-			for _, pg := range pages {
-				for _, m := range pg.Msgs {
-					t.del(keyGroupQueue(uid, pg.Peer, m.Seq))
-				}
-			}
-			return nil
-		},
-		doneFn: func(err error) { done(pages, err) },
-	})
-}
-
-// TakeAllOffline takes every queued message of uid, private and group, up
-// to limit in all, and marks the private conversations read, in one
-// durable batch (PROTOCOL §4.4 type 0 without ids). done runs on the
-// committer.
-func (db *DB) TakeAllOffline(uid uint64, limit int, done func(friends, groups []OfflinePage, err error)) error {
-	var friends, groups []OfflinePage
-	return db.submit(op{
-		applyFn: func(t *tx) error {
-			var err error
-			if friends, err = t.takePrivate(uid, 0, limit); err != nil {
-				return err
-			}
-			n := 0
-			for _, pg := range friends {
-				n += len(pg.Msgs)
-			}
-			if groups, err = groupOfflineRead(t.b, uid, 0, limit-n); err != nil {
-				return err
-			}
-			for _, pg := range groups {
-				for _, m := range pg.Msgs {
-					t.del(keyGroupQueue(uid, pg.Peer, m.Seq))
-				}
-			}
-			return nil
-		},
-		doneFn: func(err error) { done(friends, groups, err) },
-	})
 }

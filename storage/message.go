@@ -146,6 +146,19 @@ func messageTime(b []byte) (int64, error) {
 	return int64(binary.BigEndian.Uint64(b[3+w:])), nil
 }
 
+// messageSender reads only the sender and the recalled flag of a message
+// record.
+func messageSender(b []byte) (from uint64, recalled bool, err error) {
+	if len(b) < 3 || b[0] != messageRecordV1 {
+		return 0, false, errCorrupt
+	}
+	_, w := binary.Uvarint(b[3:])
+	if w <= 0 || len(b) < 3+w+24 {
+		return 0, false, errCorrupt
+	}
+	return binary.BigEndian.Uint64(b[3+w+16:]), b[2]&flagRecalled != 0, nil
+}
+
 func decodeMessage(b []byte) (Message, error) {
 	var m Message
 	if len(b) < 3 || b[0] != messageRecordV1 {
@@ -187,27 +200,37 @@ func decodeMessage(b []byte) (Message, error) {
 // Contact is one entry of owner's contact list (PROTOCOL §4.3).
 type Contact struct {
 	Peer        uint64
-	Unread      uint64 // messages from Peer not yet read by the owner
+	Unread      uint64 // messages from Peer not yet read by the owner, recalled ones aside
 	Pending     bool   // the last message came from Peer: the owner owes a reply
 	LastContact int64  // ms of the last message or assignment
+	// ReadSeq is the seq up to which the owner read the conversation
+	// (never decreases); 0 in records written before it was kept.
+	ReadSeq uint64
 }
 
-const contactRecordV1 = 1
+// Contact record versions: v1 has no read seq.
+const (
+	contactRecordV1 = 1
+	contactRecordV2 = 2
+)
 
+// encodeContact: version(1) flags(1) lastContact(8) unread(uvarint)
+// readSeq(uvarint).
 func encodeContact(c *Contact) []byte {
-	b := make([]byte, 0, 20)
-	b = append(b, contactRecordV1)
+	b := make([]byte, 0, 24)
+	b = append(b, contactRecordV2)
 	var flags byte
 	if c.Pending {
 		flags |= 1
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.LastContact))
-	return binary.AppendUvarint(b, c.Unread)
+	b = binary.AppendUvarint(b, c.Unread)
+	return binary.AppendUvarint(b, c.ReadSeq)
 }
 
 func decodeContact(peer uint64, b []byte) (Contact, error) {
-	if len(b) < 10 || b[0] != contactRecordV1 {
+	if len(b) < 10 || (b[0] != contactRecordV1 && b[0] != contactRecordV2) {
 		return Contact{}, errCorrupt
 	}
 	c := Contact{Peer: peer, Pending: b[1]&1 != 0, LastContact: int64(binary.BigEndian.Uint64(b[2:]))}
@@ -216,6 +239,13 @@ func decodeContact(peer uint64, b []byte) (Contact, error) {
 		return Contact{}, errCorrupt
 	}
 	c.Unread = n
+	if b[0] == contactRecordV2 {
+		r, w2 := binary.Uvarint(b[10+w:])
+		if w2 <= 0 {
+			return Contact{}, errCorrupt
+		}
+		c.ReadSeq = r
+	}
 	return c, nil
 }
 
@@ -255,6 +285,7 @@ func (t *tx) writeContact(owner uint64, c *Contact) {
 		t.db.dirty[k] = dirtyContact{last: prev.c.LastContact, found: prev.found}
 	}
 	t.db.contacts[k] = cachedContact{*c, true}
+	t.touched++
 }
 
 // dirtyContact is what a contact changed by the current batch was on disk
@@ -346,11 +377,13 @@ func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
 }
 
 // cacheConv records a conversation's new tail.
-func (t *tx) cacheConv(c convKey, st convState) { t.db.convs[c] = st }
+func (t *tx) cacheConv(c convKey, st convState) { t.db.convs[c] = st; t.touched++ }
 
 // AppendOptions qualifies one append.
 type AppendOptions struct {
-	// Offline: the receiver had no live connection; queue the message.
+	// Offline: the receiver had no live connection (the ack said 10001).
+	// The message is queued either way (lazy.go); this is remembered
+	// for the ack of a resent duplicate.
 	Offline bool
 	// ClientID: the sender chose m.ID, so it may be a resend. A server-made
 	// ID is new by construction and skips the idempotency lookup.
@@ -368,9 +401,10 @@ type AppendResult struct {
 	Err       error
 }
 
-// AppendPrivate stores a private message durably: history, time index,
-// idempotency record, the receiver's offline queue when offline is set,
-// and both contact records. It returns at once; done runs on the
+// AppendPrivate stores a private message durably: history, idempotency
+// record, the receiver's offline queue entry (removed by Delivered once a
+// push is written) and both contact records; a message to oneself gets no
+// queue entry and no contact. It returns at once; done runs on the
 // committer goroutine after the WAL is synced and must not block.
 // m.CreateTime is raised if needed so times never go back within a
 // conversation. A message whose (From, ID) was stored before is not stored
@@ -393,7 +427,7 @@ func (f AppendedFunc) Appended(r AppendResult) { f(r) }
 func (db *DB) AppendPrivateTo(m Message, opts AppendOptions, done Appended) error {
 	o := appendOpPool.Get().(*appendPrivateOp)
 	*o = appendPrivateOp{m: m, opts: opts, cb: done}
-	if err := db.submit(o); err != nil {
+	if err := db.submit(o, messageCost(&m)); err != nil {
 		appendOpPool.Put(o)
 		return err
 	}
@@ -423,6 +457,9 @@ func (o *appendPrivateOp) done(err error) {
 	appendOpPool.Put(o)
 }
 
+// messageCost is what a message costs the commit queue, in bytes.
+func messageCost(m *Message) int { return opOverhead + len(m.Content) + len(m.Extras) }
+
 func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) {
 	conv := privateConv(m.From, m.To)
 	if opts.ClientID {
@@ -434,6 +471,12 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	if err != nil {
 		return AppendResult{}, err
 	}
+	if m.To == m.From {
+		// A note to oneself: stored and shown on one's other
+		// terminals, but nobody's contact, unread or queue.
+		t.appendCore(conv, st, &m, false)
+		return AppendResult{Msg: m}, nil
+	}
 	toC, toFound, err := t.contact(m.To, m.From)
 	if err != nil {
 		return AppendResult{}, err
@@ -442,27 +485,29 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	if err != nil {
 		return AppendResult{}, err
 	}
-	// All reads done; from here on only writes.
+	toN, err := t.counts(m.To)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	fromN, err := t.counts(m.From)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	// All reads done; from here on only writes, which cannot fail.
 	t.appendCore(conv, st, &m, opts.Offline)
-	if opts.Offline {
-		t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)
-		t.set(t.key, nil)
-	}
-	if m.To != m.From {
-		newTo := toC
-		newTo.Unread++
-		newTo.Pending = true
-		newTo.LastContact = m.CreateTime
-		if err := t.putContact(m.To, toC, toFound, newTo); err != nil {
-			return AppendResult{}, err
-		}
-	}
+	// Queued whether the receiver is online or not: a push only removes
+	// it once written (Delivered), so no crash can lose an acked message.
+	t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)
+	t.set(t.key, nil)
+	newTo := toC
+	newTo.Unread++
+	newTo.Pending = true
+	newTo.LastContact = m.CreateTime
+	t.putContact(m.To, toN, toC, toFound, newTo)
 	newFrom := fromC
 	newFrom.Pending = false
 	newFrom.LastContact = m.CreateTime
-	if err := t.putContact(m.From, fromC, fromFound, newFrom); err != nil {
-		return AppendResult{}, err
-	}
+	t.putContact(m.From, fromN, fromC, fromFound, newFrom)
 	if opts.Visitor != 0 {
 		partner := m.To
 		if opts.Visitor == m.To {

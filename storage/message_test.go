@@ -36,18 +36,71 @@ func appendOpts(t testing.TB, db *DB, m Message, opts AppendOptions) AppendResul
 	return AppendResult{}
 }
 
-func takeSync(t testing.TB, db *DB, uid, peer uint64) []OfflinePage {
+// offline reads uid's private queues (peer 0: all of them), dropping the
+// empty page of a one-peer query.
+func offline(t testing.TB, db *DB, uid, peer uint64) []OfflinePage {
 	t.Helper()
-	ch := make(chan []OfflinePage, 1)
-	if err := db.TakeOffline(uid, peer, 500, func(p []OfflinePage, err error) {
-		if err != nil {
-			t.Error(err)
-		}
-		ch <- p
-	}); err != nil {
+	res, err := db.ReadOffline(uid, QueueQuery{Peer: peer, Limit: 500})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return <-ch
+	var out []OfflinePage
+	for _, pg := range res.Friends {
+		if len(pg.Msgs) > 0 {
+			out = append(out, pg)
+		}
+	}
+	return out
+}
+
+// takeSync is a type 0 pull whose reply was written: read, then remove
+// what was read and mark it read.
+func takeSync(t testing.TB, db *DB, uid, peer uint64) []OfflinePage {
+	t.Helper()
+	res, err := db.ReadOffline(uid, QueueQuery{Peer: peer, Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []Removal
+	var out []OfflinePage
+	for _, pg := range res.Friends {
+		r := Removal{Peer: pg.Peer, ReadTo: pg.LastSeq}
+		if pg.More {
+			r.ReadTo = pg.Msgs[len(pg.Msgs)-1].Seq
+		}
+		for _, m := range pg.Msgs {
+			r.Seqs = append(r.Seqs, m.Seq)
+		}
+		rs = append(rs, r)
+		if len(pg.Msgs) > 0 {
+			out = append(out, pg)
+		}
+	}
+	removeSync(t, db, uid, rs)
+	return out
+}
+
+// flushLazy waits until deferred work submitted before it is committed.
+func flushLazy(t testing.TB, db *DB) {
+	t.Helper()
+	ch := make(chan error, 1)
+	if err := db.submit(op{applyFn: func(*tx) error { return nil }, doneFn: func(err error) { ch <- err }}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func removeSync(t testing.TB, db *DB, uid uint64, rs []Removal) {
+	t.Helper()
+	ch := make(chan error, 1)
+	if err := db.RemoveOffline(uid, rs, func(err error) { ch <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
 }
 
 func seqs(ms []Message) []uint64 {
@@ -72,7 +125,7 @@ func TestSection4_3_AppendPrivate(t *testing.T) {
 			t.Fatalf("message %d: %+v", i, r)
 		}
 	}
-	h, err := db.History(b, a, HistoryQuery{Count: 100})
+	h, _, err := db.History(b, a, HistoryQuery{Count: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,16 +144,25 @@ func TestSection4_3_AppendPrivate(t *testing.T) {
 	if c, _ := db.Contact(b, a); c.Pending || c.Unread != 5 {
 		t.Fatalf("after reply %+v", c)
 	}
-	// Only the offline ones were queued; taking them empties the queue
-	// and marks the conversation read.
-	pages, err := db.Offline(b, a, 500)
-	if err != nil || len(pages) != 1 || fmt.Sprint(seqs(pages[0].Msgs)) != "[2 4]" {
-		t.Fatalf("offline %+v %v", pages, err)
+	// Every message was queued; the pushes written (the odd ones) leave
+	// the queue; taking the rest empties the queue and marks the
+	// conversation read.
+	pages := offline(t, db, b, a)
+	if len(pages) != 1 || fmt.Sprint(seqs(pages[0].Msgs)) != "[1 2 3 4 5]" {
+		t.Fatalf("offline %+v", pages)
+	}
+	for _, s := range []uint64{1, 3, 5} {
+		db.Delivered(b, a, s)
+	}
+	flushLazy(t, db)
+	pages = offline(t, db, b, a)
+	if len(pages) != 1 || fmt.Sprint(seqs(pages[0].Msgs)) != "[2 4]" {
+		t.Fatalf("offline after delivery %+v", pages)
 	}
 	if got := takeSync(t, db, b, 0); len(got) != 1 || got[0].Peer != a || fmt.Sprint(seqs(got[0].Msgs)) != "[2 4]" {
 		t.Fatalf("take %+v", got)
 	}
-	if pages, _ := db.Offline(b, 0, 500); len(pages) != 0 {
+	if pages := offline(t, db, b, 0); len(pages) != 0 {
 		t.Fatalf("queue not emptied: %+v", pages)
 	}
 	if c, _ := db.Contact(b, a); c.Unread != 0 {
@@ -117,7 +179,7 @@ func TestSection4_1_Idempotent(t *testing.T) {
 	if !again.Duplicate || again.Msg.Seq != first.Msg.Seq || again.Msg.CreateTime != first.Msg.CreateTime {
 		t.Fatalf("first %+v again %+v", first, again)
 	}
-	if h, _ := db.History(1, 2, HistoryQuery{Count: 10}); len(h) != 1 {
+	if h, _, _ := db.History(1, 2, HistoryQuery{Count: 10}); len(h) != 1 {
 		t.Fatalf("stored twice: %+v", h)
 	}
 	if c, _ := db.Contact(2, 1); c.Unread != 1 {
@@ -153,7 +215,7 @@ func TestSection4_4_HistoryPaging(t *testing.T) {
 		{"window and offset", HistoryQuery{Begin: 200, End: 900, Offset: 2, Count: 3}, "[4 5 6]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := db.History(2, 1, tc.q)
+			h, _, err := db.History(2, 1, tc.q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,7 +245,7 @@ func TestSection4_4_TimeWindowEqualTimes(t *testing.T) {
 		{1001, 0, 0, 0},
 		{0, 1000, 1, 100},
 	} {
-		h, err := db.History(1, 2, HistoryQuery{Begin: tc.begin, End: tc.end, Count: 500})
+		h, _, err := db.History(1, 2, HistoryQuery{Begin: tc.begin, End: tc.end, Count: 500})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +276,7 @@ func TestSection4_3_SurvivesReopen(t *testing.T) {
 	if r.Msg.Seq != 4 || r.Msg.CreateTime != 50 {
 		t.Fatalf("after reopen: %+v", r.Msg)
 	}
-	if pages, _ := db.Offline(6, 5, 500); len(pages) != 1 || len(pages[0].Msgs) != 3 {
+	if pages := offline(t, db, 6, 5); len(pages) != 1 || len(pages[0].Msgs) != 3 {
 		t.Fatalf("queue after reopen %+v", pages)
 	}
 }

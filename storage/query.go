@@ -20,45 +20,55 @@ type HistoryQuery struct {
 	Desc       bool   // newest first; Offset then counts from the newest
 	Offset     uint64
 	Count      int // at most this many; must be > 0
+	// MaxBytes, when positive, stops the page once the messages read
+	// weigh this much (MessageSize); the first message is always read.
+	MaxBytes int
+}
+
+// MessageSize is what a message weighs against a page's byte budget: its
+// stored text, a lower bound of its size on the wire.
+func MessageSize(m *Message) int {
+	return len(m.Content) + len(m.Extras) + len(m.FromID) + len(m.ToID) + len(m.GroupID)
 }
 
 // History returns the page of the private conversation between a and b
-// that q selects, in the order q asks for.
-func (db *DB) History(a, b uint64, q HistoryQuery) ([]Message, error) {
+// that q selects, in the order q asks for, and whether the selection holds
+// more messages after the page.
+func (db *DB) History(a, b uint64, q HistoryQuery) ([]Message, bool, error) {
 	return db.history(privateConv(a, b), q)
 }
 
-func (db *DB) history(conv convKey, q HistoryQuery) ([]Message, error) {
+func (db *DB) history(conv convKey, q HistoryQuery) ([]Message, bool, error) {
 	if q.Count <= 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	lo, hi := q.AfterSeq+1, uint64(math.MaxUint64-1) // seq range, inclusive
 	if q.BeforeSeq != 0 {
 		if q.BeforeSeq <= 1 {
-			return nil, nil
+			return nil, false, nil
 		}
 		hi = q.BeforeSeq - 1
 	}
 	var err error
 	if q.Begin != 0 {
 		if lo, err = db.firstSeqAtOrAfter(conv, q.Begin, lo); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if q.End != 0 {
 		if hi, err = db.lastSeqAtOrBefore(conv, q.End, hi); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if lo > hi {
-		return nil, nil
+		return nil, false, nil
 	}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{
 		LowerBound: keyHistory(conv, lo),
 		UpperBound: keyHistory(conv, hi+1),
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer it.Close()
 	out := make([]Message, 0, min(q.Count, 64))
@@ -66,21 +76,23 @@ func (db *DB) history(conv convKey, q HistoryQuery) ([]Message, error) {
 	var ok bool
 	if q.Desc {
 		if !it.Last() { // the newest seq within the bounds anchors the offset
-			return nil, it.Error()
+			return nil, false, it.Error()
 		}
 		newest := binary.BigEndian.Uint64(it.Key()[len(it.Key())-8:])
 		ok = it.SeekLT(keyHistory(conv, satSub(newest+1, q.Offset)))
 	} else {
 		ok = it.SeekGE(keyHistory(conv, satAdd(lo, q.Offset)))
 	}
-	for ; ok && len(out) < q.Count; ok = step(it, q.Desc) {
+	size := 0
+	for ; ok && len(out) < q.Count && (q.MaxBytes <= 0 || len(out) == 0 || size < q.MaxBytes); ok = step(it, q.Desc) {
 		m, err := decodeMessage(it.Value())
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
+		size += MessageSize(&m)
 		out = append(out, m)
 	}
-	return out, it.Error()
+	return out, ok, it.Error()
 }
 
 func step(it *pebble.Iterator, desc bool) bool {
@@ -165,48 +177,122 @@ func (db *DB) timeAt(conv convKey, seq uint64) (int64, error) {
 	return messageTime(v)
 }
 
-// OfflinePage is one peer's queued messages, oldest first.
+// OfflinePage is one conversation's queued messages, oldest first.
 type OfflinePage struct {
-	Peer uint64
+	Peer uint64 // the peer's uid, or the gid of a group page
 	Msgs []Message
+	// More is set when the conversation's queue holds more entries than
+	// the page.
+	More bool
+	// LastSeq is the conversation's last seq when the page was read, for
+	// marking it read (private pages of ReadOffline only).
+	LastSeq uint64
 }
 
-// Offline returns up to limit queued messages of uid: from peer, or from
-// every peer when peer is 0, grouped by peer in peer order. It removes
-// nothing.
-func (db *DB) Offline(uid, peer uint64, limit int) ([]OfflinePage, error) {
-	return offlineRead(db.pdb, uid, peer, limit)
+// QueueQuery selects queued messages of a user (PROTOCOL §4.4 types 0, 2).
+type QueueQuery struct {
+	// Peer names one private queue; Group one group queue (a gid). Both
+	// zero: every queue of the user, private ones first.
+	Peer, Group uint64
+	// Limit caps the messages of the page (> 0).
+	Limit int
+	// MaxBytes, when positive, stops the page once its messages weigh
+	// this much (MessageSize); the first message is always read.
+	MaxBytes int
 }
 
-// reader is what offline reads need from a DB or an indexed batch.
+// QueuePage is what ReadOffline returns: pages of private queues, then of
+// group queues, and whether any queue the query covers holds more.
+type QueuePage struct {
+	Friends, Groups []OfflinePage
+	More            bool
+}
+
+// ReadOffline returns the oldest queued messages q selects, grouped by
+// conversation; it removes nothing (PROTOCOL §4.4 type 2; type 0 removes
+// what the client was sent with RemoveOffline). A query of one private
+// queue returns its page even when empty, with LastSeq set.
+func (db *DB) ReadOffline(uid uint64, q QueueQuery) (QueuePage, error) {
+	var res QueuePage
+	if db.closed.Load() {
+		return res, ErrClosed
+	}
+	b := budget{limit: q.Limit, bytes: q.MaxBytes}
+	var err error
+	if q.Group == 0 {
+		lower, upper := keyOffline(uid, 0, 0)[:2+8], keyOffline(uid+1, 0, 0)[:2+8]
+		if q.Peer != 0 {
+			lower, upper = keyOffline(uid, q.Peer, 0)[:2+16], keyOffline(uid, q.Peer+1, 0)[:2+16]
+		}
+		res.Friends, res.More, err = queueRead(db.pdb, lower, upper, &b, func(p uint64) convKey { return privateConv(uid, p) })
+		if err != nil {
+			return res, err
+		}
+		if q.Peer != 0 && len(res.Friends) == 0 {
+			res.Friends = []OfflinePage{{Peer: q.Peer}}
+		}
+		for i := range res.Friends {
+			pg := &res.Friends[i]
+			st, err := tail(db.pdb, privateConv(uid, pg.Peer))
+			if err != nil {
+				return res, err
+			}
+			pg.LastSeq = st.seq
+		}
+		if q.Peer != 0 || res.More {
+			return res, nil
+		}
+	}
+	lower, upper := key2(prefixGroupQueue, uid, 0)[:2+8], key2(prefixGroupQueue, uid+1, 0)[:2+8]
+	if q.Group != 0 {
+		lower, upper = key2(prefixGroupQueue, uid, q.Group), key2(prefixGroupQueue, uid, q.Group+1)
+	}
+	res.Groups, res.More, err = queueRead(db.pdb, lower, upper, &b, groupConv)
+	return res, err
+}
+
+// budget is what a page may still take.
+type budget struct {
+	limit, bytes int // messages and bytes left; bytes <= 0 at start: no byte bound
+	taken        int
+	weighed      bool
+}
+
+// full reports whether the page can take no more messages.
+func (b *budget) full() bool {
+	return b.limit <= 0 || (b.weighed && b.taken > 0 && b.bytes <= 0)
+}
+
+func (b *budget) take(m *Message) {
+	b.limit--
+	b.taken++
+	if b.bytes > 0 || b.weighed {
+		b.weighed = true
+		b.bytes -= MessageSize(m)
+	}
+}
+
+// reader is what queue reads need from a DB or an indexed batch.
 type reader interface {
 	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
 	Get([]byte) ([]byte, io.Closer, error)
 }
 
-func offlineRead(r reader, uid, peer uint64, limit int) ([]OfflinePage, error) {
-	lower, upper := keyOffline(uid, 0, 0)[:2+8], keyOffline(uid+1, 0, 0)[:2+8]
-	if peer != 0 {
-		lower, upper = keyOffline(uid, peer, 0)[:2+16], keyOffline(uid, peer+1, 0)[:2+16]
-	}
-	return queueRead(r, lower, upper, limit, func(p uint64) convKey { return privateConv(uid, p) })
-}
-
 // queueRead reads queue keys prefix|uid|peer|seq in [lower, upper) and the
-// messages they point at, grouped by peer; convOf names peer's
-// conversation. Entries whose message is gone are skipped.
-func queueRead(r reader, lower, upper []byte, limit int, convOf func(peer uint64) convKey) ([]OfflinePage, error) {
+// messages they point at, grouped by peer, until b is full; convOf names
+// peer's conversation. Entries whose message is gone are skipped. more is
+// set when entries remain; each page's More when its own queue has more.
+func queueRead(r reader, lower, upper []byte, b *budget, convOf func(peer uint64) convKey) (pages []OfflinePage, more bool, err error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer it.Close()
-	var pages []OfflinePage
-	n := 0
-	for ok := it.First(); ok && n < limit; ok = it.Next() {
+	ok := it.First()
+	for ; ok && !b.full(); ok = it.Next() {
 		k := it.Key()
 		if len(k) != 2+24 {
-			return nil, errCorrupt
+			return nil, false, errCorrupt
 		}
 		p := binary.BigEndian.Uint64(k[10:])
 		seq := binary.BigEndian.Uint64(k[18:])
@@ -215,74 +301,64 @@ func queueRead(r reader, lower, upper []byte, limit int, convOf func(peer uint64
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		m, err := decodeMessage(v)
 		closer.Close()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if len(pages) == 0 || pages[len(pages)-1].Peer != p {
 			pages = append(pages, OfflinePage{Peer: p})
 		}
 		pg := &pages[len(pages)-1]
 		pg.Msgs = append(pg.Msgs, m)
-		n++
+		b.take(&m)
 	}
-	return pages, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, false, err
+	}
+	if ok && len(pages) > 0 {
+		// The next entry tells whether the last page's queue goes on.
+		k := it.Key()
+		pages[len(pages)-1].More = len(k) == 2+24 && binary.BigEndian.Uint64(k[10:]) == pages[len(pages)-1].Peer
+	}
+	return pages, ok, nil
 }
 
-// TakeOffline is Offline that also removes what it returns and marks those
-// conversations read for uid, in the same durable batch (PROTOCOL §4.4
-// type 0). done runs on the committer goroutine after the commit.
-func (db *DB) TakeOffline(uid, peer uint64, limit int, done func([]OfflinePage, error)) error {
-	var pages []OfflinePage
-	return db.submit(op{
+// Removal is what a type 0 pull's reply carried from one queue: removed
+// once the reply was written (PROTOCOL §4.4).
+type Removal struct {
+	Peer  uint64 // the peer's uid, or the gid when Group is set
+	Group bool
+	Seqs  []uint64 // the queue entries the reply carried
+	// ReadTo marks the private conversation read up to this seq (0: not
+	// at all): the highest seq carried, or the conversation's last seq
+	// when the reply emptied the queue.
+	ReadTo uint64
+}
+
+// RemoveOffline removes the queue entries listed and marks the private
+// conversations read as each Removal says, in one durable batch. It never
+// blocks: the caller may be an event loop reporting the write of a reply.
+// done runs on the committer after the commit.
+func (db *DB) RemoveOffline(uid uint64, rs []Removal, done func(error)) error {
+	return db.submitNoWait(op{
 		applyFn: func(t *tx) error {
-			var err error
-			pages, err = t.takePrivate(uid, peer, limit)
-			return err
-		},
-		doneFn: func(err error) { done(pages, err) },
-	})
-}
-
-// takePrivate reads uid's private queues (all peers when peer is 0),
-// then deletes what it read and marks those conversations read.
-func (t *tx) takePrivate(uid, peer uint64, limit int) ([]OfflinePage, error) {
-	pages, err := offlineRead(t.b, uid, peer, limit)
-	if err != nil {
-		return nil, err
-	}
-	contacts := make([]Contact, 0, len(pages))
-	for _, pg := range pages {
-		c, found, err := t.contact(uid, pg.Peer)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			contacts = append(contacts, c)
-		}
-	}
-	for _, pg := range pages {
-		for _, m := range pg.Msgs {
-			t.del(keyOffline(uid, pg.Peer, m.Seq))
-		}
-	}
-	for i := range contacts {
-		contacts[i].Unread = 0
-		t.writeContact(uid, &contacts[i])
-	}
-	return pages, nil
-}
-
-// QueueOffline adds stored messages to uid's offline queue for peer: used
-// when a push to a connection failed before it was written (PROTOCOL §4.3).
-func (db *DB) QueueOffline(uid, peer uint64, seqs []uint64, done func(error)) error {
-	return db.submit(op{
-		applyFn: func(t *tx) error {
-			for _, s := range seqs {
-				t.set(keyOffline(uid, peer, s), nil)
+			for _, r := range rs {
+				if !r.Group && r.ReadTo != 0 {
+					// Reads first: markRead fails before it writes.
+					if err := t.markRead(uid, r.Peer, r.ReadTo); err != nil {
+						return err
+					}
+				}
+				for _, s := range r.Seqs {
+					if r.Group {
+						t.del(keyGroupQueue(uid, r.Peer, s))
+					} else {
+						t.del(keyOffline(uid, r.Peer, s))
+					}
+				}
 			}
 			return nil
 		},

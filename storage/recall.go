@@ -1,6 +1,12 @@
 package storage
 
-import "errors"
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // Errors of Recall.
 var (
@@ -11,50 +17,151 @@ var (
 // Recall replaces the message that from sent with id by a recall marker
 // (content and extras dropped, Recalled set) and removes it from every
 // offline queue, if it was sent at or after notBefore (PROTOCOL §4.5).
-// done gets the marker, or ErrNotFound (no such message of from's),
-// ErrTooLate or ErrRecalled. done runs on the committer.
+// A private message no longer counts as unread for its receiver, and both
+// sides' pending-reply flags follow the newest message left. done gets the
+// marker, or ErrNotFound (no such message of from's), ErrTooLate or
+// ErrRecalled. done runs on the committer.
 func (db *DB) Recall(from uint64, id [16]byte, notBefore int64, done func(Message, error)) error {
 	var m Message
 	return db.submit(op{
 		applyFn: func(t *tx) error {
-			v, err := t.get(keyDedup(from, id))
-			if err != nil {
-				return err
-			}
-			if len(v) != 25 {
-				return errCorrupt
-			}
-			hk := append([]byte(prefixHistory), v[:24]...)
-			rec, err := t.get(hk)
-			if err != nil {
-				return err
-			}
-			if m, err = decodeMessage(rec); err != nil {
-				return err
-			}
-			switch {
-			case m.Recalled:
-				return ErrRecalled
-			case m.CreateTime < notBefore:
-				return ErrTooLate
-			}
-			var members []uint64
-			if m.ChatType == ChatGroup {
-				if members, err = scanSecond(t.b, prefixMember, m.Group); err != nil {
-					return err
-				}
-			}
-			m.Recalled, m.Content, m.Extras = true, "", nil
-			t.set(hk, encodeMessage(&m))
-			if m.ChatType == ChatGroup {
-				for _, uid := range members {
-					t.del(keyGroupQueue(uid, m.Group, m.Seq))
-				}
-			} else {
-				t.del(keyOffline(m.To, m.From, m.Seq))
-			}
-			return nil
+			var err error
+			m, err = t.recall(from, id, notBefore)
+			return err
 		},
 		doneFn: func(err error) { done(m, err) },
-	})
+	}, opOverhead)
+}
+
+func (t *tx) recall(from uint64, id [16]byte, notBefore int64) (Message, error) {
+	v, err := t.get(keyDedup(from, id))
+	if err != nil {
+		return Message{}, err
+	}
+	if len(v) != 25 {
+		return Message{}, errCorrupt
+	}
+	hk := append([]byte(prefixHistory), v[:24]...)
+	rec, err := t.get(hk)
+	if err != nil {
+		return Message{}, err
+	}
+	m, err := decodeMessage(rec)
+	if err != nil {
+		return Message{}, err
+	}
+	switch {
+	case m.Recalled:
+		return m, ErrRecalled
+	case m.CreateTime < notBefore:
+		return m, ErrTooLate
+	}
+	var members []uint64
+	var counts privateRecall
+	if m.ChatType == ChatGroup {
+		if members, err = scanSecond(t.b, prefixMember, m.Group); err != nil {
+			return m, err
+		}
+	} else if m.To != m.From {
+		if counts, err = t.readPrivateRecall(&m); err != nil {
+			return m, err
+		}
+	}
+	// All reads done; from here on only writes.
+	m.Recalled, m.Content, m.Extras = true, "", nil
+	t.set(hk, encodeMessage(&m))
+	if m.ChatType == ChatGroup {
+		for _, uid := range members {
+			t.del(keyGroupQueue(uid, m.Group, m.Seq))
+		}
+		return m, nil
+	}
+	t.del(keyOffline(m.To, m.From, m.Seq))
+	if m.To != m.From {
+		counts.write(t, &m)
+	}
+	return m, nil
+}
+
+// privateRecall is what a recall changes in the contact records of a
+// private conversation, read before anything is written.
+type privateRecall struct {
+	to, from         Contact // the receiver's record of the sender, and the sender's of the receiver
+	toFound, fmFound bool
+	toN, fromN       ContactCounts
+	unread           bool   // the message was still unread by its receiver
+	newest           uint64 // the sender of the newest message left, 0: none
+}
+
+func (t *tx) readPrivateRecall(m *Message) (privateRecall, error) {
+	var p privateRecall
+	var err error
+	conv := privateConv(m.From, m.To)
+	if p.to, p.toFound, err = t.contact(m.To, m.From); err != nil {
+		return p, err
+	}
+	if p.from, p.fmFound, err = t.contact(m.From, m.To); err != nil {
+		return p, err
+	}
+	if p.toN, err = t.counts(m.To); err != nil {
+		return p, err
+	}
+	if p.fromN, err = t.counts(m.From); err != nil {
+		return p, err
+	}
+	st, err := t.conv(conv)
+	if err != nil {
+		return p, err
+	}
+	// Unread messages are the receiver's newest ones from the sender
+	// (contact.go, markRead): m is among them unless as many come after it.
+	if p.toFound && p.to.Unread > 0 && (m.Seq > p.to.ReadSeq || p.to.ReadSeq == 0) {
+		after, err := t.countFrom(conv, m.From, m.Seq, st.seq, p.to.Unread, 0)
+		if err != nil {
+			return p, err
+		}
+		p.unread = after < p.to.Unread
+	}
+	p.newest, err = t.newestSender(conv, st.seq, m.Seq)
+	return p, err
+}
+
+// newestSender returns the sender of conv's newest message at or below
+// last that is not recalled and not seq skip, or 0 when there is none.
+func (t *tx) newestSender(conv convKey, last, skip uint64) (uint64, error) {
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 1), UpperBound: keyHistory(conv, min(last, math.MaxUint64-1)+1)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	for ok := it.Last(); ok; ok = it.Prev() {
+		k := it.Key()
+		if binary.BigEndian.Uint64(k[len(k)-8:]) == skip {
+			continue
+		}
+		from, recalled, err := messageSender(it.Value())
+		if err != nil {
+			return 0, err
+		}
+		if !recalled {
+			return from, nil
+		}
+	}
+	return 0, it.Error()
+}
+
+func (p *privateRecall) write(t *tx, m *Message) {
+	if p.toFound {
+		c := p.to
+		if p.unread {
+			c.Unread--
+		}
+		c.Pending = p.newest == m.From
+		t.putContact(m.To, p.toN, p.to, true, c)
+	}
+	if p.fmFound {
+		c := p.from
+		c.Pending = p.newest == m.To
+		t.putContact(m.From, p.fromN, p.from, true, c)
+	}
 }

@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"slices"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// The process-wide output budget (Options.MaxOutputTotal). Per-connection
+// caps bound one reader, not many: ten thousand clients that stop reading
+// could each hold a full cap. Past the budget, shed closes the connections
+// holding the most unsent bytes, at once, until the rest fits in nine
+// tenths of it; their undelivered messages stay queued offline (the
+// followers of their frames learn they were not written).
+
+// shed starts one pass over the connections, unless one is running. Safe
+// for concurrent use; it never blocks.
+func (e *Engine) shed() {
+	if !e.shedding.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.shedding.Store(false)
+		e.shedPass()
+	}()
+}
+
+type heavy struct {
+	c      *conn
+	unsent int64
+}
+
+func (e *Engine) shedPass() {
+	over := e.unsent.Load() - e.opts.MaxOutputTotal*9/10
+	if over <= 0 {
+		return
+	}
+	var list []heavy
+	e.conns.each(func(c *conn) {
+		if n := c.unsentBytes(); n > 0 && !c.closed.Load() {
+			list = append(list, heavy{c, n})
+		}
+	})
+	slices.SortFunc(list, func(a, b heavy) int {
+		switch {
+		case a.unsent > b.unsent:
+			return -1
+		case a.unsent < b.unsent:
+			return 1
+		}
+		return 0
+	})
+	for _, h := range list {
+		if over <= 0 {
+			break
+		}
+		over -= h.unsent
+		c := h.c
+		c.deregister()
+		c.out.mu.Lock()
+		c.out.mu.dead = true // accept nothing more
+		c.out.stopped.Store(true)
+		c.out.mu.Unlock()
+		_ = c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
+			if err == nil {
+				c.dropSlowOnLoop(gc)
+			}
+			return nil
+		})
+	}
+}
+
+// unsentBytes is what the connection holds for its client: queued here and
+// buffered in gnet when the loop last looked.
+func (c *conn) unsentBytes() int64 {
+	c.out.mu.Lock()
+	n := int64(c.out.mu.bytes)
+	c.out.mu.Unlock()
+	return n + c.out.outbound.Load()
+}

@@ -1,0 +1,114 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Migrations that rewrite records run once, at Open, and leave a marker:
+//
+//	V|<name> -> empty: the migration named is done
+const prefixMigrated = "V|"
+
+// migrations run in order; each is idempotent until its marker is set.
+var migrations = []struct {
+	name string
+	run  func(*DB) (int, error)
+}{
+	{"contacts-v2", (*DB).migrateContactsV2},
+}
+
+func (db *DB) migrate() error {
+	for _, m := range migrations {
+		key := append([]byte(prefixMigrated), m.name...)
+		if _, err := getCopy(db.pdb, key); err == nil {
+			continue
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		n, err := m.run(db)
+		if err != nil {
+			return fmt.Errorf("storage: migration %s: %w", m.name, err)
+		}
+		// Sync: the records it rewrote are durable with the marker.
+		if err := db.pdb.Set(key, nil, pebble.Sync); err != nil {
+			return err
+		}
+		db.log.Info("storage migrated", "migration", m.name, "records", n)
+	}
+	return nil
+}
+
+// migrateContactsV2 rewrites the contact records of release a9f4499 (v1)
+// that count unread messages: v1 counted a recalled message as unread
+// forever. Unread messages are the owner's newest ones from the peer, so
+// the recount walks back from the conversation's end over the last
+// `unread` messages of the peer, leaves the recalled ones out, and records
+// the read seq just before the oldest of them. Records with nothing unread
+// stay v1 (their read seq is unknown, which markRead handles).
+func (db *DB) migrateContactsV2() (int, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixContact), UpperBound: []byte("c}")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 2+16 || len(v) == 0 || v[0] != contactRecordV1 {
+			continue
+		}
+		owner, peer := binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:])
+		c, err := decodeContact(peer, v)
+		if err != nil || c.Unread == 0 {
+			continue
+		}
+		if c.Unread, c.ReadSeq, err = db.recountUnread(privateConv(owner, peer), peer, c.Unread); err != nil {
+			return n, err
+		}
+		_ = b.Set(append([]byte(nil), k...), encodeContact(&c), nil)
+		if n++; b.Len() > 1<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return n, err
+			}
+			b.Reset()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	return n, b.Commit(pebble.NoSync)
+}
+
+// recountUnread walks conv back from its end over the last unread messages
+// of peer and returns how many of them are not recalled, and the seq just
+// before the oldest.
+func (db *DB) recountUnread(conv convKey, peer, unread uint64) (left, readSeq uint64, err error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 0), UpperBound: keyHistory(conv, 1<<63)})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer it.Close()
+	var seen uint64
+	for ok := it.Last(); ok && seen < unread; ok = it.Prev() {
+		from, recalled, err := messageSender(it.Value())
+		if err != nil {
+			return 0, 0, err
+		}
+		if from != peer {
+			continue
+		}
+		seen++
+		if !recalled {
+			left++
+		}
+		k := it.Key()
+		readSeq = binary.BigEndian.Uint64(k[len(k)-8:]) - 1
+	}
+	return left, readSeq, it.Error()
+}
