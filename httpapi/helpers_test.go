@@ -191,6 +191,8 @@ type request struct {
 	body    string
 	noBody  bool              // send no body at all (no Content-Length)
 	headers map[string]string // extra headers
+	// contentType of a body: "" is application/json, "-" sends none.
+	contentType string
 }
 
 // do sends req and returns the response; a transport failure fails the test.
@@ -216,7 +218,14 @@ func (h *harness) tryDo(req request) (response, error) {
 		fr.Header.Set(k, v)
 	}
 	if !req.noBody {
-		fr.Header.SetContentType("application/json")
+		switch req.contentType {
+		case "":
+			fr.Header.SetContentType("application/json")
+		case "-":
+			fr.Header.SetNoDefaultContentType(true)
+		default:
+			fr.Header.SetContentType(req.contentType)
+		}
 		fr.SetBodyString(req.body)
 	}
 	if err := h.c.DoTimeout(fr, fresp, waitBound()); err != nil {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -20,8 +21,11 @@ const (
 	// DefaultMaxBodySize bounds a request body: a registration is well
 	// under 1 KiB; 64 KiB leaves room for long avatars and signatures.
 	DefaultMaxBodySize = 64 << 10
-	// DefaultAllowOrigin is the CORS origin when none is configured.
-	DefaultAllowOrigin = "*"
+	// DefaultAllowOrigin is the CORS origin when none is configured: none,
+	// so no CORS headers are sent and browsers keep other sites' pages
+	// from calling the API (it used to be "*", which let any web page bind
+	// tokens through a visitor's browser).
+	DefaultAllowOrigin = ""
 	// readTimeout and writeTimeout bound one request; backends are on a
 	// trusted network and answer fast.
 	readTimeout  = 10 * time.Second
@@ -36,9 +40,10 @@ type Options struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// APIKey, when set, is required as "Authorization: Bearer <key>" on
-	// every endpoint but /healthz and /metrics.
+	// every endpoint but /healthz, /metrics and CORS preflights.
 	APIKey string
-	// AllowOrigin is the Access-Control-Allow-Origin value; "" means "*".
+	// AllowOrigin is the Access-Control-Allow-Origin value; "" means no
+	// CORS headers at all (PROTOCOL §1).
 	AllowOrigin string
 	// MaxBodySize bounds request bodies; zero means DefaultMaxBodySize.
 	MaxBodySize int
@@ -53,9 +58,6 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.AllowOrigin == "" {
-		o.AllowOrigin = DefaultAllowOrigin
 	}
 	if o.MaxBodySize == 0 {
 		o.MaxBodySize = DefaultMaxBodySize
@@ -93,7 +95,10 @@ func New(r *router.Router, db *storage.DB, opts Options) (*Server, error) {
 		NoDefaultContentType:  true,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{opts.Logger},
+		// Bodies are JSON only (415 otherwise): never parse a multipart
+		// form, which would answer 400 before the content type is checked.
+		DisablePreParseMultipartForm: true,
+		Logger:                       fasthttpLogger{opts.Logger},
 	}
 	return s, nil
 }
@@ -121,9 +126,26 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	return subtle.ConstantTimeCompare(h[len(prefix):], s.key) == 1
 }
 
+// cors sets the CORS origin header when one is configured (PROTOCOL §1).
+func (s *Server) cors(ctx *fasthttp.RequestCtx) {
+	if s.opts.AllowOrigin != "" {
+		ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowOrigin, s.opts.AllowOrigin)
+	}
+}
+
+// jsonBody reports whether the request's Content-Type is application/json,
+// with or without parameters such as charset.
+func jsonBody(ctx *fasthttp.RequestCtx) bool {
+	ct := ctx.Request.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
+}
+
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Response.Header
-	h.Set(fasthttp.HeaderAccessControlAllowOrigin, s.opts.AllowOrigin)
+	s.cors(ctx)
 	path := string(ctx.Path())
 	rt, known := routes[path]
 	if ctx.IsOptions() {
@@ -131,9 +153,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.fail(ctx, fasthttp.StatusNotFound, "not found")
 			return
 		}
-		h.Set(fasthttp.HeaderAccessControlAllowMethods, rt.method+", OPTIONS")
-		h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Content-Type, Authorization")
-		h.Set(fasthttp.HeaderAccessControlMaxAge, "86400")
+		if s.opts.AllowOrigin != "" {
+			h.Set(fasthttp.HeaderAccessControlAllowMethods, rt.method+", OPTIONS")
+			h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Content-Type, Authorization")
+			h.Set(fasthttp.HeaderAccessControlMaxAge, "86400")
+		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return
 	}
@@ -151,13 +175,20 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusUnauthorized, "unauthorized")
 		return
 	}
+	// Only JSON: a page of another site can POST text/plain without a
+	// preflight, but not application/json (PROTOCOL §1).
+	if rt.method == fasthttp.MethodPost && !jsonBody(ctx) {
+		s.fail(ctx, fasthttp.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return
+	}
 	s.m.requests.Add(1)
 	rt.handle(s, ctx)
 }
 
-// handleError answers what fasthttp refused before our handler ran.
+// handleError answers what fasthttp refused before our handler ran. Its
+// answers close the connection.
 func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
-	ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowOrigin, s.opts.AllowOrigin)
+	s.cors(ctx)
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		// The client may still be sending the body: close lingering, or
 		// the unread bytes turn the close into a reset that destroys the

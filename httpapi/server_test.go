@@ -458,8 +458,8 @@ func TestAPI_Section1_BodyTooLargeAnswers413(t *testing.T) {
 				return
 			}
 			expectError(t, resp, tc.status)
-			if got := resp.get("Access-Control-Allow-Origin"); got != "*" {
-				t.Errorf("Access-Control-Allow-Origin = %q, want *", got)
+			if got, ok := resp.header["access-control-allow-origin"]; ok {
+				t.Errorf("Access-Control-Allow-Origin = %q, want none (CORS is off by default)", got)
 			}
 			h.expectNoUser(tc.id)
 		})
@@ -468,14 +468,18 @@ func TestAPI_Section1_BodyTooLargeAnswers413(t *testing.T) {
 	expectBody(t, h.initUser(padded("after", 100)), successNull)
 }
 
-func TestAPI_Section1_CORS(t *testing.T) {
+// PROTOCOL §1 as amended: CORS is off unless an origin is configured — no
+// CORS header at all by default (it used to be "*", which let any page
+// bind tokens through a visitor's browser); preflights answer 204 either
+// way.
+func TestSection1_CORSOffUnlessConfigured(t *testing.T) {
 	const key = "cors-key"
 	cases := []struct {
 		name       string
 		origin     string // Options.AllowOrigin
-		wantOrigin string
+		wantOrigin string // "": no CORS headers at all
 	}{
-		{name: "default origin", origin: "", wantOrigin: "*"},
+		{name: "default: no CORS", origin: httpapi.DefaultAllowOrigin, wantOrigin: ""},
 		{name: "configured origin", origin: "https://crm.example.com", wantOrigin: "https://crm.example.com"},
 	}
 	for _, tc := range cases {
@@ -497,7 +501,13 @@ func TestAPI_Section1_CORS(t *testing.T) {
 			if got := pre.get("Access-Control-Allow-Origin"); got != tc.wantOrigin {
 				t.Errorf("preflight Access-Control-Allow-Origin = %q, want %q", got, tc.wantOrigin)
 			}
-			if got := pre.get("Access-Control-Allow-Methods"); !containsToken(got, "POST") {
+			if tc.wantOrigin == "" {
+				for name := range pre.header {
+					if strings.HasPrefix(name, "access-control-") {
+						t.Errorf("preflight has %s with CORS off", name)
+					}
+				}
+			} else if got := pre.get("Access-Control-Allow-Methods"); !containsToken(got, "POST") {
 				t.Errorf("preflight Access-Control-Allow-Methods = %q, want POST", got)
 			}
 			h.expectNoUser("cors-user")
@@ -526,8 +536,8 @@ func TestAPI_Section1_CORS(t *testing.T) {
 				if resp.status != e.status {
 					t.Errorf("%s: status = %d, want %d (body %q)", e.name, resp.status, e.status, resp.body)
 				}
-				if got := resp.get("Access-Control-Allow-Origin"); got != tc.wantOrigin {
-					t.Errorf("%s: Access-Control-Allow-Origin = %q, want %q", e.name, got, tc.wantOrigin)
+				if got, ok := resp.header["access-control-allow-origin"]; got != tc.wantOrigin || ok != (tc.wantOrigin != "") {
+					t.Errorf("%s: Access-Control-Allow-Origin = %q (present %v), want %q", e.name, got, ok, tc.wantOrigin)
 				}
 			}
 		})
