@@ -16,7 +16,7 @@ import (
 // way. An oversized body answers 413 whatever its type.
 func TestSection1_PostBodyMustBeJSON(t *testing.T) {
 	h := newHarness(t, harnessOptions{API: httpapi.Options{MaxBodySize: 1024}})
-	paths := []string{initUserPath, "/im/vanke/getReceiver", "/im/vanke/chatInfo"}
+	paths := []string{initUserPath, "/im/vanke/getReceiver", "/im/vanke/chatInfo", "/im/vanke/logout"}
 	refused := []struct{ name, contentType string }{
 		{"text/plain", "text/plain"},
 		{"text/plain with charset", "text/plain;charset=UTF-8"},

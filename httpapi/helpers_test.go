@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"runtime/debug"
 	"strconv"
@@ -142,6 +143,39 @@ func (h *harness) serveTCP() string {
 	// ends this Serve.
 	go func() { _ = h.srv.Serve(ln) }()
 	return "http://" + ln.Addr().String()
+}
+
+// hub is the router's view of live connections in the API tests: nobody
+// is online; it records the disconnects logout asks for and answers them
+// with closes. The embedded Hub (nil) stands for calls the tests do not
+// expect.
+type hub struct {
+	router.Hub
+	closes int // what each disconnect reports
+	mu     sync.Mutex
+	calls  []string
+}
+
+func (h *hub) Online(uint64) bool { return false }
+
+func (h *hub) Disconnect(uid uint64, code uint16, reason string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, fmt.Sprintf("all %d %d %s", uid, code, reason))
+	return h.closes
+}
+
+func (h *hub) DisconnectTerminal(uid uint64, terminal string, code uint16, reason string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, fmt.Sprintf("terminal %d %s %d %s", uid, terminal, code, reason))
+	return h.closes
+}
+
+func (h *hub) recorded() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.calls...)
 }
 
 // openStore opens storage in dir and a router over it with the given

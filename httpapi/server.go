@@ -215,6 +215,7 @@ var routes = map[string]route{
 	"/im/vanke/initUser":    {method: fasthttp.MethodPost, auth: true, handle: (*Server).initUser},
 	"/im/vanke/getReceiver": {method: fasthttp.MethodPost, auth: true, handle: (*Server).getReceiver},
 	"/im/vanke/chatInfo":    {method: fasthttp.MethodPost, auth: true, handle: (*Server).chatInfo},
+	"/im/vanke/logout":      {method: fasthttp.MethodPost, auth: true, handle: (*Server).logout},
 	"/healthz":              {method: fasthttp.MethodGet, handle: (*Server).healthz},
 	"/metrics":              {method: fasthttp.MethodGet, handle: (*Server).metrics},
 }

@@ -140,6 +140,35 @@ func (s *Server) initUser(ctx *fasthttp.RequestCtx) {
 	s.reply(ctx, data)
 }
 
+// logout: POST /im/vanke/logout (PROTOCOL §1.5): revokes the user's tokens
+// (of terminal, when given) and closes its connections (of terminal).
+func (s *Server) logout(ctx *fasthttp.RequestCtx) {
+	raw, ok := s.decodeObject(ctx)
+	if !ok {
+		return
+	}
+	var senderID, terminal lenientString
+	for _, f := range [...]struct {
+		name string
+		dst  *lenientString
+	}{{"senderId", &senderID}, {"terminal", &terminal}} {
+		if v, ok := lookup(raw, f.name); ok {
+			if err := sonic.ConfigStd.Unmarshal(v, f.dst); err != nil {
+				s.fail(ctx, fasthttp.StatusBadRequest, f.name+" has the wrong type")
+				return
+			}
+		}
+	}
+	closed, err := s.r.Logout(string(senderID), string(terminal))
+	if !s.answered(ctx, err) {
+		return
+	}
+	data := make([]byte, 0, 24)
+	data = append(data, `{"closed":`...)
+	data = strconv.AppendInt(data, int64(closed), 10)
+	s.reply(ctx, append(data, '}'))
+}
+
 // answered turns a router error into its response and reports whether the
 // handler should go on (err == nil).
 func (s *Server) answered(ctx *fasthttp.RequestCtx, err error) bool {
@@ -149,7 +178,7 @@ func (s *Server) answered(ctx *fasthttp.RequestCtx, err error) bool {
 		return true
 	case errors.As(err, &fe):
 		s.fail(ctx, fasthttp.StatusBadRequest, fe.Msg)
-	case errors.Is(err, router.ErrLoginFailed), errors.Is(err, router.ErrReceiverBusy):
+	case errors.Is(err, router.ErrLoginFailed), errors.Is(err, router.ErrReceiverBusy), errors.Is(err, router.ErrUserNotFound):
 		s.refuse(ctx, err.Error())
 	default:
 		s.log.Error("api request failed", "path", string(ctx.Path()), "err", err)

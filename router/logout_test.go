@@ -12,15 +12,12 @@ import (
 	"github.com/imgate/imgate/storage"
 )
 
-// logoutHub records the disconnects Logout asks for.
+// logoutHub records the disconnects Logout asks for; the embedded Hub
+// (nil) stands for the methods Logout must not call.
 type logoutHub struct {
+	Hub
 	mu    sync.Mutex
 	calls []string // "all uid code reason" or "terminal uid term code reason"
-}
-
-func (h *logoutHub) Online(uint64) bool { return false }
-func (h *logoutHub) Deliver(uint64, []byte, Session, *Tracker) int {
-	return 0
 }
 
 func (h *logoutHub) Disconnect(uid uint64, code uint16, reason string) int {
