@@ -275,81 +275,95 @@ func TestSection2_FramesGorilla(t *testing.T) {
 	})
 }
 
-// PROTOCOL §2 liveness: with -idle-timeout 2s -ping-interval 1s a client
-// that answers pings stays; a silent one is closed within the timeout plus
-// a second.
+// PROTOCOL §2 liveness, on the injected liveness clock (the sweep runs on
+// a real ticker, every second at these settings, and reads the fake time):
+// any frame from the client, a PONG too, is activity; after 30 s of silence
+// the server sends a PING, after 90 s it closes with 1001 "idle timeout".
+// The upgrade timeout is real time.
 func TestSection2_Liveness(t *testing.T) {
-	ts := newTestServer(t, func(c *config) { c.IdleTimeout, c.PingInterval = 2*time.Second, time.Second })
-	tok := ts.register("u1", 0)
-
 	t.Run("answering client stays", func(t *testing.T) {
-		c := ts.login(tok)
+		t.Parallel()
+		ts := newTestServer(t) // ping 30 s, idle 90 s
+		c := ts.login(ts.register("u1", 0))
 		pings := make(chan struct{}, 16)
 		c.c.SetPingHandler(func(s string) error {
+			err := c.c.WriteControl(websocket.PongMessage, []byte(s), time.Now().Add(waitBound()))
 			pings <- struct{}{}
-			return c.c.WriteControl(websocket.PongMessage, []byte(s), time.Now().Add(waitBound()))
+			return err
 		})
 		readErr := make(chan error, 1)
+		_ = c.c.SetReadDeadline(time.Now().Add(6 * waitBound()))
 		go func() {
 			_, _, err := c.c.ReadMessage() // serves pings until a message or an error
 			readErr <- err
 		}()
-		start := time.Now()
-		// Three pings span three ping intervals: longer than the idle
-		// timeout, so a connection kept only by its pongs is proven alive.
-		for i := 0; i < 3; i++ {
+		// Four pings, each after 30 s: at least 120 s with nothing from the
+		// client but pongs, longer than the idle timeout. The server reads
+		// a pong at the fake time of that moment, which may come after the
+		// next Advance (the read is asynchronous); such a pong only makes
+		// the connection look more recent, and no ping follows that
+		// Advance. So when none comes within two sweeps, the clock moves
+		// on another 30 s: were pongs not activity, the third Advance
+		// would close the connection.
+		for pinged, advances := 0, 0; pinged < 4; {
+			if advances++; advances > 12 {
+				t.Fatalf("%d pings after %d advances of 30 s", pinged, advances-1)
+			}
+			ts.clock.Advance(30 * time.Second)
 			select {
 			case <-pings:
+				pinged++
 			case err := <-readErr:
-				t.Fatalf("connection ended after %v: %v", time.Since(start), err)
-			case <-time.After(waitBound()):
-				t.Fatalf("ping %d never came", i+1)
+				t.Fatalf("connection ended after %d pings: %v", pinged, err)
+			case <-time.After(2 * time.Second): // the sweep runs every second
 			}
-		}
-		if el := time.Since(start); el < 2*time.Second {
-			t.Fatalf("3 pings in %v: pings come faster than the interval", el)
 		}
 		c.send(`{"cmd":13}`)
 		select {
 		case err := <-readErr:
 			if err != nil {
-				t.Fatalf("after pings: %v", err)
+				t.Fatalf("after the pings: %v", err)
 			}
 		case <-time.After(waitBound()):
 			t.Fatal("no heartbeat reply")
 		}
 	})
-	t.Run("silent raw client closed", func(t *testing.T) {
-		rc := ts.rawLogin(tok)
-		start := time.Now()
-		sawPing := false
-		for {
-			op, p := rc.readFrame()
-			if op == 0x9 {
-				sawPing = true
-				continue
+	t.Run("silent client pinged at 30 s, closed at 90 s", func(t *testing.T) {
+		t.Parallel()
+		ts := newTestServer(t)
+		rc := ts.rawLogin(ts.register("u1", 0))
+		expectPing := func(when string) {
+			t.Helper()
+			if op, p := rc.readFrame(); op != 0x9 {
+				t.Fatalf("%s: got op %#x %q, want a PING", when, op, p)
 			}
-			if op != 0x8 || binary.BigEndian.Uint16(p) != 1001 {
-				t.Fatalf("got op %#x % x", op, p)
-			}
-			break
+		}
+		ts.clock.Advance(30 * time.Second)
+		expectPing("30 s of silence")
+		// 1 ms short of the timeout: a second ping, and the connection
+		// still answers.
+		ts.clock.Advance(59*time.Second + 999*time.Millisecond)
+		expectPing("89.999 s of silence")
+		rc.write(text(`{"cmd":13}`))
+		if op, p := rc.readFrame(); op != 1 || string(p) != heartbeatReply(ts) {
+			t.Fatalf("at 89.999 s of silence: op %#x %s, want the heartbeat reply", op, p)
+		}
+		// The heartbeat was activity: 30 s on, a ping; 90 s on, the close.
+		ts.clock.Advance(30 * time.Second)
+		expectPing("30 s after the heartbeat")
+		ts.clock.Advance(60 * time.Second)
+		op, p := rc.readFrame()
+		if op != 0x8 || len(p) < 2 || binary.BigEndian.Uint16(p) != 1001 || string(p[2:]) != "idle timeout" {
+			t.Fatalf("after 90 s of silence: op %#x %q, want CLOSE 1001 \"idle timeout\"", op, p)
 		}
 		rc.expectEOF()
-		el := time.Since(start)
-		if !sawPing {
-			t.Error("no ping before the close")
-		}
-		if el < 2*time.Second-100*time.Millisecond || el > 3*time.Second {
-			t.Errorf("closed after %v, want within [2s, 3s]", el)
-		}
 	})
 	t.Run("silent before upgrade closed", func(t *testing.T) {
-		rc := ts.rawDial()
-		start := time.Now()
-		rc.expectEOF()
-		if el := time.Since(start); el > 3*time.Second {
-			t.Errorf("closed after %v, want ≤ 3s", el)
-		}
+		t.Parallel()
+		// The upgrade timeout is the idle timeout when shorter than 10 s;
+		// it runs on real time.
+		ts := newTestServer(t, func(c *config) { c.IdleTimeout, c.PingInterval = 2*time.Second, time.Second })
+		ts.rawDial().expectEOF()
 	})
 }
 
