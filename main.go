@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -36,6 +37,7 @@ type config struct {
 	DataDir        string
 	APIKey         string
 	AllowOrigin    string
+	InsecureHTTP   bool
 	IdleTimeout    time.Duration
 	PingInterval   time.Duration
 	MaxMessageSize int
@@ -63,7 +65,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP API listen address (trusted backends)")
 	fs.StringVar(&c.DataDir, "data", "./data", "Pebble data directory")
 	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer KEY' on the HTTP API (empty: no key)")
-	fs.StringVar(&c.AllowOrigin, "allow-origin", httpapi.DefaultAllowOrigin, "CORS Access-Control-Allow-Origin of the HTTP API")
+	fs.StringVar(&c.AllowOrigin, "allow-origin", httpapi.DefaultAllowOrigin, "CORS Access-Control-Allow-Origin of the HTTP API (empty: no CORS headers)")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve the HTTP API on a non-loopback -http-addr without -api-key (logs a warning)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", engine.DefaultIdleTimeout, "close a WebSocket silent this long")
 	fs.DurationVar(&c.PingInterval, "ping-interval", engine.DefaultPingInterval, "ping a WebSocket silent this long")
 	fs.IntVar(&c.MaxMessageSize, "max-message-size", engine.DefaultMaxMessageSize, "largest WebSocket message in bytes (close 1009 above)")
@@ -122,6 +125,9 @@ type server struct {
 
 // start opens the store and starts both listeners.
 func start(cfg config, log *slog.Logger) (_ *server, err error) {
+	if err := checkHTTPExposure(cfg, log); err != nil {
+		return nil, err
+	}
 	if err := codec.Pretouch(); err != nil {
 		return nil, fmt.Errorf("pretouch codec: %w", err)
 	}
@@ -190,6 +196,36 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		go func() { _ = http.Serve(s.pprofLn, pprofMux()) }()
 	}
 	return s, nil
+}
+
+// checkHTTPExposure refuses to serve the HTTP API beyond this host without
+// a key (PROTOCOL §1): it binds tokens to users, so a non-loopback
+// -http-addr needs -api-key, unless -insecure-http says it is open on
+// purpose, which is logged as a warning.
+func checkHTTPExposure(cfg config, log *slog.Logger) error {
+	if cfg.APIKey != "" || loopbackAddr(cfg.HTTPAddr) {
+		return nil
+	}
+	if !cfg.InsecureHTTP {
+		return fmt.Errorf("-http-addr %q is not a loopback address and -api-key is empty: set -api-key, or -insecure-http to serve the API without a key on purpose", cfg.HTTPAddr)
+	}
+	log.Warn("http api serves without a key on a non-loopback address", "addr", cfg.HTTPAddr)
+	return nil
+}
+
+// loopbackAddr reports whether the listen address host:port is reachable
+// from this host only: 127.0.0.0/8, ::1 or localhost. An empty host (":8082")
+// or 0.0.0.0 listens on every interface; another name may resolve to any.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // pprofMux serves the runtime profiles: CPU, heap, allocations, goroutines.

@@ -216,12 +216,13 @@ func TestFlags_EnvironmentFallback(t *testing.T) {
 		"IMGATE_IDLE_TIMEOUT":     "5s",
 		"IMGATE_MAX_MESSAGE_SIZE": "2048",
 		"IMGATE_API_KEY":          "k",
+		"IMGATE_INSECURE_HTTP":    "true",
 	}
 	cfg, err := parseFlags([]string{"-idle-timeout", "7s"}, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.WSAddr != "127.0.0.1:9999" || cfg.IdleTimeout != 7*time.Second || cfg.MaxMessageSize != 2048 || cfg.APIKey != "k" {
+	if cfg.WSAddr != "127.0.0.1:9999" || cfg.IdleTimeout != 7*time.Second || cfg.MaxMessageSize != 2048 || cfg.APIKey != "k" || !cfg.InsecureHTTP {
 		t.Fatalf("cfg %+v", cfg)
 	}
 	def, err := parseFlags(nil, func(string) string { return "" })
@@ -230,7 +231,8 @@ func TestFlags_EnvironmentFallback(t *testing.T) {
 	}
 	if def.WSAddr != ":8889" || def.HTTPAddr != "127.0.0.1:8082" || def.DataDir != "./data" ||
 		def.IdleTimeout != 90*time.Second || def.PingInterval != 30*time.Second ||
-		def.MaxMessageSize != 64<<10 || def.TokenTTL != 168*time.Hour || def.LogLevel != "info" {
+		def.MaxMessageSize != 64<<10 || def.TokenTTL != 168*time.Hour || def.LogLevel != "info" ||
+		def.AllowOrigin != "" || def.InsecureHTTP {
 		t.Fatalf("defaults %+v", def)
 	}
 	if _, err := parseFlags(nil, func(k string) string {
