@@ -26,11 +26,11 @@ func heartbeatReply(ts *testServer) string {
 // user object, ext).
 func TestSection2_LoginValidToken(t *testing.T) {
 	ts := newTestServer(t)
-	code, body := ts.post("/im/vanke/initUser", `{"senderId":"visitor_1","type":0,"token":"tok-visitor-1","nick":"Ann","avatar":"a.png","terminal":"h5","sign":"hi"}`)
+	code, body := ts.post("/im/vanke/initUser", `{"senderId":"visitor_1","type":0,"token":"tok-visitor-1-long","nick":"Ann","avatar":"a.png","terminal":"h5","sign":"hi"}`)
 	if code != 200 || body != `{"code":200,"msg":"success","data":null}` {
 		t.Fatalf("initUser: %d %s", code, body)
 	}
-	c := ts.dial("tok-visitor-1")
+	c := ts.dial("tok-visitor-1-long")
 	c.expect(`{"code":10007,"command":6,"data":{"avatar":"a.png","id":"visitor_1","nick":"Ann","sign":"hi","terminal":"h5","type":0},"msg":"ok 登录成功!"}`)
 	c.send(`{"cmd":13}`)
 	c.expect(heartbeatReply(ts))

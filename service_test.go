@@ -65,7 +65,7 @@ func TestSection1_2_GetReceiver(t *testing.T) {
 	y := ts.login(ts.register("agent_y", 1))
 	ts.register("consultant_z", 2)
 
-	code, body := ts.post("/im/vanke/getReceiver", `{"senderId":"visitor_1","type":0,"token":"t-v1","receiverId":"agent_x"}`)
+	code, body := ts.post("/im/vanke/getReceiver", `{"senderId":"visitor_1","type":0,"token":"token-of-visitor-1","receiverId":"agent_x"}`)
 	if code != 200 || body != `{"code":200,"msg":"success","data":{"id":"agent_x","type":1,"nick":"","avatar":"","status":"online","sign":"","terminal":"","friends":null,"groups":null,"extras":null}}` {
 		t.Fatalf("explicit: %d %s", code, body)
 	}
@@ -240,10 +240,10 @@ func readList(t testing.TB, c *wsClient, req string) chatList {
 func TestSection4_6_ChatList(t *testing.T) {
 	ts := newTestServer(t)
 	a := ts.login(ts.register("agent_1", 1))
-	ts.post("/im/vanke/initUser", `{"senderId":"old_friend","type":0,"nick":"Olga","token":"t-old"}`)
+	ts.post("/im/vanke/initUser", `{"senderId":"old_friend","type":0,"nick":"Olga","token":"token-of-old-friend"}`)
 	vs := map[string]*wsClient{}
 	for _, id := range []string{"old_friend", "visitor_b", "visitor_c"} {
-		tok := "t-old"
+		tok := "token-of-old-friend"
 		if id != "old_friend" {
 			tok = ts.register(id, 0)
 		}
