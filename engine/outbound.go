@@ -127,13 +127,17 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 		o.mu.Unlock()
 		return false
 	}
-	if o.mu.bytes+len(frame) > c.e.opts.MaxPending {
+	if o.mu.bytes+len(frame) > c.e.opts.MaxPending || c.e.overBudget(int64(o.mu.bytes)+o.outbound.Load()+int64(len(frame))) {
 		// Even without what gnet holds, this is over the cap: the loop
-		// has not caught up with this connection's output at all.
+		// has not caught up with this connection's output at all. Or the
+		// process is so far over its output budget that the shed (which
+		// closes the heaviest) cannot keep up, and this connection holds
+		// more than its share.
 		o.mu.dead = true
 		o.stopped.Store(true)
 		o.mu.Unlock()
 		c.slowConsumer()
+		c.e.shed()
 		return false
 	}
 	q := o.mu.q
@@ -378,9 +382,11 @@ func (c *conn) discard() {
 	releaseOutq(q)
 }
 
-// slowConsumer closes a connection over its output cap from any goroutine.
+// slowConsumer closes a connection over its output cap from any goroutine,
+// a registry shard's lock held included (Deliver): the connection is
+// already stopped, so it counts as offline (registry.online), and leaves
+// the registry on its loop.
 func (c *conn) slowConsumer() {
-	c.deregister()
 	_ = c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
 		if err == nil {
 			c.closeSlowOnLoop(gc)

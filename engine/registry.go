@@ -120,12 +120,19 @@ func (r *registry) disconnectIf(uid uint64, match func(*conn) bool, code uint16,
 	return n
 }
 
+// online reports whether uid has a connection that takes pushes: one
+// that is closing or over its cap is offline at once (PROTOCOL §2), even
+// before it leaves the registry.
 func (r *registry) online(uid uint64) bool {
 	sh := r.shard(uid)
 	sh.mu.RLock()
-	n := len(sh.m[uid])
-	sh.mu.RUnlock()
-	return n > 0
+	defer sh.mu.RUnlock()
+	for _, c := range sh.m[uid] {
+		if !c.out.stopped.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *registry) users() int {

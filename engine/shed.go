@@ -11,7 +11,12 @@ import (
 // could each hold a full cap. Past the budget, shed closes the connections
 // holding the most unsent bytes, at once, until the rest fits in nine
 // tenths of it; their undelivered messages stay queued offline (the
-// followers of their frames learn they were not written).
+// followers of their frames learn they were not written). The shed runs
+// apart from the senders; in a burst faster than it, once the budget is
+// passed by a quarter, a frame for a connection holding more than an even
+// share closes that connection (conn.send), so the budget is a bound, not
+// a target, and readers that keep up (senders reading their acks) are
+// never the ones closed.
 
 // shed starts one pass over the connections, unless one is running. Safe
 // for concurrent use; it never blocks.
@@ -68,6 +73,16 @@ func (e *Engine) shedPass() {
 			return nil
 		})
 	}
+}
+
+// overBudget reports whether a connection that would then hold held bytes
+// must be closed: the process is past its hard output bound and the
+// connection holds more than an even share of it.
+func (e *Engine) overBudget(held int64) bool {
+	if e.unsent.Load() <= e.hardOutput {
+		return false
+	}
+	return held > e.hardOutput/int64(max(e.conns.len(), 1))
 }
 
 // unsentBytes is what the connection holds for its client: queued here and
