@@ -106,8 +106,17 @@ func (db *DB) deferWork(add func(*lazyWork)) {
 // can: an entry whose group or message is gone is skipped.
 func (t *tx) applyLazy(l *lazyWork) {
 	for _, k := range l.delivered {
+		// A single delete: the entry was set once, by the message's own
+		// commit, and usually both still sit in the memtable, where the
+		// pair cancels out instead of leaving a tombstone to compact
+		// through every level. Were the entry set twice (it is not), the
+		// worst a single delete can do is bring an older copy back: a
+		// duplicate delivery, never a loss. A pull's or a recall's
+		// Delete of the same key meets it harmlessly (Pebble turns a
+		// single delete that meets a delete into a delete).
 		t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
-		t.del(t.key)
+		_ = t.b.SingleDelete(t.key, nil)
+		t.touched++
 	}
 	for _, s := range l.settled {
 		if err := t.settleGroup(s.gid, s.seq, s.lost); err != nil {
