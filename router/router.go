@@ -117,10 +117,11 @@ type Router struct {
 	hub   Hub
 	table [codec.MaxCmd]route
 
-	workers []*worker
-	wg      sync.WaitGroup
-	queued  atomic.Int64  // request payload bytes waiting for workers
-	lost    atomic.Uint64 // pushes no connection wrote (left queued)
+	workers   []*worker
+	wg        sync.WaitGroup
+	stopSweep func()        // the token sweep (users.go)
+	queued    atomic.Int64  // request payload bytes waiting for workers
+	lost      atomic.Uint64 // pushes no connection wrote (left queued)
 
 	pres presence
 	// assignLocks serialise getReceiver per visitor (striped by uid).
@@ -162,6 +163,7 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 		r.wg.Add(1)
 		go r.work(w)
 	}
+	r.stopSweep = r.startTokenSweep()
 	return r, nil
 }
 
@@ -178,6 +180,7 @@ func (r *Router) Close(ctx context.Context) error {
 		return nil
 	}
 	r.mu.closed = true
+	r.stopSweep() // before the store closes
 	for _, w := range r.workers {
 		w.mu.Lock()
 		w.closed = true
