@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// pull is a decoded cmd 20 reply.
+type pull struct {
+	Code int
+	Data struct {
+		Friends map[string][]struct {
+			ID      string
+			Seq     uint64
+			Content string
+		}
+		Groups map[string][]struct {
+			ID  string
+			Seq uint64
+		}
+		More   bool
+		Userid string
+	}
+}
+
+func decodePull(t testing.TB, s string) pull {
+	t.Helper()
+	var p pull
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		t.Fatalf("pull reply %.200s: %v", s, err)
+	}
+	return p
+}
+
+// sendAll sends n messages of size bytes from c to peer and returns the
+// acked ids in order; every ack must have code want ("": either).
+func sendAll(t testing.TB, c *wsClient, peer string, n, size int, want string) []string {
+	t.Helper()
+	pad := strings.Repeat("x", size)
+	for i := range n {
+		c.send(fmt.Sprintf(`{"cmd":11,"to":%q,"chatType":2,"content":"%d %s"}`, peer, i, pad))
+	}
+	ids := make([]string, 0, n)
+	for i := range n {
+		m := ackRE.FindStringSubmatch(c.read())
+		if m == nil || (want != "" && m[1] != want) {
+			t.Fatalf("ack %d: %v, want %s", i, m, want)
+		}
+		ids = append(ids, m[3])
+	}
+	return ids
+}
+
+// pullAll pulls c's offline queue from peer (type 0) until it is empty and
+// returns the ids in order; each reply must fit within maxReply bytes.
+func pullAll(t testing.TB, c *wsClient, peer string, maxReply int) []string {
+	t.Helper()
+	var ids []string
+	for round := 0; ; round++ {
+		c.send(fmt.Sprintf(`{"cmd":19,"type":0,"fromUserId":%q}`, peer))
+		raw := c.read()
+		if maxReply > 0 && len(raw) > maxReply {
+			t.Fatalf("pull reply of %d bytes, over the %d the connection takes", len(raw), maxReply)
+		}
+		p := decodePull(t, raw)
+		if p.Code != 10016 {
+			t.Fatalf("pull code %d", p.Code)
+		}
+		page := p.Data.Friends[peer]
+		for _, m := range page {
+			ids = append(ids, m.ID)
+		}
+		if len(page) == 0 {
+			if p.Data.More {
+				t.Fatal(`an empty page says "more"`)
+			}
+			return ids
+		}
+		if round > 1000 {
+			t.Fatal("the queue never empties")
+		}
+	}
+}
+
+func unreadOf(t testing.TB, ts *testServer, owner, peer string) int {
+	t.Helper()
+	var r struct {
+		Data struct {
+			UnReadNum       int
+			PendingReplyNum int
+			AllContactsNum  int
+		}
+	}
+	if err := json.Unmarshal([]byte(ts.chatInfo(fmt.Sprintf(`{"from":%q,"to":%q}`, owner, peer))), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Data.UnReadNum
+}
+
+// PROTOCOL §4.4: an offline pull bigger than the connection's output cap
+// comes in pages that fit it, each saying "more"; nothing is removed that
+// a reply did not carry, and the connection stays open.
+func TestSection4_4_PullFitsTheOutputCap(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	sent := sendAll(t, a, "agent_b", 80, 60000, "10001") // ~4.8 MB for a 4 MiB cap
+	b := ts.login(tb)
+	b.send(`{"cmd":19,"type":0,"fromUserId":"visitor_a"}`)
+	first := decodePull(t, b.read())
+	if n := len(first.Data.Friends["visitor_a"]); n == 0 || n >= 80 || !first.Data.More {
+		t.Fatalf("first page: %d messages, more=%v; want a part and more", n, first.Data.More)
+	}
+	got := []string{}
+	for _, m := range first.Data.Friends["visitor_a"] {
+		got = append(got, m.ID)
+	}
+	if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 80-len(got) {
+		t.Fatalf("unread after the first page: %d, want %d", n, 80-len(got))
+	}
+	got = append(got, pullAll(t, b, "visitor_a", 4<<20)...)
+	if fmt.Sprint(got) != fmt.Sprint(sent) {
+		t.Fatalf("pulled %d messages, sent %d (or out of order)", len(got), len(sent))
+	}
+	if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 0 {
+		t.Fatalf("unread after the queue emptied: %d", n)
+	}
+	b.send(`{"cmd":13}`)
+	b.expect(heartbeatReply(ts))
+}
+
+// PROTOCOL §4.4: a type 0 pull whose reply was not written when the
+// connection ended removes nothing: a client that drops right after asking
+// finds everything again.
+func TestSection4_4_UnwrittenPullRemovesNothing(t *testing.T) {
+	// A cap above what the kernel's buffers take, so that most of the
+	// reply can only wait in the server.
+	ts := newTestServer(t, func(c *config) { c.MaxPending = 32 << 20; c.RateLimit = -1 })
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	sent := sendAll(t, a, "agent_b", 300, 60000, "10001") // 18 MB
+	rc := ts.rawLogin(tb)
+	if tc, ok := rc.nc.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	rc.write(text(`{"cmd":19,"type":0,"fromUserId":"visitor_a"}`))
+	// The reply has begun: its first bytes are here.
+	if op, p := rc.readFrameHead(); op != 1 || !bytes.HasPrefix(p, []byte(`{"code":10016`)) {
+		t.Fatalf("reply starts with op %d %q", op, p)
+	}
+	// Drop the connection with the reply unread (RST, not FIN).
+	if tc, ok := rc.nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	rc.nc.Close()
+	waitFor(t, "the connection to close", func() bool { return ts.s.engine.Stats().Conns == 1 })
+	b := ts.login(tb)
+	if got := pullAll(t, b, "visitor_a", 0); fmt.Sprint(got) != fmt.Sprint(sent) {
+		t.Fatalf("after the unread pull: %d of %d messages left", len(got), len(sent))
+	}
+}
+
+// readFrameHead reads a frame's header and the first bytes of its payload
+// (up to 64), leaving the rest unread.
+func (rc *rawConn) readFrameHead() (op byte, head []byte) {
+	rc.t.Helper()
+	var h [2]byte
+	if _, err := rc.br.Read(h[:1]); err != nil {
+		rc.t.Fatalf("read frame: %v", err)
+	}
+	if _, err := rc.br.Read(h[1:]); err != nil {
+		rc.t.Fatalf("read frame: %v", err)
+	}
+	switch h[1] & 0x7f {
+	case 126:
+		_, _ = rc.br.Discard(2)
+	case 127:
+		_, _ = rc.br.Discard(8)
+	}
+	head = make([]byte, 64)
+	n, _ := rc.br.Read(head)
+	return h[0] & 0x0f, head[:n]
+}
+
+// PROTOCOL §2 and §4.2: a connection whose CLOSE is queued is offline at
+// once: a message to its user is acked 10001 and queued.
+func TestSection4_2_ClosingConnectionIsOffline(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	rc := ts.rawLogin(tb)
+	rc.write(text(`{"cmd":14}`))
+	if op, p := rc.readFrame(); op != 1 || !strings.Contains(string(p), `"code":10021`) {
+		t.Fatalf("close reply: op %d %s", op, p)
+	}
+	if op, _ := rc.readFrame(); op != 8 {
+		t.Fatalf("want the CLOSE, got op %d", op)
+	}
+	// The client does not answer the CLOSE: its socket is still open.
+	ids := sendAll(t, a, "agent_b", 1, 10, "10001")
+	b := ts.login(tb)
+	if got := pullAll(t, b, "visitor_a", 0); fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Fatalf("queued %v, want %v", got, ids)
+	}
+}
+
+// PROTOCOL §4.4: a pull capped by the page cap marks read only what it
+// carried; the rest stays unread and queued.
+func TestSection4_4_PartialPullLeavesTheRestUnread(t *testing.T) {
+	t.Run("page cap 2", func(t *testing.T) {
+		ts := newTestServer(t, func(c *config) { c.PageCap = 2 })
+		ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+		a := ts.login(ta)
+		sendAll(t, a, "agent_b", 3, 10, "10001")
+		b := ts.login(tb)
+		b.send(`{"cmd":19,"type":0,"fromUserId":"visitor_a"}`)
+		if p := decodePull(t, b.read()); len(p.Data.Friends["visitor_a"]) != 2 || !p.Data.More {
+			t.Fatalf("first pull %+v", p)
+		}
+		if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 1 {
+			t.Fatalf("unread %d, want 1", n)
+		}
+		if got := pullAll(t, b, "visitor_a", 0); len(got) != 1 {
+			t.Fatalf("left %d, want 1", len(got))
+		}
+		if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 0 {
+			t.Fatalf("unread %d, want 0", n)
+		}
+	})
+	t.Run("default cap, 520 queued", func(t *testing.T) {
+		ts := newTestServer(t, func(c *config) { c.RateLimit = -1 })
+		ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+		a := ts.login(ta)
+		sendAll(t, a, "agent_b", 520, 10, "10001")
+		b := ts.login(tb)
+		b.send(`{"cmd":19,"type":0,"fromUserId":"visitor_a"}`)
+		if p := decodePull(t, b.read()); len(p.Data.Friends["visitor_a"]) != 500 || !p.Data.More {
+			t.Fatalf("first pull: %d, more %v", len(p.Data.Friends["visitor_a"]), p.Data.More)
+		}
+		if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 20 {
+			t.Fatalf("unread %d, want 20", n)
+		}
+	})
+}
+
+// PROTOCOL §4.5: a recalled message is no longer unread (chatInfo and the
+// chat list), and pending reply follows the newest message left.
+func TestSection4_5_RecallUpdatesCounts(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	ids := sendAll(t, a, "agent_b", 2, 10, "10001")
+	a.send(fmt.Sprintf(`{"cmd":15,"id":%q}`, ids[1]))
+	a.expect(`{"code":10025,"command":16,"msg":"recall ok 撤回成功"}`)
+	_ = a.read() // the recall notice to the sender's own connections
+	var info struct {
+		Data struct{ UnReadNum, PendingReplyNum int }
+	}
+	_ = json.Unmarshal([]byte(ts.chatInfo(`{"from":"agent_b","to":"visitor_a"}`)), &info)
+	if info.Data.UnReadNum != 1 || info.Data.PendingReplyNum != 1 {
+		t.Fatalf("chatInfo after one recall %+v, want 1 unread, 1 pending", info.Data)
+	}
+	b := ts.login(tb)
+	if l := readList(t, b, `{"cmd":17,"type":2,"extras":{"pullType":1}}`); len(l.Data.Friends) != 1 || l.Data.Friends[0].UnReadNum != 1 {
+		t.Fatalf("chat list %+v", l.Data)
+	}
+	a.send(fmt.Sprintf(`{"cmd":15,"id":%q}`, ids[0]))
+	a.expect(`{"code":10025,"command":16,"msg":"recall ok 撤回成功"}`)
+	_ = json.Unmarshal([]byte(ts.chatInfo(`{"from":"agent_b","to":"visitor_a"}`)), &info)
+	if info.Data.UnReadNum != 0 || info.Data.PendingReplyNum != 0 {
+		t.Fatalf("chatInfo after both recalls %+v, want nothing unread or pending", info.Data)
+	}
+}
+
+// PROTOCOL §4.4: a type 0 pull marks the conversation read even when the
+// queue is empty, so a client that got everything as pushes can clear
+// its unread count.
+func TestSection4_4_EmptyPullMarksRead(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a, b := ts.login(ta), ts.login(tb)
+	sendAll(t, a, "agent_b", 2, 10, "10000")
+	for range 2 {
+		if !strings.HasPrefix(b.read(), `{"command":11,`) {
+			t.Fatal("want the push")
+		}
+	}
+	if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 2 {
+		t.Fatalf("unread %d before the pull, want 2", n)
+	}
+	pullAll(t, b, "visitor_a", 0) // whatever is still queued, then empty
+	if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 0 {
+		t.Fatalf("unread %d after the pull, want 0", n)
+	}
+}
+
+// PROTOCOL §4.6: a message to oneself makes no self-contact.
+func TestSection4_6_MessageToSelfMakesNoContact(t *testing.T) {
+	ts := newTestServer(t)
+	ta := ts.register("visitor_a", 0)
+	a1, a2 := ts.login(ta), ts.login(ta)
+	a1.send(`{"cmd":11,"to":"visitor_a","chatType":2,"content":"note"}`)
+	if m := ackRE.FindStringSubmatch(a1.read()); m == nil || m[1] != "10000" {
+		t.Fatalf("ack %v", m)
+	}
+	if !strings.Contains(a2.read(), `"content":"note"`) {
+		t.Fatal("the other terminal did not get the note")
+	}
+	l := readList(t, a1, `{"cmd":17,"type":2,"extras":{"pullType":1}}`)
+	if len(l.Data.Friends) != 0 || l.Data.AllContactsNum != 0 {
+		t.Fatalf("chat list after a note to self: %+v", l.Data)
+	}
+}
+
+// PROTOCOL §6 10028: replies keep request order, and a refused chat's
+// 10028 carries its id.
+func TestSection6_RefusalsKeepRequestOrder(t *testing.T) {
+	ts := newTestServer(t)
+	ta, _ := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	rc := ts.rawLogin(ta)
+	var burst bytes.Buffer
+	ids := make([]string, 450)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%032x", i+1)
+		burst.Write(text(fmt.Sprintf(`{"cmd":11,"to":"agent_b","chatType":2,"content":"m%d","id":%q}`, i, ids[i])))
+	}
+	rc.write(burst.Bytes())
+	refused := 0
+	for i, id := range ids {
+		op, p := rc.readFrame()
+		s := string(p)
+		if op != 1 {
+			t.Fatalf("reply %d: op %d", i, op)
+		}
+		switch {
+		case strings.HasPrefix(s, `{"code":10028,"command":12,`):
+			refused++
+			if want := fmt.Sprintf(`{"code":10028,"command":12,"data":{"id":%q},"msg":"too many requests 请求过于频繁"}`, id); s != want {
+				t.Fatalf("reply %d: %s\nwant %s", i, s, want)
+			}
+		case ackRE.MatchString(s):
+			if refused > 0 {
+				t.Fatalf("reply %d is an ack after %d refusals: replies out of order", i, refused)
+			}
+			if m := ackRE.FindStringSubmatch(s); m[3] != id {
+				t.Fatalf("reply %d acks %s, want %s", i, m[3], id)
+			}
+		default:
+			t.Fatalf("reply %d: %s", i, s)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("nothing refused: the burst did not pass the limit")
+	}
+}
+
+// PROTOCOL §2 with §8: one user's connections are capped; the next login
+// is refused with 10008 and close 1008.
+func TestSection2_ConnectionsPerUserCapped(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxConnsUser = 3 })
+	tok := ts.register("visitor_a", 0)
+	for range 3 {
+		ts.login(tok)
+	}
+	c := ts.dial(tok)
+	c.expect(`{"code":10008,"command":6,"msg":"login failed ! 登录失败!"}`)
+	c.expectClose(websocket.ClosePolicyViolation)
+	if def, _ := parseFlags(nil, func(string) string { return "" }); def.MaxConnsUser != 64 || def.MaxOutputTotal != 1<<30 {
+		t.Fatalf("defaults: %d connections per user, %d bytes of output", def.MaxConnsUser, def.MaxOutputTotal)
+	}
+}
+
+// PROTOCOL §2 and §4.3: unsent output of all connections is bounded: past
+// -max-output-total the connections holding the most are closed as slow
+// consumers, and what they did not write stays queued.
+func TestSection2_OutputBudgetSheds(t *testing.T) {
+	const budget = 1 << 20
+	ts := newTestServer(t, func(c *config) { c.MaxPending = 512 << 10; c.MaxOutputTotal = budget; c.RateLimit = -1 })
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	var readers []*rawConn
+	for range 12 {
+		rc := ts.rawLogin(tb)
+		if tc, ok := rc.nc.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		readers = append(readers, rc) // never read
+	}
+	// Without the budget the readers could hold 12 × 512 KiB; watch the
+	// total while the pushes pile up.
+	var peak atomic.Int64
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			if n := ts.s.engine.Stats().Unsent; n > peak.Load() {
+				peak.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}()
+	var once sync.Once
+	stopWatch := func() { once.Do(func() { close(stop); <-watched }) }
+	defer stopWatch() // before the server stops, also on a failure
+	// Enough for the kernels' buffers and then some, on every connection.
+	ids := sendAll(t, a, "agent_b", 120, 60000, "") // 10001 once all are shed
+	stopWatch()
+	if p := peak.Load(); p > 2*budget {
+		t.Fatalf("unsent output peaked at %d bytes, over twice the %d budget", p, budget)
+	}
+	waitFor(t, "slow consumers shed", func() bool { return ts.s.engine.Stats().SlowConsumers > 0 })
+	waitFor(t, "unsent output back within the budget", func() bool { return ts.s.engine.Stats().Unsent <= budget })
+	for _, rc := range readers {
+		rc.nc.Close()
+	}
+	waitFor(t, "the readers to go", func() bool { return ts.s.engine.Stats().Conns == 1 })
+	// Each connection wrote a prefix of the messages before it was shed
+	// (its kernel took them); a message leaves the queue once any
+	// connection wrote it. So the queue holds exactly the messages after
+	// the longest prefix written: the end of what was sent, in order.
+	b := ts.login(tb)
+	got := pullAll(t, b, "visitor_a", 0)
+	if len(got) == 0 || fmt.Sprint(got) != fmt.Sprint(ids[len(ids)-len(got):]) {
+		t.Fatalf("queue after the shed holds %d messages, not the last %d sent", len(got), len(got))
+	}
+}
+
+// PROTOCOL §4.4 and §4.3: SIGTERM while a pull's reply waits for a client
+// that does not read removes nothing it did not write.
+func TestProcess_SigtermKeepsUnwrittenPulls(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "-rate-limit", "-1", "-max-pending", "33554432")
+	ts := p.testServer()
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	sent := sendAll(t, a, "agent_b", 300, 60000, "10001")
+	rc := ts.rawLogin(tb)
+	if tc, ok := rc.nc.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	rc.write(text(`{"cmd":19,"type":0,"fromUserId":"visitor_a"}`))
+	if op, _ := rc.readFrameHead(); op != 1 {
+		t.Fatalf("reply op %d", op)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	b := startProc(t, dir).testServer().login(tb)
+	if got := pullAll(t, b, "visitor_a", 0); fmt.Sprint(got) != fmt.Sprint(sent) {
+		t.Fatalf("after SIGTERM: %d of %d messages left", len(got), len(sent))
+	}
+}
