@@ -31,7 +31,7 @@ func (r *registrar) register(id string, agent bool) (string, error) {
 	if agent {
 		typ = 1
 	}
-	token := "token_of_" + id // 16+ characters (PROTOCOL §1.1)
+	token := "token_of_" + id + "_bench" // 16+ characters (PROTOCOL §1.1)
 	code, body, err := r.post(fmt.Sprintf(`{"senderId":%q,"type":%d,"token":%q}`, id, typ, token))
 	if err != nil {
 		return "", fmt.Errorf("initUser %s: %w", id, err)
@@ -92,7 +92,7 @@ func runHTTP(c config) (Result, error) {
 					code, body, err = r.do(fasthttp.MethodGet, "/healthz", "")
 					want = string(body)
 				} else {
-					code, body, err = r.post(fmt.Sprintf(`{"senderId":"bh%s_%d","type":0,"token":"token_of_bh%s_%d"}`, nonce, i, nonce, i))
+					code, body, err = r.post(fmt.Sprintf(`{"senderId":"bh%s_%d","type":0,"token":"token_of_bh%s_%d_bench"}`, nonce, i, nonce, i))
 				}
 				switch {
 				case err != nil:
