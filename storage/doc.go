@@ -24,8 +24,13 @@
 //	R|uid(8B)                          -> ms of the user's last logout: its v1 tokens are revoked
 //	h|conv(16B)|seq(8B)                -> message record (message.go: encodeMessage)
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
-//	c|owner(8B)|peer(8B)               -> contact record: unread, pending reply, last contact
+//	c|owner(8B)|peer(8B)               -> contact record v2: unread, pending reply, last contact, read seq
 //	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B): idempotency of client message ids
+//	P|gid(8B)|seq(8B)                  -> a group message's pending deliveries: the members online when stored (lazy.go)
+//	V|<name>                           -> empty: the named migration is done (migrate.go)
+//
+// Groups (I| M| m| g| Q|) are in group.go; contacts' indexes (r| n| l|) in
+// contact.go.
 //
 // conv of a private conversation is the two uids, lower first. seq is the
 // message's position in it, 1, 2, 3… with no gaps, which turns history
@@ -38,6 +43,32 @@
 // Messages, queues and contacts are written by one committer goroutine
 // (commit.go) that gathers every waiting operation into one batch and
 // commits it with the WAL synced: one fsync acknowledges many messages.
+// The queue of operations is bounded in bytes; an operation that fails
+// leaves nothing in the batch (the batch is built again without it).
+//
+// # Delivery: queued until written
+//
+// The rule behind PROTOCOL §4.3: an acked message leaves the undelivered
+// state only when its bytes left the process for a receiver's socket; a
+// kill -9 at any moment leaves every acked message either queued or
+// written. So the queue entry is as durable as the ack: a private message
+// gets its q| entry in its own commit, online receiver or not, and a push
+// that a connection wrote removes it afterwards, lazily, in a later batch
+// and with a single delete (lazy.go: Delivered). A group message to
+// members online when it is stored gets one P| record listing them; once
+// every push is known written or dropped, the members none of whose
+// connections wrote it get Q| entries and the record goes (GroupSettled);
+// a record a crash left is settled for all its members at Open. A pull
+// (cmd 19 type 0) reads, and removes only what its written reply carried
+// (ReadOffline, RemoveOffline). The cost: an extra key and a removal per
+// online private message, and a message written just before a crash may
+// be delivered again from the queue (clients drop duplicates by id).
+//
+// Counters follow the messages: unread messages are always the owner's
+// newest ones from the peer (a read marks a prefix read, a new message is
+// the newest), recalled ones aside; the read seq (contact record v2)
+// records how far the owner read. A partial pull marks read up to what it
+// carried and counts what is left from the conversation's end back.
 //
 // A user's uid is a dense internal number assigned at first registration;
 // the largest u| key gives the next one on open, so no counter is written.
@@ -50,6 +81,17 @@
 // a version byte); keys are never reinterpreted in place.
 //
 // Migrations:
+//   - c| records are v2 (a read seq after the unread count). v1 records of
+//     release a9f4499 decode with read seq 0 (unknown), which markRead
+//     handles. At the first open, those with messages unread are recounted
+//     without the recalled ones (v1 kept counting a recalled message as
+//     unread) and rewritten as v2; the marker V|contacts-v2 says it ran.
+//   - q| entries: every private message to another user gets one in its
+//     commit, also when the receiver is online (removed once a push was
+//     written); before, only messages to offline receivers did. Entries of
+//     older versions are read the same way.
+//   - P| records are new; a data directory without them has nothing to
+//     settle.
 //   - t| records are v2 (uid, expireAt, version 2, issuedAt, terminal) and
 //     each (user, terminal) lists its newest tokens in K|. v1 records (16
 //     bytes: uid, expireAt) written by older versions stay valid until
