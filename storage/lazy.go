@@ -147,7 +147,10 @@ func (t *tx) settleGroup(gid, seq uint64, lost []uint64) error {
 		}
 		t.set(keyGroupQueue(uid, gid, seq), nil)
 	}
-	t.del(keyPending(gid, seq))
+	// Set once, removed once: a single delete, which usually cancels the
+	// record in the memtable (see applyLazy).
+	_ = t.b.SingleDelete(keyPending(gid, seq), nil)
+	t.touched++
 	return nil
 }
 
