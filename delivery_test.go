@@ -467,3 +467,76 @@ func TestProcess_SigtermKeepsUnwrittenPulls(t *testing.T) {
 		t.Fatalf("after SIGTERM: %d of %d messages left", len(got), len(sent))
 	}
 }
+
+// PROTOCOL §4.4: the pull of every queue (type 0 without ids) pages within
+// the output cap too, across private and group queues, and removes only
+// what each reply carried.
+func TestSection4_4_PullOfAllQueuesFitsTheOutputCap(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb, tc := ts.register("visitor_a", 0), ts.register("agent_b", 1), ts.register("visitor_c", 0)
+	b := ts.login(tb)
+	b.send(`{"cmd":7,"groupId":"g1"}`)
+	_ = b.read()
+	b.c.Close()
+	a, c := ts.login(ta), ts.login(tc)
+	a.send(`{"cmd":7,"groupId":"g1"}`)
+	_ = a.read()
+	want := map[string]bool{}
+	for _, id := range sendAll(t, a, "agent_b", 40, 60000, "10001") {
+		want[id] = true
+	}
+	for _, id := range sendAll(t, c, "agent_b", 40, 60000, "10001") {
+		want[id] = true
+	}
+	pad := strings.Repeat("g", 60000)
+	for i := range 10 {
+		a.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g1","content":"%d %s"}`, i, pad))
+	}
+	for i := 0; i < 10; {
+		s := a.read()
+		if m := ackRE.FindStringSubmatch(s); m != nil {
+			want[m[3]] = true
+			i++
+		} // the group's pushes to the sender itself go by
+	}
+	b = ts.login(tb)
+	got := map[string]int{}
+	for round := 0; ; round++ {
+		b.send(`{"cmd":19,"type":0}`)
+		raw := b.read()
+		if len(raw) > 4<<20 {
+			t.Fatalf("reply of %d bytes over the cap", len(raw))
+		}
+		p := decodePull(t, raw)
+		n := 0
+		for _, page := range p.Data.Friends {
+			for _, m := range page {
+				got[m.ID]++
+				n++
+			}
+		}
+		for _, page := range p.Data.Groups {
+			for _, m := range page {
+				got[m.ID]++
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		if round == 0 && !p.Data.More {
+			t.Fatal(`a first page of ~5 MB does not say "more"`)
+		}
+		if round > 100 {
+			t.Fatal("the queues never empty")
+		}
+	}
+	for id := range want {
+		if got[id] != 1 {
+			t.Fatalf("message %s pulled %d times, want once", id, got[id])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("pulled %d messages, %d were sent", len(got), len(want))
+	}
+}
