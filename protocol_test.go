@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -427,8 +429,13 @@ func TestSection2_Upgrade(t *testing.T) {
 			rc.expectEOFAfterBody()
 		})
 	}
-	t.Run("1000 connections of one user", func(t *testing.T) {
+	t.Run("1000 connections at once", func(t *testing.T) {
 		const n = 1000
+		// Spread over users: one user holds at most -max-conns-per-user (64).
+		toks := make([]string, 20)
+		for i := range toks {
+			toks[i] = ts.register(fmt.Sprintf("many_%d", i), 0)
+		}
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
 		conns := make(chan *websocket.Conn, n)
@@ -437,7 +444,7 @@ func TestSection2_Upgrade(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c, resp, err := d.Dial("ws://"+ts.ws+"/?token="+tok, nil)
+				c, resp, err := d.Dial("ws://"+ts.ws+"/?token="+toks[i%len(toks)], nil)
 				if err != nil {
 					errs <- err
 					return
@@ -464,8 +471,8 @@ func TestSection2_Upgrade(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		if got := ts.s.engine.Stats(); got.Users != 1 {
-			t.Fatalf("stats %+v, want 1 user", got)
+		if got := ts.s.engine.Stats(); got.Users < len(toks) || got.Conns < n {
+			t.Fatalf("stats %+v, want %d users and %d connections at least", got, len(toks), n)
 		}
 	})
 }
@@ -481,37 +488,376 @@ func (rc *rawConn) expectEOFAfterBody() {
 	}
 }
 
-// PROTOCOL §2 slow consumers: a client that sends but never reads has its
-// unsent output capped; past the cap the server closes the connection
-// instead of buffering without bound.
+// PROTOCOL §2 slow consumers, §4.3: a connection that stops reading has its
+// unsent output capped. User B's raw connection (a small receive buffer)
+// stops reading while user A, under no rate limit, sends B messages of
+// 60 000 bytes: A is never refused nor closed; B's connection is closed as
+// a slow consumer, and when B reads what its socket still holds it ends
+// with CLOSE 1008; every message acked to A is in what B read or in B's
+// offline queue. Then, with a second connection of B that reads, a new
+// slow connection of B is closed the same way and the reading one gets
+// every message and keeps working.
 func TestSection2_SlowConsumerClosed(t *testing.T) {
-	ts := newTestServer(t, func(c *config) { c.MaxMessageSize, c.MaxPending = 1024, 64<<10 })
-	tok := ts.register("u1", 0)
-	rc := ts.rawLogin(tok)
-	victim := ts.login(tok) // a second connection of the same user stays
+	const size = 60000
+	ts := newTestServer(t, func(c *config) { c.MaxPending, c.RateLimit = 256<<10, -1 })
+	tokA, tokB := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := newSlowSender(t, ts.login(tokA))
 
-	// Shrink the receive window so the server's output backs up quickly.
-	if tc, ok := rc.nc.(interface{ SetReadBuffer(int) error }); ok {
-		_ = tc.SetReadBuffer(4096)
+	// Phase 1: B's only connection stops reading.
+	slow, err := dialReceiver(ts.ws, tokB, 4096)
+	if err != nil {
+		t.Fatal(err)
 	}
-	hb := text(`{"cmd":13}`)
-	batch := bytes.Repeat(hb, 1024)
+	defer slow.nc.Close()
+	before := slowConsumers(t, ts)
+	a.start("agent_b", size, 8, nil)
+	waitSlowConsumers(t, ts, before+1, a)
+	read, code, err := readToClose(slow)
+	acked := a.stop()
+	if err != nil {
+		t.Errorf("B's slow connection, read to its end: %v", err)
+	} else if code != 1008 {
+		t.Errorf("B's slow connection ended with CLOSE %d, want 1008", code)
+	}
+	b := ts.login(tokB)
+	pulled := pullOffline(t, b, `"fromUserId":"visitor_a"`)
+	codes := map[string]int{}
+	for _, ack := range acked {
+		codes[ack.code]++
+	}
+	t.Logf("phase 1: %d acked (%v), %d read by the slow connection, %d pulled", len(acked), codes, len(read), len(pulled))
+	got := map[string]bool{}
+	for _, m := range append(read, pulled...) {
+		if !strings.HasPrefix(m.Content, "m") || len(m.Content) != size {
+			t.Errorf("B got message %s from %s with content %.20q… (%d bytes)", m.ID, m.From, m.Content, len(m.Content))
+		}
+		got[m.ID] = true
+	}
+	var lost []string
+	for i, ack := range acked {
+		if !got[ack.id] {
+			lost = append(lost, fmt.Sprintf("#%d %s (%s)", i, ack.id, ack.code))
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d of %d messages acked to A neither read by B's slow connection nor in B's offline queue: %s",
+			len(lost), len(acked), strings.Join(lost, ", "))
+	}
+
+	// Phase 2: b reads; another connection of B stops reading.
+	slow2, err := dialReceiver(ts.ws, tokB, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow2.nc.Close()
+	br := newPushReader(b)
+	a.start("agent_b", size, 4, br.count)
+	waitSlowConsumers(t, ts, before+2, a)
+	if _, code, err := readToClose(slow2); err != nil || code != 1008 {
+		t.Errorf("B's second slow connection: CLOSE %d, %v; want 1008", code, err)
+	}
+	acked = a.stop()
+	ids := make([]string, len(acked))
+	for i, ack := range acked {
+		if ack.code != "10000" {
+			t.Errorf("phase 2 message #%d acked %s with B's reading connection online", i, ack.code)
+		}
+		ids[i] = ack.id
+	}
+	br.waitFor(t, ids)
+	b.send(`{"cmd":13}`)
+	br.waitHeartbeat(t)
+	a.stillOpen()
+}
+
+// slowSender is user A of TestSection2_SlowConsumerClosed: one goroutine
+// reads its connection, another sends chat messages while started.
+type slowSender struct {
+	t     *testing.T
+	c     *wsClient
+	mu    sync.Mutex
+	acks  []slowAck
+	fail  string
+	ackc  chan struct{} // signalled at each ack
+	hb    chan struct{} // a heartbeat reply
+	stopc chan struct{}
+	sent  chan int // what the writer sent, when it stops
+	base  int      // acks before the current run
+}
+
+type slowAck struct{ code, id string }
+
+func newSlowSender(t *testing.T, c *wsClient) *slowSender {
+	s := &slowSender{t: t, c: c, ackc: make(chan struct{}, 1), hb: make(chan struct{}, 1)}
+	_ = c.c.SetReadDeadline(time.Time{})
+	go func() {
+		for {
+			_, b, err := c.c.ReadMessage()
+			s.mu.Lock()
+			switch {
+			case err != nil:
+				if s.fail == "" {
+					s.fail = fmt.Sprintf("A's connection ended: %v", err)
+				}
+			case strings.HasPrefix(string(b), `{"command":13,`):
+				select {
+				case s.hb <- struct{}{}:
+				default:
+				}
+			default:
+				if m := ackRE.FindStringSubmatch(string(b)); m != nil {
+					s.acks = append(s.acks, slowAck{m[1], m[3]})
+				} else if s.fail == "" {
+					s.fail = fmt.Sprintf("A got %.300s", b) // a refusal (10028) or anything else
+				}
+			}
+			s.mu.Unlock()
+			if err != nil {
+				close(s.ackc)
+				return
+			}
+			select {
+			case s.ackc <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return s
+}
+
+// start sends messages of size bytes to peer, at most window unacked, and
+// when gate is set at most window beyond gate().
+func (s *slowSender) start(peer string, size, window int, gate func() int) {
+	s.mu.Lock()
+	base := len(s.acks)
+	s.base = base
+	s.mu.Unlock()
+	s.stopc, s.sent = make(chan struct{}), make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { s.sent <- n }()
+		for ; n < 5000; n++ {
+			for {
+				s.mu.Lock()
+				acked, failed := len(s.acks)-base, s.fail != ""
+				s.mu.Unlock()
+				if failed {
+					return
+				}
+				if n-acked < window && (gate == nil || n-gate() < window) {
+					break
+				}
+				select {
+				case <-s.stopc:
+					return
+				case <-s.ackc:
+				case <-time.After(10 * time.Millisecond): // the gate moves without an ack
+				}
+			}
+			select {
+			case <-s.stopc:
+				return
+			default:
+			}
+			content := fmt.Sprintf("m%05d-", n)
+			content += strings.Repeat("x", size-len(content))
+			if s.c.c.WriteMessage(websocket.TextMessage, []byte(`{"cmd":11,"to":"`+peer+`","chatType":2,"content":"`+content+`"}`)) != nil {
+				return
+			}
+		}
+	}()
+}
+
+// stop ends the sending, waits for every ack and returns this run's acks
+// in order; it fails the test if A was refused or closed.
+func (s *slowSender) stop() []slowAck {
+	s.t.Helper()
+	close(s.stopc)
+	n := <-s.sent
+	deadline := time.After(waitBound())
+	for {
+		s.mu.Lock()
+		fail, acks := s.fail, s.acks
+		s.mu.Unlock()
+		if fail != "" {
+			s.t.Fatal(fail)
+		}
+		if len(acks) >= s.base+n {
+			return append([]slowAck(nil), acks[s.base:s.base+n]...)
+		}
+		select {
+		case <-s.ackc:
+		case <-deadline:
+			s.t.Fatalf("%d of %d acks after %v", len(acks)-s.base, n, waitBound())
+		}
+	}
+}
+
+// stillOpen checks A's connection answers a heartbeat.
+func (s *slowSender) stillOpen() {
+	s.t.Helper()
+	s.c.send(`{"cmd":13}`)
+	select {
+	case <-s.hb:
+	case <-time.After(waitBound()):
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.t.Fatalf("A: no heartbeat reply (%s)", s.fail)
+	}
+}
+
+// waitSlowConsumers waits until the engine counts n slow consumers closed
+// while a sends.
+func waitSlowConsumers(t *testing.T, ts *testServer, n uint64, a *slowSender) {
+	t.Helper()
 	deadline := time.Now().Add(4 * waitBound())
-	closed := false
-	for time.Now().Before(deadline) {
-		_ = rc.nc.SetWriteDeadline(time.Now().Add(waitBound()))
-		if _, err := rc.nc.Write(batch); err != nil {
-			closed = true // reset by the server, or our window full and the peer gone
-			break
+	for slowConsumers(t, ts) < n {
+		a.mu.Lock()
+		fail, acked := a.fail, len(a.acks)-a.base
+		a.mu.Unlock()
+		if fail != "" {
+			t.Fatal(fail)
 		}
-		if ts.s.engine.Stats().Conns == 1 {
-			closed = true
-			break
+		select {
+		case sent := <-a.sent:
+			t.Fatalf("A sent all %d messages (%d acked) and no connection was closed as a slow consumer", sent, acked)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slow consumer closed after %v (%d acked)", 4*waitBound(), acked)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// slowConsumers reads the engine's count of slow consumers closed, within
+// a bound: a deadlock in the engine fails the test instead of hanging it.
+func slowConsumers(t *testing.T, ts *testServer) uint64 {
+	t.Helper()
+	ch := make(chan uint64, 1)
+	go func() { ch <- ts.s.engine.Stats().SlowConsumers }()
+	select {
+	case n := <-ch:
+		return n
+	case <-time.After(waitBound()):
+		// Said at once too: stopping a deadlocked server may hang the
+		// cleanup, and the failure would print only at the test timeout.
+		fmt.Fprintf(os.Stderr, "%s: engine.Stats blocked for %v: the engine is deadlocked\n", t.Name(), waitBound())
+		t.Fatalf("engine.Stats blocked for %v: the engine is deadlocked", waitBound())
+		return 0
+	}
+}
+
+// readToClose reads r until the server's CLOSE, which must be followed by
+// the end of the connection; it returns the pushes read and the code.
+func readToClose(r *rawReceiver) (msgs []pushMsg, code int, err error) {
+	for {
+		op, p, err := r.next(time.Now().Add(waitBound()))
+		if err != nil {
+			return msgs, 0, fmt.Errorf("before any CLOSE: %w", err)
+		}
+		switch op {
+		case 0x9: // a ping
+		case 0x1:
+			m, ok, err := parsePush(p)
+			if err != nil {
+				return msgs, 0, err
+			}
+			if !ok {
+				return msgs, 0, fmt.Errorf("unexpected frame %.200s", p)
+			}
+			msgs = append(msgs, m)
+		case 0x8:
+			if len(p) < 2 || len(p) > 125 {
+				return msgs, 0, fmt.Errorf("after %d pushes, a frame with the CLOSE opcode and a %d-byte payload %.80q (a CLOSE carries a code and at most 125 bytes)", len(msgs), len(p), p)
+			}
+			code = int(binary.BigEndian.Uint16(p))
+			if op, p, err := r.next(time.Now().Add(waitBound())); err != io.EOF {
+				return msgs, code, fmt.Errorf("after the CLOSE %d: op %#x %.80q, %v; want EOF", code, op, p, err)
+			}
+			return msgs, code, nil
+		default:
+			return msgs, 0, fmt.Errorf("unexpected op %#x", op)
 		}
 	}
-	if !closed {
-		t.Fatal("the server kept a connection that never reads")
+}
+
+// pushReader reads a gorilla connection in a goroutine: pushes and
+// heartbeat replies.
+type pushReader struct {
+	mu   sync.Mutex
+	ids  map[string]bool
+	n    int
+	fail string
+	hb   chan struct{}
+}
+
+func newPushReader(c *wsClient) *pushReader {
+	r := &pushReader{ids: map[string]bool{}, hb: make(chan struct{}, 1)}
+	_ = c.c.SetReadDeadline(time.Time{})
+	go func() {
+		for {
+			_, b, err := c.c.ReadMessage()
+			r.mu.Lock()
+			if err != nil {
+				r.fail = fmt.Sprintf("B's reading connection ended: %v", err)
+				r.mu.Unlock()
+				return
+			}
+			if m, ok, err := parsePush(b); ok {
+				r.ids[m.ID] = true
+				r.n++
+			} else if strings.HasPrefix(string(b), `{"command":13,`) {
+				r.hb <- struct{}{}
+			} else if r.fail == "" {
+				r.fail = fmt.Sprintf("B's reading connection got %.300s (%v)", b, err)
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+func (r *pushReader) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+// waitFor waits until every one of ids was pushed.
+func (r *pushReader) waitFor(t *testing.T, ids []string) {
+	t.Helper()
+	deadline := time.Now().Add(waitBound())
+	for {
+		r.mu.Lock()
+		var missing []string
+		for _, id := range ids {
+			if !r.ids[id] {
+				missing = append(missing, id)
+			}
+		}
+		fail := r.fail
+		r.mu.Unlock()
+		if fail != "" {
+			t.Fatal(fail)
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's reading connection lacks %d of %d acked messages: %v", len(missing), len(ids), missing)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	victim.send(`{"cmd":13}`)
-	victim.expect(heartbeatReply(ts))
+}
+
+func (r *pushReader) waitHeartbeat(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.hb:
+	case <-time.After(waitBound()):
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		t.Fatalf("B's reading connection: no heartbeat reply (%s)", r.fail)
+	}
 }
