@@ -219,10 +219,15 @@ func pullOffline(t testing.TB, c *wsClient, extra string) []pushMsg {
 // chatInfo and cmd 17 must be sane. Trials run in sequence on a few
 // directories (each restart starts the next trial).
 //
-// IMGATE_CRASH_TRIALS sets the number of trials (default 50; 1000 for a
-// long run), IMGATE_CRASH_SEED the base seed (default 20261130): a failure
-// names the trial's seed, and a run with that base seed and the same
-// number of trials replays the same random choices (timing still varies).
+// IMGATE_CRASH_TRIALS sets the number of trials (default 50, about a
+// minute under -race); a long run is
+//
+//	IMGATE_CRASH_TRIALS=1000 go test -run TestSection4_3_RandomKills -timeout 1h .
+//
+// IMGATE_CRASH_SEED sets the base seed (default 20261130). Directory d
+// has seed base+1000·d and its trial k (0-9) seed base+1000·d+k, which a
+// failure names; IMGATE_CRASH_SEED=base+1000·d IMGATE_CRASH_TRIALS=k+1
+// replays that trial's random choices (timing still varies).
 func TestSection4_3_RandomKills(t *testing.T) {
 	trials, base := 50, int64(20261130)
 	if v := os.Getenv("IMGATE_CRASH_TRIALS"); v != "" {
@@ -253,7 +258,6 @@ func TestSection4_3_RandomKills(t *testing.T) {
 type crashWorld struct {
 	t       *testing.T
 	dir     string
-	seed    int64
 	p       *proc
 	pairs   int
 	tokens  map[string]string
@@ -271,7 +275,7 @@ const crashGroupSender = "crash_gs"
 
 func runCrashDir(t *testing.T, seed int64, trials int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	w := &crashWorld{t: t, dir: t.TempDir(), seed: seed, pairs: 2 + rng.IntN(3), tokens: map[string]string{},
+	w := &crashWorld{t: t, dir: t.TempDir(), pairs: 2 + rng.IntN(3), tokens: map[string]string{},
 		ever: map[string]bool{}, got: map[string]map[string]bool{}, fromCnt: map[string]map[string]int{}}
 	w.p = startProc(t, w.dir, w.flags(rng)...)
 	ts := w.p.testServer()
