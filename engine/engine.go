@@ -155,7 +155,6 @@ type Engine struct {
 
 	slowClosed atomic.Uint64 // connections closed as slow consumers
 	unsent     atomic.Int64  // bytes accepted for clients, not yet written
-	hardOutput int64         // past it a send closes its connection (shed.go)
 	shedding   atomic.Bool   // a shed pass runs (shed.go)
 
 	eng      gnet.Engine
@@ -190,7 +189,6 @@ func New(r *router.Router, opts Options) (*Engine, error) {
 		booted: make(chan error, 1),
 		done:   make(chan error, 1),
 	}
-	e.hardOutput = opts.MaxOutputTotal + opts.MaxOutputTotal/4
 	e.reg.init()
 	e.reg.presence = func(c *conn, online bool) { r.Presence(c.Identity(), online) }
 	// Sweep often enough that a deadline is met within a quarter of the

@@ -79,10 +79,11 @@ func (e *Engine) shedPass() {
 // must be closed: the process is past its hard output bound and the
 // connection holds more than an even share of it.
 func (e *Engine) overBudget(held int64) bool {
-	if e.unsent.Load() <= e.hardOutput {
+	hard := e.opts.MaxOutputTotal + e.opts.MaxOutputTotal/4
+	if e.unsent.Load() <= hard {
 		return false
 	}
-	return held > e.hardOutput/int64(max(e.conns.len(), 1))
+	return held > hard/int64(max(e.conns.len(), 1))
 }
 
 // unsentBytes is what the connection holds for its client: queued here and
