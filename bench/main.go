@@ -252,6 +252,9 @@ func waitLogins(s *stats, n int64) error {
 // runConnect opens conns connections (reusing one token per 100 of them,
 // as tabs of one user) at -rate, holds them with heartbeats and reports the
 // login rate and, with -server-pid, the server's RSS per connection.
+// connsPerUser is how many connections of connect mode share a user.
+const connsPerUser = 50
+
 func runConnect(c config) (Result, error) {
 	if err := checkFiles(c.conns); err != nil {
 		return Result{}, err
@@ -265,8 +268,9 @@ func runConnect(c config) (Result, error) {
 		return Result{}, err
 	}
 	defer cl.close()
+	// 50 connections a user: within the server's per-user cap (64).
 	tokens := map[int]string{}
-	for i := 0; i < (c.conns+99)/100; i++ {
+	for i := 0; i < (c.conns+connsPerUser-1)/connsPerUser; i++ {
 		if tokens[i], err = reg.register(fmt.Sprintf("bc%s_%d", nonce, i), false); err != nil {
 			return Result{}, err
 		}
@@ -286,7 +290,7 @@ func runConnect(c config) (Result, error) {
 		go func() {
 			defer dwg.Done()
 			for i := range next {
-				w := &wsConn{id: i, token: tokens[i/100]}
+				w := &wsConn{id: i, token: tokens[i/connsPerUser]}
 				if err := cl.dial(source(i, c.sources), w); err != nil {
 					dialMu.Lock()
 					if dialErr == nil {
@@ -328,7 +332,9 @@ func runConnect(c config) (Result, error) {
 			case <-t.C:
 				cl.mu.Lock()
 				for _, gc := range cl.conns {
-					heartbeat(gc, gc.Context().(*wsConn).mask)
+					if w, ok := gc.Context().(*wsConn); ok {
+						heartbeat(gc, w.mask)
+					}
 				}
 				cl.mu.Unlock()
 			}
