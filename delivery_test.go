@@ -335,6 +335,8 @@ func TestSection6_RefusalsKeepRequestOrder(t *testing.T) {
 		burst.Write(text(fmt.Sprintf(`{"cmd":11,"to":"agent_b","chatType":2,"content":"m%d","id":%q}`, i, ids[i])))
 	}
 	rc.write(burst.Bytes())
+	// Which ones are refused depends on how fast the bucket refills while
+	// the burst is read; that replies come in request order does not.
 	refused := 0
 	for i, id := range ids {
 		op, p := rc.readFrame()
@@ -349,11 +351,8 @@ func TestSection6_RefusalsKeepRequestOrder(t *testing.T) {
 				t.Fatalf("reply %d: %s\nwant %s", i, s, want)
 			}
 		case ackRE.MatchString(s):
-			if refused > 0 {
-				t.Fatalf("reply %d is an ack after %d refusals: replies out of order", i, refused)
-			}
 			if m := ackRE.FindStringSubmatch(s); m[3] != id {
-				t.Fatalf("reply %d acks %s, want %s", i, m[3], id)
+				t.Fatalf("reply %d acks %s, want %s: replies out of request order", i, m[3], id)
 			}
 		default:
 			t.Fatalf("reply %d: %s", i, s)
