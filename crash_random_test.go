@@ -119,9 +119,10 @@ func (r *rawReceiver) next(deadline time.Time) (op byte, payload []byte, err err
 			}
 			if h > 0 && uint64(len(b)) >= uint64(h)+n {
 				end := h + int(n)
+				op = b[0] & 0x0f // before the buffer moves: b shares its array
 				payload = append([]byte(nil), b[h:end]...)
 				r.buf = append(r.buf[:0], b[end:]...)
-				return b[0] & 0x0f, payload, nil
+				return op, payload, nil
 			}
 		}
 		if err := r.fill(deadline); err != nil {
@@ -364,7 +365,7 @@ func (w *crashWorld) trial(seed int64, dirRng *rand.Rand) {
 	}
 	perSender := 20 + rng.IntN(130)
 	if tr.size > 0 {
-		perSender = 20 + rng.IntN(41)
+		perSender = 40 + rng.IntN(41)
 	}
 	senders := []string{crashGroupSender}
 	for i := 0; i < w.pairs; i++ {
@@ -372,6 +373,11 @@ func (w *crashWorld) trial(seed int64, dirRng *rand.Rand) {
 	}
 	total := perSender * len(senders)
 	killAt := rng.IntN(total + 1)
+	if tr.size > 0 {
+		// Late enough, mostly, for a stalled receiver's backlog to pass
+		// the output cap.
+		killAt = total/3 + rng.IntN(total-total/3+1)
+	}
 	tag := uint32(seed)
 
 	killed := make(chan struct{})
@@ -414,6 +420,11 @@ func (w *crashWorld) trial(seed int64, dirRng *rand.Rand) {
 		}
 	}
 	stall.Stop()
+	if rng.IntN(2) == 0 {
+		// A random moment after that: traffic may have moved on or ended,
+		// stalled receivers may have resumed and met their CLOSE.
+		time.Sleep(time.Duration(rng.IntN(800)) * time.Millisecond)
+	}
 	if err := w.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -595,12 +606,13 @@ func (w *crashWorld) receive(tr *crashTrial, r string, rc *rawReceiver, rng *ran
 		}
 	}
 	if tr.size > 0 && r == crashReceiverID(0) {
-		// With large payloads the first receiver starts stalled, long
-		// enough for its backlog to pass the output cap.
+		// With large payloads the first receiver starts stalled, often
+		// long enough for its backlog to pass the output cap, and often
+		// short enough to resume before the kill.
 		tr.note(r, "stall")
 		select {
 		case <-killed:
-		case <-time.After(3 * time.Second):
+		case <-time.After(time.Duration(100+rng.IntN(900)) * time.Millisecond):
 		}
 	}
 	for {
