@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Compares two gateway binaries on one bench row: RUNS interleaved runs each
+# (A, B, A, B, …), every run on a fresh gateway with a fresh data directory,
+# then the medians of each side (bench median), from which the ratio B/A of
+# the medians is read.
+#
+#   bench/ab.sh OLD_BINARY NEW_BINARY [OUTDIR]   # RUNS=5 ARGS="chat -pairs 200 -inflight 16 -duration 5s"
+#
+# Build OLD_BINARY from an earlier commit, e.g.:
+#   git worktree add /tmp/old <commit> && (cd /tmp/old && go build -o /tmp/imgate-old .)
+# The load generator is this tree's bench. Results stay in OUTDIR as JSON.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a=$1 b=$2 out=${3:-/tmp/imgate-ab}
+runs=${RUNS:-5}
+args=${ARGS:-"chat -pairs 200 -inflight 16 -duration 5s"}
+ws=127.0.0.1:18889 http=127.0.0.1:18082
+mkdir -p "$out"
+go build -o "$out/bench" ./bench
+
+srv=""
+stop() { if [ -n "$srv" ]; then kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; srv=""; fi; }
+trap stop EXIT
+start() {
+  stop
+  rm -rf "$out/data"
+  "$1" -data "$out/data" -ws-addr $ws -http-addr $http -log-level error -rate-limit -1 &
+  srv=$!
+  for _ in $(seq 100); do
+    if (exec 3<>/dev/tcp/127.0.0.1/18082) 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  echo "gateway did not start" >&2; exit 1
+}
+
+fa=() fb=()
+for i in $(seq "$runs"); do
+  for side in a b; do
+    bin=$a; [ $side = b ] && bin=$b
+    start "$bin"
+    f="$out/$side-$i.json"
+    # shellcheck disable=SC2086
+    "$out/bench" $args -ws $ws -http $http -json > "$f" || echo "run had errors: $f" >&2
+    stop
+    if [ $side = a ]; then fa+=("$f"); else fb+=("$f"); fi
+    echo "run $i $side: $f" >&2
+  done
+done
+echo "# A = $a"
+"$out/bench" median "${fa[@]}"
+echo "# B = $b"
+"$out/bench" median "${fb[@]}"
