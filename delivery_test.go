@@ -539,3 +539,69 @@ func TestSection4_4_PullOfAllQueuesFitsTheOutputCap(t *testing.T) {
 		t.Fatalf("pulled %d messages, %d were sent", len(got), len(want))
 	}
 }
+
+// PROTOCOL §4.6: the chat list fits the connection's output cap: a
+// conversation's newest messages are cut to what fits, and a list that
+// would not fit stops early with "more":true; offset pages on.
+func TestSection4_6_ChatListFitsTheOutputCap(t *testing.T) {
+	const limit = 256 << 10
+	ts := newTestServer(t, func(c *config) { c.MaxPending, c.RateLimit = limit, -1 })
+	tb := ts.register("agent_b", 1)
+	ta := ts.register("visitor_a", 0)
+	sendAll(t, ts.login(ta), "agent_b", 10, 60000, "10001")
+	b := ts.login(tb)
+	b.send(`{"cmd":17,"type":2,"extras":{"pullType":1}}`)
+	raw := b.read()
+	var l struct {
+		Data struct {
+			More    bool
+			Friends []struct {
+				UserID         string `json:"userId"`
+				HistoryMessage []struct{ Content string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(raw), &l); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > limit || len(l.Data.Friends) != 1 {
+		t.Fatalf("list of %d bytes with %d friends", len(raw), len(l.Data.Friends))
+	}
+	if h := l.Data.Friends[0].HistoryMessage; len(h) == 0 || len(h) >= 10 || !strings.HasPrefix(h[len(h)-1].Content, "9 ") {
+		t.Fatalf("history of %d messages; want the newest that fit, newest last", len(h))
+	}
+	// Many conversations: the list stops early and pages on by offset.
+	for i := range 30 {
+		tok := ts.register(fmt.Sprintf("visitor_%d", i), 0)
+		sendAll(t, ts.login(tok), "agent_b", 3, 20000, "10000")
+	}
+	seen, pages := map[string]bool{}, 0
+	for offset := 0; ; pages++ {
+		b.send(fmt.Sprintf(`{"cmd":17,"type":2,"extras":{"pullType":1,"offset":%d}}`, offset))
+		var raw string
+		for raw = b.read(); strings.HasPrefix(raw, `{"command":11,`); raw = b.read() {
+		} // pushes of the new conversations
+		if len(raw) > limit {
+			t.Fatalf("list page of %d bytes", len(raw))
+		}
+		l.Data.More, l.Data.Friends = false, nil
+		if err := json.Unmarshal([]byte(raw), &l); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range l.Data.Friends {
+			seen[f.UserID] = true
+		}
+		offset += len(l.Data.Friends)
+		if !l.Data.More {
+			break
+		}
+		if len(l.Data.Friends) == 0 {
+			t.Fatal(`an empty page says "more"`)
+		}
+	}
+	if len(seen) != 31 || pages < 2 {
+		t.Fatalf("paged through %d conversations in %d pages, want 31 in several", len(seen), pages+1)
+	}
+	b.send(`{"cmd":13}`)
+	b.expect(heartbeatReply(ts))
+}

@@ -162,11 +162,12 @@ func (r *Router) chatList(c *Context, me Identity) error {
 		if n > 0 {
 			friends = append(friends, ',')
 		}
-		if friends, err = r.appendFriend(friends, me, &u, &ct); err != nil {
+		var fit bool
+		if friends, fit, err = r.appendFriend(friends, me, &u, &ct, room-len(friends)); err != nil {
 			ferr = err
 			return false
 		}
-		if n > 0 && len(friends) > room {
+		if !fit {
 			friends, more = friends[:mark], true
 			return false
 		}
@@ -206,26 +207,51 @@ func (r *Router) chatList(c *Context, me Identity) error {
 }
 
 // appendFriend appends one chat-list entry: the peer, their status, the
-// owner's unread count and the newest messages, oldest first.
-func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *storage.Contact) ([]byte, error) {
+// owner's unread count and the newest messages, oldest first, as many of
+// the newest as fit in room bytes with the entry (PROTOCOL §4.6: the list
+// fits the connection's output cap). fit is false when not even the entry
+// without messages fits; dst is then unchanged.
+func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *storage.Contact, room int) (_ []byte, fit bool, err error) {
 	msgs, _, err := r.db.History(me.UID, u.UID, storage.HistoryQuery{Desc: true, Count: historyPerFriend})
 	if err != nil {
-		return dst, err
+		return dst, false, err
 	}
-	o := codec.BeginObject(dst)
-	o.String("avatar", u.Avatar)
-	hist := append(make([]byte, 0, 256*len(msgs)), '[')
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if i != len(msgs)-1 {
+	mark := len(dst)
+	entry := func(hist []byte) []byte {
+		o := codec.BeginObject(dst[:mark])
+		o.String("avatar", u.Avatar)
+		o.Raw("historyMessage", hist)
+		o.Int("lastMessageTime", ct.LastContact)
+		o.String("nickname", u.Nick)
+		o.String("status", r.status(u.UID))
+		o.Int("unReadNum", int64(ct.Unread))
+		o.String("userId", u.ID)
+		return o.End()
+	}
+	dst = entry([]byte("[]"))
+	left := room - (len(dst) - mark)
+	if left < 0 {
+		return dst[:mark], false, nil
+	}
+	// msgs is newest first: keep the newest that fit, then list them
+	// oldest first.
+	enc := make([][]byte, 0, len(msgs))
+	for i := range msgs {
+		m := appendMessage(nil, &msgs[i])
+		if left -= len(m) + 1; left < 0 {
+			break
+		}
+		enc = append(enc, m)
+	}
+	if len(enc) == 0 {
+		return dst, true, nil
+	}
+	hist := append(make([]byte, 0, 2+room-left), '[')
+	for i := len(enc) - 1; i >= 0; i-- {
+		if i != len(enc)-1 {
 			hist = append(hist, ',')
 		}
-		hist = appendMessage(hist, &msgs[i])
+		hist = append(hist, enc[i]...)
 	}
-	o.Raw("historyMessage", append(hist, ']'))
-	o.Int("lastMessageTime", ct.LastContact)
-	o.String("nickname", u.Nick)
-	o.String("status", r.status(u.UID))
-	o.Int("unReadNum", int64(ct.Unread))
-	o.String("userId", u.ID)
-	return o.End(), nil
+	return entry(append(hist, ']')), true, nil
 }
