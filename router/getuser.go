@@ -163,7 +163,7 @@ func (r *Router) chatList(c *Context, me Identity) error {
 			friends = append(friends, ',')
 		}
 		var fit bool
-		if friends, fit, err = r.appendFriend(friends, me, &u, &ct, room-len(friends)); err != nil {
+		if friends, fit, err = r.appendFriend(friends, me, &u, &ct, room-len(friends), n == 0); err != nil {
 			ferr = err
 			return false
 		}
@@ -207,11 +207,11 @@ func (r *Router) chatList(c *Context, me Identity) error {
 }
 
 // appendFriend appends one chat-list entry: the peer, their status, the
-// owner's unread count and the newest messages, oldest first, as many of
-// the newest as fit in room bytes with the entry (PROTOCOL §4.6: the list
-// fits the connection's output cap). fit is false when not even the entry
-// without messages fits; dst is then unchanged.
-func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *storage.Contact, room int) (_ []byte, fit bool, err error) {
+// owner's unread count and the newest messages, oldest first, within room
+// bytes (PROTOCOL §4.6: the list fits the connection's output cap). fit is
+// false, and dst unchanged, when the entry does not fit; a first entry
+// (first) always does, keeping as many of the newest messages as fit.
+func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *storage.Contact, room int, first bool) (_ []byte, fit bool, err error) {
 	msgs, _, err := r.db.History(me.UID, u.UID, storage.HistoryQuery{Desc: true, Count: historyPerFriend})
 	if err != nil {
 		return dst, false, err
@@ -230,7 +230,7 @@ func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *stor
 	}
 	dst = entry([]byte("[]"))
 	left := room - (len(dst) - mark)
-	if left < 0 {
+	if left < 0 && !first {
 		return dst[:mark], false, nil
 	}
 	// msgs is newest first: keep the newest that fit, then list them
@@ -239,6 +239,9 @@ func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *stor
 	for i := range msgs {
 		m := appendMessage(nil, &msgs[i])
 		if left -= len(m) + 1; left < 0 {
+			if !first {
+				return dst[:mark], false, nil
+			}
 			break
 		}
 		enc = append(enc, m)
