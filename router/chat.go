@@ -135,12 +135,11 @@ func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.Appen
 		return // pushed the first time
 	}
 	push := pushFrame(m)
-	if online && m.To != m.From {
-		// Followed to the socket: once a connection of the receiver
-		// wrote it, its offline queue entry goes (storage.Delivered);
-		// if none does, the entry stays.
+	if res.Delivery != (storage.Delivery{}) {
+		// Followed to the socket: written by a connection of the
+		// receiver, or else queued for it (storage.Settle).
 		p := pushPool.Get().(*trackedPush)
-		p.r, p.to, p.from, p.seq = r, m.To, m.From, m.Seq
+		p.r, p.d = r, res.Delivery
 		p.t.Init(p)
 		r.hub.Deliver(m.To, push, nil, &p.t)
 		p.t.Release()
@@ -152,22 +151,20 @@ func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.Appen
 }
 
 // trackedPush is a private push followed to the receiver's sockets: the
-// Tracker and what the queue entry's removal needs, in one allocation.
+// Tracker and the delivery it settles, in one allocation.
 type trackedPush struct {
-	t             Tracker
-	r             *Router
-	to, from, seq uint64
+	t Tracker
+	r *Router
+	d storage.Delivery
 }
 
-// Followed implements Follower: a written push's queue entry goes; p is
-// reused.
+// Followed implements Follower: the delivery is settled; p is reused.
 func (p *trackedPush) Followed(_ *Tracker, written bool) {
-	if written {
-		p.r.db.Delivered(p.to, p.from, p.seq)
-	} else {
+	if !written {
 		p.r.lost.Add(1)
 	}
-	p.r = nil
+	p.r.db.Settle(p.d, written)
+	p.r, p.d = nil, storage.Delivery{}
 	pushPool.Put(p)
 }
 

@@ -54,6 +54,29 @@ type tx struct {
 	// touched counts the writes of the batch and of the committer's
 	// caches: an apply that failed with it unchanged left no trace.
 	touched int
+	// jr is the batch's journal of online deliveries (lazy.go), nil until
+	// the first.
+	jr *journal
+}
+
+// journal returns the batch's journal, starting it.
+func (t *tx) journal() *journal {
+	if t.jr == nil {
+		t.db.journalID++
+		t.jr = &journal{db: t.db, id: t.db.journalID}
+	}
+	return t.jr
+}
+
+// sealJournal writes the batch's journal record, if it has one.
+func (t *tx) sealJournal() {
+	if t.jr == nil {
+		return
+	}
+	t.jr.left.Store(int32(len(t.jr.msgs)))
+	t.val = encodeJournal(t.val[:0], t.jr.msgs)
+	t.set(keyJournal(t.jr.id), t.val)
+	t.jr = nil
 }
 
 func (t *tx) get(key []byte) ([]byte, error) { return getCopy(t.b, key) }
@@ -255,6 +278,7 @@ func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 	for {
 		t.b = db.pdb.NewIndexedBatch()
 		t.touched = 0
+		t.jr = nil
 		clean := true
 		for i, q := range ops {
 			if failed[i] {
@@ -275,6 +299,7 @@ func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 		if clean {
 			t.applyLazy(lz)
 			t.seal()
+			t.sealJournal()
 			return
 		}
 		// Start over without the failed operation.

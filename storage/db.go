@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -69,6 +70,7 @@ type DB struct {
 	dirty       map[[16]byte]dirtyContact
 	dirtyCounts map[uint64]struct{}
 	lastGroup   uint64 // last gid assigned; owned by the committer
+	journalID   uint64 // last journal record id (lazy.go); owned by the committer
 }
 
 // Open opens or creates the store in dir.
@@ -123,6 +125,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storage: settle pending group deliveries: %w", err)
 	}
 	db.cq.init()
+	// Journal ids only need to differ from any record still on disk, and
+	// recoverPending removed those: the clock makes them unique across
+	// restarts as well.
+	db.journalID = uint64(time.Now().UnixNano())
 	db.commitDone = make(chan struct{})
 	db.convs = make(map[convKey]convState)
 	db.contacts = make(map[[16]byte]cachedContact)

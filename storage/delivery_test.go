@@ -10,25 +10,65 @@ func private(from, to uint64, content string) Message {
 	return Message{ID: msgID(), From: from, To: to, FromID: fmt.Sprint("u", from), ToID: fmt.Sprint("u", to), ChatType: ChatPrivate, Content: content, CreateTime: 1000}
 }
 
-// PROTOCOL §4.3: a message acked 10000 is queued in its own commit, so a
-// crash between the ack and the push's write cannot lose it; the written
-// push removes the entry, and the removal survives a reopen.
-func TestSection4_3_OnlineMessageQueuedWithItsCommit(t *testing.T) {
+// PROTOCOL §4.3: a message acked 10000 is held by its batch's journal
+// until its push is settled: a written push leaves nothing queued, a
+// dropped one is queued, and a crash before either queues it at the next
+// Open. No kill -9 loses it.
+func TestSection4_3_OnlineDeliveryJournaled(t *testing.T) {
 	dir := t.TempDir()
 	db := openTest(t, dir)
-	r := appendOpts(t, db, private(1, 2, "online"), AppendOptions{})
-	if got := offline(t, db, 2, 1); len(got) != 1 || len(got[0].Msgs) != 1 || got[0].Msgs[0].Seq != r.Msg.Seq {
-		t.Fatalf("online message not queued with its commit: %+v", got)
+	release := holdCommitter(t, db) // three messages in one batch, one journal
+	ch := make(chan AppendResult, 3)
+	for _, c := range []string{"written", "dropped", "crashed"} {
+		if err := db.AppendPrivate(private(1, 2, c), AppendOptions{}, func(r AppendResult) { ch <- r }); err != nil {
+			t.Fatal(err)
+		}
 	}
-	db.Delivered(2, 1, r.Msg.Seq)
-	flushLazy(t, db)
+	release()
+	var rs []AppendResult
+	for range 3 {
+		r := <-ch
+		if r.Err != nil || (r.Delivery == Delivery{}) {
+			t.Fatalf("append %+v", r)
+		}
+		rs = append(rs, r)
+	}
 	if got := offline(t, db, 2, 1); len(got) != 0 {
-		t.Fatalf("written push still queued: %+v", got)
+		t.Fatalf("queued before any outcome: %+v", got)
+	}
+	db.Settle(rs[0].Delivery, true)
+	db.Settle(rs[1].Delivery, false)
+	flushLazy(t, db)
+	// The batch is not settled yet (the third is pending): nothing moves.
+	if got := offline(t, db, 2, 1); len(got) != 0 {
+		t.Fatalf("queued before the batch settled: %+v", got)
+	}
+	// A crash now: the journal record is on disk.
+	_ = db.Close()
+	db = openTest(t, dir)
+	if got := offline(t, db, 2, 1); len(got) != 1 || fmt.Sprint(seqs(got[0].Msgs)) != "[1 2 3]" {
+		t.Fatalf("after a crash with the journal unsettled: %+v, want all three queued", got)
+	}
+	// Settled with a loss: only the lost one is queued, the record goes.
+	takeSync(t, db, 2, 1)
+	release = holdCommitter(t, db)
+	for _, c := range []string{"written", "dropped"} {
+		if err := db.AppendPrivate(private(1, 2, c), AppendOptions{}, func(r AppendResult) { ch <- r }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release()
+	a, b := <-ch, <-ch
+	db.Settle(a.Delivery, true)
+	db.Settle(b.Delivery, false)
+	flushLazy(t, db)
+	if got := offline(t, db, 2, 1); len(got) != 1 || fmt.Sprint(seqs(got[0].Msgs)) != fmt.Sprint([]uint64{b.Msg.Seq}) {
+		t.Fatalf("after settling: %+v, want only seq %d", got, b.Msg.Seq)
 	}
 	_ = db.Close()
 	db = openTest(t, dir)
-	if got := offline(t, db, 2, 1); len(got) != 0 {
-		t.Fatalf("removal lost across a reopen: %+v", got)
+	if got := offline(t, db, 2, 1); len(got) != 1 || len(got[0].Msgs) != 1 {
+		t.Fatalf("a settled journal came back at Open: %+v", got)
 	}
 }
 
@@ -79,7 +119,7 @@ func TestSection4_4_PartialPullMarksReadUpToWhatItCarried(t *testing.T) {
 	// queue marks them read.
 	for range 2 {
 		r := appendSync(t, db, private(1, 2, "pushed"), false)
-		db.Delivered(2, 1, r.Msg.Seq)
+		db.Settle(r.Delivery, true)
 	}
 	flushLazy(t, db)
 	if c, _ := db.Contact(2, 1); c.Unread != 2 {

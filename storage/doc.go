@@ -26,6 +26,7 @@
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
 //	c|owner(8B)|peer(8B)               -> contact record v2: unread, pending reply, last contact, read seq
 //	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B): idempotency of client message ids
+//	j|id(8B)                           -> a batch's journal: its private messages acked as pushed, until settled (lazy.go)
 //	P|gid(8B)|seq(8B)                  -> a group message's pending deliveries: the members online when stored (lazy.go)
 //	V|<name>                           -> empty: the named migration is done (migrate.go)
 //
@@ -50,20 +51,22 @@
 //
 // The rule behind PROTOCOL §4.3: an acked message leaves the undelivered
 // state only when its bytes left the process for a receiver's socket; a
-// kill -9 at any moment leaves every acked message either queued or
-// written. So the queue entry is as durable as the ack: a private message
-// gets its q| entry in its own commit, online receiver or not, and a push
-// that a connection wrote removes it afterwards, lazily, in a later batch
-// and with a single delete (lazy.go: Delivered). A group message to
-// members online when it is stored gets one P| record listing them; once
-// every push is known written or dropped, the members none of whose
-// connections wrote it get Q| entries and the record goes (GroupSettled);
-// a record a crash left is settled for all its members at Open. A pull
-// (cmd 19 type 0) reads, and removes only what its written reply carried
-// (ReadOffline, RemoveOffline). The cost: an extra key and a removal per
-// online private message, and a message written just before a crash may
-// be delivered again from the queue (clients drop duplicates by id).
-//
+// kill -9 at any moment leaves every acked message either queued, or
+// recorded as awaiting its push, or written. A private message to an
+// offline receiver gets its q| entry in its own commit. One acked as
+// pushed (10000) is listed in its batch's journal record (j|), written in
+// the same commit; once every push of the batch is known written or
+// dropped, the dropped ones get q| entries and the record goes, in one
+// later batch (lazy.go: Settle). A group message to members online when it
+// is stored gets one P| record listing them, settled the same way per
+// member (GroupSettled). A record a crash left is settled at Open as if
+// every push it covers was dropped. A pull (cmd 19 type 0) reads, and
+// removes only what its written reply carried (ReadOffline,
+// RemoveOffline). The cost: one record per batch and per group message,
+// set once and removed once with a single delete (which usually cancels
+// out in the memtable); and a message written just before a crash is
+// queued again (clients drop duplicates by id).
+
 // Counters follow the messages: unread messages are always the owner's
 // newest ones from the peer (a read marks a prefix read, a new message is
 // the newest), recalled ones aside; the read seq (contact record v2)
@@ -86,12 +89,10 @@
 //     handles. At the first open, those with messages unread are recounted
 //     without the recalled ones (v1 kept counting a recalled message as
 //     unread) and rewritten as v2; the marker V|contacts-v2 says it ran.
-//   - q| entries: every private message to another user gets one in its
-//     commit, also when the receiver is online (removed once a push was
-//     written); before, only messages to offline receivers did. Entries of
-//     older versions are read the same way.
-//   - P| records are new; a data directory without them has nothing to
-//     settle.
+//   - j| and P| records are new; a data directory without them has
+//     nothing to settle. q| entries are what they were; a push that no
+//     connection wrote is now queued in the same way (older versions
+//     requeued it after the ack, in a batch of its own).
 //   - t| records are v2 (uid, expireAt, version 2, issuedAt, terminal) and
 //     each (user, terminal) lists its newest tokens in K|. v1 records (16
 //     bytes: uid, expireAt) written by older versions stay valid until

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -11,13 +13,21 @@ import (
 // Delivery bookkeeping (PROTOCOL §4.3: a message acked to its sender
 // reaches every receiver at least once).
 //
-// A private message is put in its receiver's offline queue (q|) in its own
-// synced commit, whether the receiver is online or not. When a connection
-// of the receiver has written the push to its socket, Delivered removes the
-// entry, lazily: removals ride along with a later batch. So at any moment,
-// a kill -9 included, an acked message is either queued or was written;
-// the price is a key and a removal per online message, and a message
-// written just before a crash may be delivered again from the queue.
+// A private message to a receiver with no live connection is put in its
+// offline queue (q|) in its own commit. One to a receiver online at the
+// time is acked as pushed, so its commit must say where it stands until a
+// push is written; rather than a queue entry per message, each batch writes
+// one journal record of the online deliveries it acks:
+//
+//	j|id(8B) -> (to, from, seq) uvarints per message
+//
+// A push a connection wrote settles its message with nothing to write; one
+// no connection wrote is queued. Once every delivery of a batch is
+// settled, the queue entries of the lost ones and the removal of the
+// record are written together, lazily (Settle). A record found at Open (a
+// crash came first) queues all its messages (recoverPending): some may
+// have been read already, and clients drop duplicates by id. The cost is a
+// record per batch, not two keys per message.
 //
 // A group message to members that are online when it is stored gets one
 // pending record instead of one queue entry per member:
@@ -26,9 +36,63 @@ import (
 //
 // When every push of it has been written or dropped, GroupSettled queues it
 // for the members no connection wrote it to and removes the record. A
-// record found at Open (a crash came first) is settled the same way for
-// all its members (recoverPending).
-const prefixPending = "P|"
+// record found at Open is settled the same way for all its members.
+const (
+	prefixPending = "P|"
+	prefixJournal = "j|"
+)
+
+func keyJournal(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 10), prefixJournal...), id)
+}
+
+// journal is one batch's online deliveries, in memory until all are
+// settled. The committer fills it while it builds the batch; Settle calls
+// from any goroutine count it down after the commit.
+type journal struct {
+	db   *DB
+	id   uint64
+	msgs []offlineKey // uid = the receiver, peer = the sender
+	left atomic.Int32
+	mu   sync.Mutex
+	lost []offlineKey
+}
+
+// Delivery names one message of a batch's journal: a push of it settles
+// it with Settle. The zero Delivery settles nothing.
+type Delivery struct {
+	j *journal
+	i int32
+}
+
+// Settle reports the outcome of a private message's push: written when a
+// connection of the receiver wrote it to its socket. A message no
+// connection wrote is queued for its receiver. It never blocks; the writes
+// ride along with a later batch. Each Delivery is settled once.
+func (db *DB) Settle(d Delivery, written bool) {
+	j := d.j
+	if j == nil {
+		return
+	}
+	if !written {
+		j.mu.Lock()
+		j.lost = append(j.lost, j.msgs[d.i])
+		j.mu.Unlock()
+	}
+	if j.left.Add(-1) != 0 {
+		return
+	}
+	j.mu.Lock()
+	lost := j.lost
+	j.mu.Unlock()
+	db.deferWork(func(l *lazyWork) { l.journals = append(l.journals, journalSettle{j.id, lost}) })
+}
+
+// journalSettle is a batch whose deliveries are all settled.
+type journalSettle struct {
+	id   uint64
+	lost []offlineKey
+}
 
 func keyPending(gid, seq uint64) []byte { return key2(prefixPending, gid, seq) }
 
@@ -43,38 +107,23 @@ type groupSettle struct {
 
 // lazyWork is deferred work waiting for the committer.
 type lazyWork struct {
-	delivered []offlineKey
-	settled   []groupSettle
+	journals []journalSettle
+	settled  []groupSettle
 }
 
-func (l *lazyWork) empty() bool { return len(l.delivered) == 0 && len(l.settled) == 0 }
+func (l *lazyWork) empty() bool { return len(l.journals) == 0 && len(l.settled) == 0 }
 
-// moveTo appends l's work to dst and empties l, keeping its arrays.
+// moveTo appends l's work to dst and empties l.
 func (l *lazyWork) moveTo(dst *lazyWork) {
-	dst.delivered = append(dst.delivered, l.delivered...)
+	dst.journals = append(dst.journals, l.journals...)
 	dst.settled = append(dst.settled, l.settled...)
-	clear(l.settled)
-	l.delivered, l.settled = l.delivered[:0], l.settled[:0]
-	if cap(l.delivered) > 1<<16 {
-		l.delivered = nil
-	}
+	l.reset()
 }
 
 func (l *lazyWork) reset() {
+	clear(l.journals)
 	clear(l.settled)
-	l.delivered, l.settled = l.delivered[:0], l.settled[:0]
-	if cap(l.delivered) > 1<<16 {
-		l.delivered = nil
-	}
-}
-
-// Delivered reports that a connection of uid wrote the push of message seq
-// from peer to its socket: the queue entry the message got when it was
-// stored can go. It never blocks; the removal is applied with a later
-// batch. After Close it does nothing (the entry stays, and is delivered
-// again).
-func (db *DB) Delivered(uid, peer, seq uint64) {
-	db.deferWork(func(l *lazyWork) { l.delivered = append(l.delivered, offlineKey{uid, peer, seq}) })
+	l.journals, l.settled = l.journals[:0], l.settled[:0]
 }
 
 // GroupSettled reports that every push of group message seq of gid to the
@@ -105,18 +154,11 @@ func (db *DB) deferWork(add func(*lazyWork)) {
 // applyLazy writes deferred work into the batch. It only writes what it
 // can: an entry whose group or message is gone is skipped.
 func (t *tx) applyLazy(l *lazyWork) {
-	for _, k := range l.delivered {
-		// A single delete: the entry was set once, by the message's own
-		// commit, and usually both still sit in the memtable, where the
-		// pair cancels out instead of leaving a tombstone to compact
-		// through every level. Were the entry set twice (it is not), the
-		// worst a single delete can do is bring an older copy back: a
-		// duplicate delivery, never a loss. A pull's or a recall's
-		// Delete of the same key meets it harmlessly (Pebble turns a
-		// single delete that meets a delete into a delete).
-		t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
-		_ = t.b.SingleDelete(t.key, nil)
-		t.touched++
+	for _, j := range l.journals {
+		if err := t.settleJournal(j.id, j.lost); err != nil {
+			// The record stays: the next Open queues its messages.
+			t.db.log.Error("delivery settle failed", "journal", j.id, "err", err)
+		}
 	}
 	for _, s := range l.settled {
 		if err := t.settleGroup(s.gid, s.seq, s.lost); err != nil {
@@ -124,6 +166,30 @@ func (t *tx) applyLazy(l *lazyWork) {
 			t.db.log.Error("group delivery settle failed", "gid", s.gid, "seq", s.seq, "err", err)
 		}
 	}
+}
+
+// settleJournal queues the lost messages of a batch's journal, unless
+// recalled meanwhile, and removes the record.
+func (t *tx) settleJournal(id uint64, lost []offlineKey) error {
+	for _, k := range lost {
+		rec, err := t.get(keyHistory(privateConv(k.uid, k.peer), k.seq))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if len(rec) > 2 && rec[2]&flagRecalled != 0 {
+			continue // recalled meanwhile: nothing to deliver
+		}
+		t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
+		t.set(t.key, nil)
+	}
+	// Set once, removed once: a single delete, which usually cancels the
+	// record in the memtable instead of leaving a tombstone to compact
+	// through every level.
+	_ = t.b.SingleDelete(keyJournal(id), nil)
+	t.touched++
+	return nil
 }
 
 // settleGroup queues group message seq for the members in lost that are
@@ -184,39 +250,89 @@ func decodeUIDs(b []byte) ([]uint64, error) {
 	return out, nil
 }
 
-// recoverPending settles, at Open, every group push whose outcome a crash
-// kept from being recorded: all its members get it in their queue (some
-// may have read it already; clients drop duplicates by id).
+// recoverPending settles, at Open, every delivery whose outcome a crash
+// kept from being recorded: each message of a journal record is queued
+// for its receiver, and each group push for all the members it lists
+// (some may have read it already; clients drop duplicates by id).
 func (db *DB) recoverPending() error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixPending), UpperBound: []byte("P}")})
+	t := &tx{db: db, b: db.pdb.NewIndexedBatch()}
+	defer func() { _ = t.b.Close() }()
+	n := 0
+	err := db.scanKeys(prefixJournal, "j}", func(k, v []byte) error {
+		if len(k) != 2+8 {
+			return fmt.Errorf("storage: journal key %q: %w", k, errCorrupt)
+		}
+		msgs, err := decodeJournal(v)
+		if err != nil {
+			return err
+		}
+		n += len(msgs)
+		return t.settleJournal(binary.BigEndian.Uint64(k[2:]), msgs)
+	})
+	if err != nil {
+		return err
+	}
+	err = db.scanKeys(prefixPending, "P}", func(k, v []byte) error {
+		if len(k) != 2+16 {
+			return fmt.Errorf("storage: pending key %q: %w", k, errCorrupt)
+		}
+		uids, err := decodeUIDs(v)
+		if err != nil {
+			return err
+		}
+		n++
+		return t.settleGroup(binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:]), uids)
+	})
+	if err != nil || n == 0 {
+		return err
+	}
+	db.log.Info("queued messages whose delivery a crash interrupted", "messages", n)
+	// Sync: the records are gone from here on, the queue entries must stay.
+	return t.b.Commit(pebble.Sync)
+}
+
+// scanKeys calls fn with every key and value in [lower, upper) of the DB.
+func (db *DB) scanKeys(lower, upper string, fn func(k, v []byte) error) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(lower), UpperBound: []byte(upper)})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	t := &tx{db: db, b: db.pdb.NewIndexedBatch()}
-	defer func() { _ = t.b.Close() }()
-	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		if len(k) != 2+16 {
-			return fmt.Errorf("storage: pending key %q: %w", k, errCorrupt)
-		}
-		uids, err := decodeUIDs(it.Value())
-		if err != nil {
+		if err := fn(it.Key(), it.Value()); err != nil {
 			return err
 		}
-		if err := t.settleGroup(binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:]), uids); err != nil {
-			return err
+	}
+	return it.Error()
+}
+
+func encodeJournal(dst []byte, msgs []offlineKey) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(msgs)))
+	for _, m := range msgs {
+		dst = binary.AppendUvarint(dst, m.uid)
+		dst = binary.AppendUvarint(dst, m.peer)
+		dst = binary.AppendUvarint(dst, m.seq)
+	}
+	return dst
+}
+
+func decodeJournal(b []byte) ([]offlineKey, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n > uint64(len(b)) {
+		return nil, errCorrupt
+	}
+	b = b[w:]
+	out := make([]offlineKey, 0, n)
+	for range n {
+		var f [3]uint64
+		for i := range f {
+			v, w := binary.Uvarint(b)
+			if w <= 0 {
+				return nil, errCorrupt
+			}
+			f[i], b = v, b[w:]
 		}
-		n++
+		out = append(out, offlineKey{f[0], f[1], f[2]})
 	}
-	if err := it.Error(); err != nil {
-		return err
-	}
-	if n == 0 {
-		return nil
-	}
-	db.log.Info("queued group messages whose delivery a crash interrupted", "messages", n)
-	// Sync: the records are gone from here on, the queue entries must stay.
-	return t.b.Commit(pebble.Sync)
+	return out, nil
 }

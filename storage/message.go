@@ -381,9 +381,9 @@ func (t *tx) cacheConv(c convKey, st convState) { t.db.convs[c] = st; t.touched+
 
 // AppendOptions qualifies one append.
 type AppendOptions struct {
-	// Offline: the receiver had no live connection (the ack said 10001).
-	// The message is queued either way (lazy.go); this is remembered
-	// for the ack of a resent duplicate.
+	// Offline: the receiver had no live connection (the ack says 10001):
+	// queue the message. Otherwise it is journaled until its push is
+	// settled (lazy.go).
 	Offline bool
 	// ClientID: the sender chose m.ID, so it may be a resend. A server-made
 	// ID is new by construction and skips the idempotency lookup.
@@ -398,13 +398,17 @@ type AppendResult struct {
 	Msg       Message // as stored: Seq and CreateTime assigned
 	Duplicate bool    // an earlier message of the same sender had this ID
 	Online    bool    // for a duplicate: the receiver was online the first time
-	Err       error
+	// Delivery is to be settled (DB.Settle) once the push of a message
+	// stored for an online receiver is written or dropped; zero otherwise.
+	Delivery Delivery
+	Err      error
 }
 
 // AppendPrivate stores a private message durably: history, idempotency
-// record, the receiver's offline queue entry (removed by Delivered once a
-// push is written) and both contact records; a message to oneself gets no
-// queue entry and no contact. It returns at once; done runs on the
+// record, the receiver's offline queue entry when opts.Offline (else the
+// batch's journal holds it until its push is settled: AppendResult.
+// Delivery, DB.Settle) and both contact records; a message to oneself gets
+// no queue entry and no contact. It returns at once; done runs on the
 // committer goroutine after the WAL is synced and must not block.
 // m.CreateTime is raised if needed so times never go back within a
 // conversation. A message whose (From, ID) was stored before is not stored
@@ -495,10 +499,18 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	}
 	// All reads done; from here on only writes, which cannot fail.
 	t.appendCore(conv, st, &m, opts.Offline)
-	// Queued whether the receiver is online or not: a push only removes
-	// it once written (Delivered), so no crash can lose an acked message.
-	t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)
-	t.set(t.key, nil)
+	var d Delivery
+	if opts.Offline {
+		t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)
+		t.set(t.key, nil)
+	} else {
+		// Acked as pushed: the batch's journal holds it until its push
+		// is settled (lazy.go), so no crash can lose it.
+		j := t.journal()
+		d = Delivery{j: j, i: int32(len(j.msgs))}
+		j.msgs = append(j.msgs, offlineKey{m.To, m.From, m.Seq})
+		t.touched++
+	}
 	newTo := toC
 	newTo.Unread++
 	newTo.Pending = true
@@ -515,5 +527,5 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 		}
 		t.set(keyPartner(opts.Visitor), binary.BigEndian.AppendUint64(nil, partner))
 	}
-	return AppendResult{Msg: m}, nil
+	return AppendResult{Msg: m, Delivery: d}, nil
 }

@@ -114,6 +114,7 @@ func seqs(ms []Message) []uint64 {
 func TestSection4_3_AppendPrivate(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const a, b = 1, 2
+	var online []Delivery
 	for i := 1; i <= 5; i++ {
 		m := Message{ID: msgID(), From: a, To: b, FromID: "a", ToID: "b", ChatType: ChatPrivate, Content: fmt.Sprint("m", i), CreateTime: int64(1000 + i)}
 		if i == 3 {
@@ -121,8 +122,11 @@ func TestSection4_3_AppendPrivate(t *testing.T) {
 			m.Extras = []byte(`{"k":1}`)
 		}
 		r := appendSync(t, db, m, i%2 == 0)
-		if r.Msg.Seq != uint64(i) || r.Duplicate {
+		if r.Msg.Seq != uint64(i) || r.Duplicate || (r.Delivery == Delivery{}) != (i%2 == 0) {
 			t.Fatalf("message %d: %+v", i, r)
+		}
+		if i%2 != 0 {
+			online = append(online, r.Delivery)
 		}
 	}
 	h, _, err := db.History(b, a, HistoryQuery{Count: 100})
@@ -144,15 +148,14 @@ func TestSection4_3_AppendPrivate(t *testing.T) {
 	if c, _ := db.Contact(b, a); c.Pending || c.Unread != 5 {
 		t.Fatalf("after reply %+v", c)
 	}
-	// Every message was queued; the pushes written (the odd ones) leave
-	// the queue; taking the rest empties the queue and marks the
-	// conversation read.
+	// The offline ones were queued; the online ones wait in the batch's
+	// journal until their pushes are settled: written, nothing is queued.
 	pages := offline(t, db, b, a)
-	if len(pages) != 1 || fmt.Sprint(seqs(pages[0].Msgs)) != "[1 2 3 4 5]" {
+	if len(pages) != 1 || fmt.Sprint(seqs(pages[0].Msgs)) != "[2 4]" {
 		t.Fatalf("offline %+v", pages)
 	}
-	for _, s := range []uint64{1, 3, 5} {
-		db.Delivered(b, a, s)
+	for _, d := range online {
+		db.Settle(d, true)
 	}
 	flushLazy(t, db)
 	pages = offline(t, db, b, a)
