@@ -92,6 +92,15 @@ func pullAll(t testing.TB, c *wsClient, peer string, maxReply int) []string {
 	}
 }
 
+// settled makes a round trip on c after a pull: a pull's removal takes
+// effect before the connection's next request is answered (PROTOCOL §4.4),
+// so counts read after it (chatInfo, over HTTP) include it.
+func settled(t testing.TB, ts *testServer, c *wsClient) {
+	t.Helper()
+	c.send(`{"cmd":13}`)
+	c.expect(heartbeatReply(ts))
+}
+
 func unreadOf(t testing.TB, ts *testServer, owner, peer string) int {
 	t.Helper()
 	var r struct {
@@ -125,6 +134,7 @@ func TestSection4_4_PullFitsTheOutputCap(t *testing.T) {
 	for _, m := range first.Data.Friends["visitor_a"] {
 		got = append(got, m.ID)
 	}
+	settled(t, ts, b)
 	if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 80-len(got) {
 		t.Fatalf("unread after the first page: %d, want %d", n, 80-len(got))
 	}
@@ -132,6 +142,7 @@ func TestSection4_4_PullFitsTheOutputCap(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(sent) {
 		t.Fatalf("pulled %d messages, sent %d (or out of order)", len(got), len(sent))
 	}
+	settled(t, ts, b)
 	if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 0 {
 		t.Fatalf("unread after the queue emptied: %d", n)
 	}
@@ -227,12 +238,14 @@ func TestSection4_4_PartialPullLeavesTheRestUnread(t *testing.T) {
 		if p := decodePull(t, b.read()); len(p.Data.Friends["visitor_a"]) != 2 || !p.Data.More {
 			t.Fatalf("first pull %+v", p)
 		}
+		settled(t, ts, b)
 		if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 1 {
 			t.Fatalf("unread %d, want 1", n)
 		}
 		if got := pullAll(t, b, "visitor_a", 0); len(got) != 1 {
 			t.Fatalf("left %d, want 1", len(got))
 		}
+		settled(t, ts, b)
 		if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 0 {
 			t.Fatalf("unread %d, want 0", n)
 		}
@@ -247,6 +260,7 @@ func TestSection4_4_PartialPullLeavesTheRestUnread(t *testing.T) {
 		if p := decodePull(t, b.read()); len(p.Data.Friends["visitor_a"]) != 500 || !p.Data.More {
 			t.Fatalf("first pull: %d, more %v", len(p.Data.Friends["visitor_a"]), p.Data.More)
 		}
+		settled(t, ts, b)
 		if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 20 {
 			t.Fatalf("unread %d, want 20", n)
 		}
@@ -299,6 +313,7 @@ func TestSection4_4_EmptyPullMarksRead(t *testing.T) {
 		t.Fatalf("unread %d before the pull, want 2", n)
 	}
 	pullAll(t, b, "visitor_a", 0) // whatever is still queued, then empty
+	settled(t, ts, b)
 	if n := unreadOf(t, ts, "agent_b", "visitor_a"); n != 0 {
 		t.Fatalf("unread %d after the pull, want 0", n)
 	}

@@ -157,8 +157,7 @@ func (r *Router) replyQueue(c *Context, me Identity, typ int64, res storage.Queu
 	}
 	p := &pullReply{r: r, st: c.st, uid: me.UID, rs: rs}
 	p.t.Init(p)
-	c.trk = &p.t
-	c.st.park()
+	c.trk, c.parks = &p.t, true
 	return nil
 }
 
@@ -199,7 +198,9 @@ type pullReply struct {
 // either way the connection's next request may run once that is done.
 func (p *pullReply) Followed(_ *Tracker, written bool) {
 	if !written {
-		p.r.unpark(p.st) // nothing was sent: everything stays queued
+		// Nothing was sent: everything stays queued. This may run where
+		// the queue's lock is held (a reply refused as it leaves).
+		go p.r.unpark(p.st)
 		return
 	}
 	err := p.r.db.RemoveOffline(p.uid, p.rs, func(err error) {
@@ -210,7 +211,7 @@ func (p *pullReply) Followed(_ *Tracker, written bool) {
 	})
 	if err != nil {
 		p.r.log.Error("offline removal failed", "err", err)
-		p.r.unpark(p.st)
+		go p.r.unpark(p.st) // as above: the lock may be held here
 	}
 }
 

@@ -215,8 +215,10 @@ type Context struct {
 	// which a handler answering later (errLater) fills with r.reply.
 	st *ConnState
 	e  *entry
-	// trk follows the reply to the socket (a type 0 pull).
-	trk *Tracker
+	// trk follows the reply to the socket (a type 0 pull); parks holds
+	// the connection's queue once the reply left, until r.unpark.
+	trk   *Tracker
+	parks bool
 	// After the reply: close this connection, or all of the user's.
 	closeCode   uint16
 	closeReason string

@@ -49,8 +49,9 @@ type ConnState struct {
 	bytes int      // payload bytes of q[proc:]
 	// sched: on a worker's run list or running there.
 	sched bool
-	// parked counts steps the queue waits for before running more
-	// entries: a pull's reply being written and its removal committed.
+	// parked counts steps the queue waits for before it runs or answers
+	// anything more: a pull's reply being written and its removal
+	// committed.
 	parked int
 	dead   bool // the connection is gone
 }
@@ -62,6 +63,7 @@ type entry struct {
 	out     []byte   // reply frames
 	trk     *Tracker // follows out to the socket, if set
 	ready   bool     // out is final: the entry may leave
+	parks   bool     // once it left, the queue waits for unpark
 	// After out: close the connection (closeCode != 0), or every
 	// connection of the user (closeAll).
 	closeCode   uint16
@@ -82,13 +84,14 @@ func (e *entry) recycle() {
 	entryPool.Put(e)
 }
 
-// idle reports whether no request of the connection awaits its answer: a
-// command answered on the loop may then write its reply at once.
+// idle reports whether no request of the connection awaits its answer
+// and nothing holds the queue: a command answered on the loop may then
+// write its reply at once.
 func (st *ConnState) idle() bool {
 	st.mu.Lock()
-	n := len(st.q)
+	idle := len(st.q) == 0 && st.parked == 0
 	st.mu.Unlock()
-	return n == 0
+	return idle
 }
 
 // worker runs the connections scheduled on it, one at a time, and logins.
@@ -326,7 +329,7 @@ func (r *Router) fill(st *ConnState, e *entry, c *Context) {
 	if len(c.out) > 0 {
 		e.out = c.out
 	}
-	e.trk = c.trk
+	e.trk, e.parks = c.trk, c.parks
 	e.closeCode, e.closeReason, e.closeAll = c.closeCode, c.closeReason, c.closeAll
 	e.ready = true
 	r.emitLocked(st)
@@ -342,14 +345,19 @@ func (r *Router) reply(st *ConnState, e *entry, out []byte) {
 }
 
 // emitLocked sends the ready replies at the head of st's queue, in order,
-// then schedules the next runnable entry. Send and Close never block.
+// until one that holds the queue (a pull), then schedules the next
+// runnable entry. Send and Close never block; a Tracker released here
+// must not take st's lock on this goroutine (pullReply unparks on its own).
 func (r *Router) emitLocked(st *ConnState) {
-	for len(st.q) > 0 && st.q[0].ready {
+	for len(st.q) > 0 && st.q[0].ready && st.parked == 0 {
 		e := st.q[0]
 		st.q[0] = nil
 		st.q = st.q[1:]
 		if st.proc > 0 {
 			st.proc--
+		}
+		if e.parks {
+			st.parked++ // before the reply can be followed
 		}
 		if !st.dead {
 			r.emit(st.s, e)
@@ -384,18 +392,12 @@ func (r *Router) emit(s Session, e *entry) {
 	}
 }
 
-// park holds st's queue until unpark: nothing more runs meanwhile.
-func (st *ConnState) park() {
-	st.mu.Lock()
-	st.parked++
-	st.mu.Unlock()
-}
-
-// unpark ends a park and runs what waited.
+// unpark ends a hold of st's queue (entry.parks) and answers and runs
+// what waited. It takes st's lock: never call it where that is held.
 func (r *Router) unpark(st *ConnState) {
 	st.mu.Lock()
 	st.parked--
-	r.scheduleLocked(st)
+	r.emitLocked(st)
 	st.mu.Unlock()
 }
 
