@@ -165,7 +165,7 @@ func (c *conn) loginDone(res router.LoginResult) {
 	id := res.Identity
 	c.ident.Store(&id)
 	_ = c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
-		c.activate(gc, err, id.UID, res.Frame)
+		c.activate(gc, err, res)
 		return nil
 	})
 }
@@ -176,10 +176,11 @@ func (c *conn) loginDone(res router.LoginResult) {
 // push can overtake it), and the frames the client sends on reading it
 // find the connection open. Frames that arrived during the login are
 // served at once.
-func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
+func (c *conn) activate(gc gnet.Conn, err error, res router.LoginResult) {
 	if err != nil || c.closed.Load() || !c.phase.CompareAndSwap(int32(phaseLogin), int32(phaseOpen)) {
 		return // closed meanwhile: OnClose has run, nothing to register
 	}
+	uid, frame := res.Identity.UID, res.Frame
 	// Registered before the login reply is written: once the client reads
 	// it, a close of all its user's connections (cmd 14) or a push must
 	// find this one. Pushes queued meanwhile flush after this task.
@@ -188,6 +189,15 @@ func (c *conn) activate(gc gnet.Conn, err error, uid uint64, frame []byte) {
 		out := append(c.pend, loginRefusedFrame...)
 		c.pend = nil
 		c.closeOnLoop(gc, out, ClosePolicy, "too many connections")
+		return
+	}
+	if !c.e.r.Admit(res) {
+		// The user logged out while this login was checked (PROTOCOL §1.5).
+		c.e.reg.remove(uid, c)
+		c.ident.Store(nil)
+		out := append(c.pend, loginRefusedFrame...)
+		c.pend = nil
+		c.closeOnLoop(gc, out, ClosePolicy, "logged out")
 		return
 	}
 	resp := c.pend

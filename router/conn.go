@@ -68,6 +68,7 @@ var loginFailedFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, code
 // authenticate checks the token of a connection that has just upgraded.
 // The connection's terminal is the token's (PROTOCOL §1.5).
 func (r *Router) authenticate(token string) LoginResult {
+	checked := r.logouts.now() // before the lookup (Admit)
 	info, err := r.db.TokenInfo(token, r.now().UnixMilli())
 	if err != nil {
 		if !loginRefusal(err) {
@@ -80,7 +81,7 @@ func (r *Router) authenticate(token string) LoginResult {
 		b = codec.AppendEnvelopeStart(b, codec.CodeLoginOK, codec.CmdLoginResp)
 		return codec.AppendEnvelopeEnd(appendUser(b, u), codec.CodeLoginOK)
 	})
-	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type, Terminal: info.Terminal}, Frame: frame}
+	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type, Terminal: info.Terminal}, Frame: frame, checked: checked}
 }
 
 // appendUser appends the user object of the login reply (ext), keys in

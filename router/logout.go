@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/imgate/imgate/storage"
 )
@@ -38,6 +39,9 @@ func (r *Router) Logout(senderID, terminal string) (closed int, err error) {
 	if err != nil {
 		return 0, err
 	}
+	// A login whose token check came before the revocation may register
+	// its connection after the disconnect below: Admit refuses it.
+	r.logouts.note(u.UID)
 	if r.hub == nil { // no connections are served (tests of the HTTP API alone)
 		return 0, nil
 	}
@@ -45,4 +49,44 @@ func (r *Router) Logout(senderID, terminal string) (closed int, err error) {
 		return r.hub.Disconnect(u.UID, ClosePolicy, logoutReason), nil
 	}
 	return r.hub.DisconnectTerminal(u.UID, terminal, ClosePolicy, logoutReason), nil
+}
+
+// logouts orders logins against logouts: a login's token check reads the
+// sequence (logouts.now) before it looks the token up; a logout bumps it
+// for its user after revoking the tokens. A login registered after a
+// logout of its user that its check came before is refused (Admit).
+type logouts struct {
+	mu    sync.Mutex
+	seq   uint64
+	floor uint64            // checks before it are refused (the map was cleared)
+	at    map[uint64]uint64 // uid → seq of its last logout
+}
+
+// maxLogoutsKept bounds the map; past it, it starts afresh.
+const maxLogoutsKept = 1 << 16
+
+func (l *logouts) now() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
+}
+
+func (l *logouts) note(uid uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	if l.at == nil || len(l.at) >= maxLogoutsKept {
+		l.at, l.floor = make(map[uint64]uint64), l.seq
+	}
+	l.at[uid] = l.seq
+}
+
+// Admit reports whether a connection that logged in with res may stay:
+// false when its user logged out after its token was checked. engine calls
+// it once the connection is registered, before the login reply goes out.
+func (r *Router) Admit(res LoginResult) bool {
+	l := &r.logouts
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return res.checked >= l.floor && l.at[res.Identity.UID] <= res.checked
 }

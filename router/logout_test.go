@@ -125,3 +125,34 @@ func TestTokenSweepStops(t *testing.T) {
 		t.Fatal("stop did not return")
 	}
 }
+
+// PROTOCOL §1.5: a login whose token was checked before a logout of its
+// user, and whose connection registers after the logout's disconnect, is
+// refused (Admit); one checked after, with a new token, is not.
+func TestSection1_5_LoginRacingLogoutRefused(t *testing.T) {
+	r, _, _ := newLogoutRouter(t)
+	res, err := r.InitUser(InitUserRequest{SenderID: "agent_1", Type: 1, TypeSet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := r.authenticate(res.Token)
+	if !checked.OK || !r.Admit(checked) {
+		t.Fatalf("login before any logout: ok=%v admit=%v", checked.OK, r.Admit(checked))
+	}
+	if _, err := r.Logout("agent_1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r.Admit(checked) {
+		t.Fatal("a login checked before the logout was admitted after it")
+	}
+	if again := r.authenticate(res.Token); again.OK {
+		t.Fatal("the revoked token logged in")
+	}
+	res2, err := r.InitUser(InitUserRequest{SenderID: "agent_1", Type: 1, TypeSet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh := r.authenticate(res2.Token); !fresh.OK || !r.Admit(fresh) {
+		t.Fatalf("a login after the logout: ok=%v admit=%v", fresh.OK, r.Admit(fresh))
+	}
+}

@@ -123,7 +123,8 @@ type Router struct {
 	queued    atomic.Int64  // request payload bytes waiting for workers
 	lost      atomic.Uint64 // pushes no connection wrote (left queued)
 
-	pres presence
+	pres    presence
+	logouts logouts // orders logins against logouts (logout.go)
 	// assignLocks serialise getReceiver per visitor (striped by uid).
 	assignLocks [64]sync.Mutex
 	mu          struct {

@@ -60,6 +60,8 @@ type LoginResult struct {
 	Identity Identity
 	// Frame is the login result frame (command 6) to send first.
 	Frame []byte
+	// checked orders the token check against logouts (Router.Admit).
+	checked uint64
 }
 
 // Tracker follows one frame through every connection that accepted it
