@@ -69,8 +69,9 @@ type DB struct {
 	// written once, when the batch is sealed (tx.seal).
 	dirty       map[[16]byte]dirtyContact
 	dirtyCounts map[uint64]struct{}
-	lastGroup   uint64 // last gid assigned; owned by the committer
-	journalID   uint64 // last journal record id (lazy.go); owned by the committer
+	lastGroup   uint64      // last gid assigned; owned by the committer
+	sweep       sweepCursor // where the next SweepTokens starts (token.go)
+	journalID   uint64      // last journal record id (lazy.go); owned by the committer
 }
 
 // Open opens or creates the store in dir.
@@ -179,26 +180,6 @@ func (db *DB) get(key []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	return getCopy(db.pdb, key)
-}
-
-// lock locks the stripes of keys a and b in a fixed order (so two callers
-// never deadlock) and returns the unlock function.
-func (db *DB) lock(a, b string) func() {
-	i := maphash.String(db.seed, a) & (lockStripes - 1)
-	j := maphash.String(db.seed, b) & (lockStripes - 1)
-	if i > j {
-		i, j = j, i
-	}
-	db.stripes[i].Lock()
-	if j != i {
-		db.stripes[j].Lock()
-	}
-	return func() {
-		if j != i {
-			db.stripes[j].Unlock()
-		}
-		db.stripes[i].Unlock()
-	}
 }
 
 func (db *DB) lastUID() (uint64, error) {

@@ -33,9 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"runtime"
 	"sync"
-	"weak"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -332,21 +330,7 @@ type sweepCursor struct {
 	next []byte     // nil: the start of t|
 }
 
-// sweepCursors maps a DB to its cursor without keeping the DB alive: the
-// entry goes when the DB is collected.
-var sweepCursors sync.Map // weak.Pointer[DB] → *sweepCursor
-
-func (db *DB) sweepCursor() *sweepCursor {
-	wp := weak.Make(db)
-	if c, ok := sweepCursors.Load(wp); ok {
-		return c.(*sweepCursor)
-	}
-	c, loaded := sweepCursors.LoadOrStore(wp, &sweepCursor{})
-	if !loaded {
-		runtime.AddCleanup(db, func(wp weak.Pointer[DB]) { sweepCursors.Delete(wp) }, wp)
-	}
-	return c.(*sweepCursor)
-}
+func (db *DB) sweepCursor() *sweepCursor { return &db.sweep }
 
 // SweepTokens deletes expired token records (v1 and v2) and unreadable
 // ones. Each call reads at most max records of t|, from where the previous
