@@ -197,6 +197,9 @@ func (c *conn) deregister() {
 	}
 }
 
+// maxKeptInflight bounds the inflight array an idle connection keeps.
+const maxKeptInflight = 16
+
 // maxIovecs is Linux's IOV_MAX: a writev of more buffers fails with
 // EINVAL, and gnet passes what it is given straight to writev.
 const maxIovecs = 1024
@@ -320,8 +323,8 @@ func (c *conn) confirm(gc gnet.Conn) {
 		rest := copy(c.inflight, c.inflight[n:])
 		clear(c.inflight[rest:])
 		c.inflight = c.inflight[:rest]
-		if rest == 0 {
-			c.inflight = nil
+		if rest == 0 && cap(c.inflight) > maxKeptInflight {
+			c.inflight = nil // a backlog's array is not kept
 		}
 	}
 	if prev := c.out.outbound.Swap(int64(buffered)); prev != int64(buffered) {

@@ -36,6 +36,9 @@ const (
 	maxRunBatch = 64
 	// maxLoginQueue bounds logins waiting per worker.
 	maxLoginQueue = 4096
+	// shiftQueue is the queue length up to which an answered entry is
+	// removed by shifting the rest down, so the array is reused.
+	shiftQueue = 16
 )
 
 // ConnState is the router's state of one connection: its requests not yet
@@ -97,7 +100,8 @@ func (st *ConnState) idle() bool {
 // worker runs the connections scheduled on it, one at a time, and logins.
 type worker struct {
 	mu     sync.Mutex
-	conns  []*ConnState
+	conns  []*ConnState // to run: conns[head:]
+	head   int
 	logins []task
 	closed bool
 	wake   chan struct{}
@@ -131,12 +135,11 @@ func (w *worker) next() (st *ConnState, t task, ok bool) {
 			w.mu.Unlock()
 			return nil, t, true
 		}
-		if len(w.conns) > 0 {
-			st = w.conns[0]
-			w.conns[0] = nil
-			w.conns = w.conns[1:]
-			if len(w.conns) == 0 {
-				w.conns = w.conns[:0:0]
+		if w.head < len(w.conns) {
+			st = w.conns[w.head]
+			w.conns[w.head] = nil
+			if w.head++; w.head == len(w.conns) {
+				w.conns, w.head = w.conns[:0], 0 // the array is reused
 			}
 			w.mu.Unlock()
 			return st, t, true
@@ -351,8 +354,15 @@ func (r *Router) reply(st *ConnState, e *entry, out []byte) {
 func (r *Router) emitLocked(st *ConnState) {
 	for len(st.q) > 0 && st.q[0].ready && st.parked == 0 {
 		e := st.q[0]
-		st.q[0] = nil
-		st.q = st.q[1:]
+		if n := len(st.q); n <= shiftQueue {
+			// Short queues (the usual pipeline) keep their array.
+			copy(st.q, st.q[1:])
+			st.q[n-1] = nil
+			st.q = st.q[:n-1]
+		} else {
+			st.q[0] = nil
+			st.q = st.q[1:]
+		}
 		if st.proc > 0 {
 			st.proc--
 		}
@@ -367,7 +377,9 @@ func (r *Router) emitLocked(st *ConnState) {
 		e.recycle()
 	}
 	if len(st.q) == 0 {
-		st.q = st.q[:0:0] // an idle connection keeps no array
+		if cap(st.q) > shiftQueue {
+			st.q = nil // a long burst's array is not kept
+		}
 		st.proc = 0
 	}
 	r.scheduleLocked(st)
