@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -138,6 +139,9 @@ type commitQueue struct {
 	idle    bool // the committer waits on work
 	closed  bool
 	lazy    lazyWork
+	// lazyArmed: a timer will set lazyDue and wake the committer for
+	// deferred work waiting on its own.
+	lazyArmed, lazyDue bool
 }
 
 func (q *commitQueue) init() {
@@ -192,10 +196,17 @@ func (db *DB) enqueueLocked(o operation, cost int) error {
 func (db *DB) next(ops []queued, lz *lazyWork) (_ []queued, ok bool) {
 	q := &db.cq
 	q.mu.Lock()
-	for len(q.ops) == 0 && q.lazy.empty() && !q.closed {
+	// Deferred work alone waits lazyDelay for operations to ride along
+	// with (lazy.go), so that it does not cost a commit of its own.
+	for len(q.ops) == 0 && !q.closed && (q.lazy.empty() || !q.lazyDue) {
+		if !q.lazy.empty() && !q.lazyArmed {
+			q.lazyArmed = true
+			time.AfterFunc(lazyDelay, db.wakeForLazy)
+		}
 		q.idle = true
 		q.work.Wait()
 	}
+	q.lazyDue = false
 	if len(q.ops) == 0 && q.lazy.empty() {
 		q.mu.Unlock()
 		return ops, false

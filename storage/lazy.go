@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -143,6 +144,25 @@ func (db *DB) deferWork(add func(*lazyWork)) {
 		return
 	}
 	add(&q.lazy)
+	// Deferred work rides along with the next batch of operations; a
+	// committer with nothing else to do takes it after lazyDelay (next).
+	arm := q.idle && !q.lazyArmed
+	q.lazyArmed = q.lazyArmed || arm
+	q.mu.Unlock()
+	if arm {
+		time.AfterFunc(lazyDelay, db.wakeForLazy)
+	}
+}
+
+// lazyDelay is how long deferred work waits for a batch of operations to
+// ride along with before it is committed on its own.
+const lazyDelay = 20 * time.Millisecond
+
+// wakeForLazy makes the deferred work due and wakes an idle committer.
+func (db *DB) wakeForLazy() {
+	q := &db.cq
+	q.mu.Lock()
+	q.lazyArmed, q.lazyDue = false, true
 	wake := q.idle
 	q.idle = false
 	q.mu.Unlock()
