@@ -433,8 +433,14 @@ func (r *Router) Gone(s Session) {
 }
 
 // Busy reports whether s has requests not yet answered (engine drains
-// them before a shutdown closes the connection).
-func (r *Router) Busy(s Session) bool { return !s.State().idle() }
+// them before a shutdown closes the connection). A pull waiting for its
+// client to read the reply is not: that wait is the client's.
+func (r *Router) Busy(s Session) bool {
+	st := s.State()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.q) > 0
+}
 
 // Login authenticates token for a connection that has just upgraded. It
 // queues the lookup and returns at once; done runs on a worker with the
