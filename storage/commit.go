@@ -55,16 +55,18 @@ type tx struct {
 	// touched counts the writes of the batch and of the committer's
 	// caches: an apply that failed with it unchanged left no trace.
 	touched int
-	// jr is the batch's journal of online deliveries (lazy.go), nil until
-	// the first.
-	jr *journal
+	// jr is the batch's journal of private messages acked as pushed
+	// (lazy.go), nil until the first; pend every pending record the batch
+	// writes, the journal included once sealed.
+	jr   *pending
+	pend []*pending
 }
 
-// journal returns the batch's journal, starting it.
-func (t *tx) journal() *journal {
+// journal returns the batch's journal record, starting it.
+func (t *tx) journal() *pending {
 	if t.jr == nil {
 		t.db.journalID++
-		t.jr = &journal{db: t.db, id: t.db.journalID}
+		t.jr = &pending{key: keyJournal(t.db.journalID)}
 	}
 	return t.jr
 }
@@ -74,9 +76,11 @@ func (t *tx) sealJournal() {
 	if t.jr == nil {
 		return
 	}
+	t.jr.states = make([]atomic.Uint32, len(t.jr.msgs))
 	t.jr.left.Store(int32(len(t.jr.msgs)))
 	t.val = encodeJournal(t.val[:0], t.jr.msgs)
-	t.set(keyJournal(t.jr.id), t.val)
+	t.set(t.jr.key, t.val)
+	t.pend = append(t.pend, t.jr)
 	t.jr = nil
 }
 
@@ -140,8 +144,10 @@ type commitQueue struct {
 	closed  bool
 	lazy    lazyWork
 	// lazyArmed: a timer will set lazyDue and wake the committer for
-	// deferred work waiting on its own.
-	lazyArmed, lazyDue bool
+	// deferred work waiting on its own; expiryArmed, expiryDue the same
+	// for the expiry of pending records.
+	lazyArmed, lazyDue     bool
+	expiryArmed, expiryDue bool
 }
 
 func (q *commitQueue) init() {
@@ -193,21 +199,28 @@ func (db *DB) enqueueLocked(o operation, cost int) error {
 // next waits for work and takes up to maxGroup operations and all deferred
 // work into the committer's slices. ok is false once the DB is closed and
 // everything was taken.
-func (db *DB) next(ops []queued, lz *lazyWork) (_ []queued, ok bool) {
+//
+// expireIn, when positive, is when the oldest pending record expires: an
+// idle committer wakes then (with nothing taken) to expire it.
+func (db *DB) next(ops []queued, lz *lazyWork, expireIn time.Duration) (_ []queued, ok bool) {
 	q := &db.cq
 	q.mu.Lock()
 	// Deferred work alone waits lazyDelay for operations to ride along
 	// with (lazy.go), so that it does not cost a commit of its own.
-	for len(q.ops) == 0 && !q.closed && (q.lazy.empty() || !q.lazyDue) {
+	for len(q.ops) == 0 && !q.closed && (q.lazy.empty() || !q.lazyDue) && !q.expiryDue {
 		if !q.lazy.empty() && !q.lazyArmed {
 			q.lazyArmed = true
 			time.AfterFunc(lazyDelay, db.wakeForLazy)
 		}
+		if expireIn > 0 && !q.expiryArmed {
+			q.expiryArmed = true
+			time.AfterFunc(expireIn, db.wakeForExpiry)
+		}
 		q.idle = true
 		q.work.Wait()
 	}
-	q.lazyDue = false
-	if len(q.ops) == 0 && q.lazy.empty() {
+	q.lazyDue, q.expiryDue = false, false
+	if len(q.ops) == 0 && q.lazy.empty() && q.closed {
 		q.mu.Unlock()
 		return ops, false
 	}
@@ -231,6 +244,19 @@ func (db *DB) next(ops []queued, lz *lazyWork) (_ []queued, ok bool) {
 	return ops, true
 }
 
+// wakeForExpiry wakes an idle committer to expire pending records.
+func (db *DB) wakeForExpiry() {
+	q := &db.cq
+	q.mu.Lock()
+	q.expiryArmed, q.expiryDue = false, true
+	wake := q.idle
+	q.idle = false
+	q.mu.Unlock()
+	if wake {
+		q.work.Signal()
+	}
+}
+
 func (db *DB) commitLoop() {
 	defer close(db.commitDone)
 	var ops []queued
@@ -238,10 +264,15 @@ func (db *DB) commitLoop() {
 	t := &tx{db: db, key: make([]byte, 0, 128), val: make([]byte, 0, 1024)}
 	errs := make([]error, 0, 64)
 	failed := make([]bool, 0, 64)
+	var expireIn time.Duration
 	for {
 		var ok bool
-		if ops, ok = db.next(ops[:0], &lz); !ok {
+		if ops, ok = db.next(ops[:0], &lz, expireIn); !ok {
 			return
+		}
+		expireIn = db.expire(db.now().UnixNano(), &lz)
+		if len(ops) == 0 && lz.empty() {
+			continue // woken for an expiry not due yet
 		}
 		db.trimCaches()
 		errs, failed = errs[:0], failed[:0]
@@ -252,7 +283,8 @@ func (db *DB) commitLoop() {
 		t.build(ops, &lz, errs, failed)
 		// Sync: an acknowledged message must survive a crash (PROTOCOL
 		// §4.2). Deferred work alone is not acknowledged to anyone: if it
-		// is lost in a crash, a queue entry is delivered twice, never lost.
+		// is lost in a crash, the records it settles are still there, and
+		// the next Open queues their receivers.
 		opt := pebble.Sync
 		if len(ops) == 0 {
 			opt = pebble.NoSync
@@ -263,10 +295,18 @@ func (db *DB) commitLoop() {
 		if err != nil {
 			db.log.Error("commit failed", "ops", len(ops), "err", err)
 			db.resetCaches()
-		} else if len(ops) > 0 {
-			db.cstats.ops.Add(uint64(len(ops)))
-			db.cstats.batches.Add(1)
+			// The deferred work is not lost with the batch: it goes
+			// again with the next one.
+			db.deferWork(func(l *lazyWork) { lz.moveTo(l) })
+		} else {
+			if len(ops) > 0 {
+				db.cstats.ops.Add(uint64(len(ops)))
+				db.cstats.batches.Add(1)
+			}
+			db.track(t.pend, db.now().UnixNano())
 		}
+		clear(t.pend)
+		t.pend = t.pend[:0]
 		lz.reset()
 		for i, q := range ops {
 			e := errs[i]
@@ -290,6 +330,8 @@ func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 		t.b = db.pdb.NewIndexedBatch()
 		t.touched = 0
 		t.jr = nil
+		clear(t.pend)
+		t.pend = t.pend[:0]
 		clean := true
 		for i, q := range ops {
 			if failed[i] {

@@ -30,6 +30,9 @@ type Options struct {
 	// InMemory keeps everything in memory (tests and benchmarks only);
 	// the directory is then ignored.
 	InMemory bool
+	// Now is the clock of the expiry of pending deliveries (lazy.go);
+	// nil means time.Now. Tests inject their own.
+	Now func() time.Time
 }
 
 type noCopy struct{}
@@ -72,6 +75,8 @@ type DB struct {
 	lastGroup   uint64      // last gid assigned; owned by the committer
 	sweep       sweepCursor // where the next SweepTokens starts (token.go)
 	journalID   uint64      // last journal record id (lazy.go); owned by the committer
+	live        []*pending  // committed pending records, oldest first (lazy.go); owned by the committer
+	now         func() time.Time
 }
 
 // Open opens or creates the store in dir.
@@ -105,7 +110,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed()}
+	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed(), now: opts.Now}
+	if db.now == nil {
+		db.now = time.Now
+	}
 	db.users.seed = db.seed
 	last, err := db.lastUID()
 	if err != nil {

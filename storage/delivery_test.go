@@ -3,7 +3,9 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 )
 
 func private(from, to uint64, content string) Message {
@@ -12,8 +14,8 @@ func private(from, to uint64, content string) Message {
 
 // PROTOCOL §4.3: a message acked 10000 is held by its batch's journal
 // until its push is settled: a written push leaves nothing queued, a
-// dropped one is queued, and a crash before either queues it at the next
-// Open. No kill -9 loses it.
+// dropped one is queued at once, and a crash before either queues it at
+// the next Open. No kill -9 loses it.
 func TestSection4_3_OnlineDeliveryJournaled(t *testing.T) {
 	dir := t.TempDir()
 	db := openTest(t, dir)
@@ -39,9 +41,9 @@ func TestSection4_3_OnlineDeliveryJournaled(t *testing.T) {
 	db.Settle(rs[0].Delivery, true)
 	db.Settle(rs[1].Delivery, false)
 	flushLazy(t, db)
-	// The batch is not settled yet (the third is pending): nothing moves.
-	if got := offline(t, db, 2, 1); len(got) != 0 {
-		t.Fatalf("queued before the batch settled: %+v", got)
+	// The dropped one is queued at once, though the third is pending.
+	if got := offline(t, db, 2, 1); len(got) != 1 || fmt.Sprint(seqs(got[0].Msgs)) != "[2]" {
+		t.Fatalf("after one written and one dropped: %+v, want only the dropped one", got)
 	}
 	// A crash now: the journal record is on disk.
 	_ = db.Close()
@@ -236,8 +238,9 @@ func TestSection4_3_FailedApplyLeavesNoWrites(t *testing.T) {
 }
 
 // PROTOCOL §5 with §4.3: a group message to online members gets a pending
-// record; settled, the members no connection wrote it to get it queued.
-// A record a crash left is settled for every member at Open.
+// record; a member no connection wrote it to gets it queued at once, not
+// when the others are settled; a record a crash left queues every member
+// it names at Open.
 func TestSection5_GroupDeliverySettled(t *testing.T) {
 	dir := t.TempDir()
 	db := openTest(t, dir)
@@ -245,17 +248,17 @@ func TestSection5_GroupDeliverySettled(t *testing.T) {
 	for _, uid := range []uint64{2, 3, 4} {
 		joinSync(t, db, "g", uid)
 	}
-	send := func(content string) Message {
+	send := func(content string) AppendResult {
 		ch := make(chan AppendResult, 1)
 		m := Message{ID: msgID(), From: 1, FromID: "u1", Group: gid, GroupID: "g", ChatType: ChatGroup, Content: content, CreateTime: 1}
 		if err := db.AppendGroup(m, []uint64{2, 3}, []uint64{4}, AppendOptions{}, func(r AppendResult) { ch <- r }); err != nil {
 			t.Fatal(err)
 		}
 		r := <-ch
-		if r.Err != nil {
-			t.Fatal(r.Err)
+		if r.Err != nil || (r.Delivery == Delivery{}) {
+			t.Fatalf("append %+v", r)
 		}
-		return r.Msg
+		return r
 	}
 	queued := func(uid uint64) string {
 		res, err := db.ReadOffline(uid, QueueQuery{Group: gid, Limit: 10})
@@ -268,21 +271,73 @@ func TestSection5_GroupDeliverySettled(t *testing.T) {
 		}
 		return fmt.Sprint(s)
 	}
-	m1 := send("one")
-	db.GroupSettled(gid, m1.Seq, []uint64{3}) // member 3's connection died first
+	r1 := send("one")
+	db.Settle(r1.Delivery.Member(1), false) // member 3's connection died first
 	flushLazy(t, db)
+	// Member 2's push is still unsettled: 3 does not wait for it.
 	for uid, want := range map[uint64]string{2: "[]", 3: "[1]", 4: "[1]"} {
 		if got := queued(uid); got != want {
 			t.Fatalf("member %d queued %s, want %s", uid, got, want)
 		}
 	}
-	m2 := send("two") // then a crash: never settled
-	_ = m2
+	db.Settle(r1.Delivery.Member(0), true)
+	db.Settle(r1.Delivery.Member(0), false) // a second outcome does nothing
+	flushLazy(t, db)
+	if got := queued(2); got != "[]" {
+		t.Fatalf("member 2 queued %s after its push was written", got)
+	}
+	send("two") // then a crash: never settled
 	_ = db.Close()
 	db = openTest(t, dir)
 	for uid, want := range map[uint64]string{2: "[2]", 3: "[1 2]", 4: "[1 2]"} {
 		if got := queued(uid); got != want {
 			t.Fatalf("after reopen member %d queued %s, want %s", uid, got, want)
 		}
+	}
+}
+
+// PROTOCOL §4.3: a push that stays unsettled (a connection holds it
+// unsent) for pendingExpiry is queued anyway, so no receiver waits on a
+// slow connection; its record goes, and a late outcome changes nothing.
+func TestSection4_3_UnsettledDeliveryExpires(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	r := appendSync(t, db, private(1, 2, "slow"), false)
+	if r.Delivery == (Delivery{}) {
+		t.Fatal("no delivery to settle")
+	}
+	flushLazy(t, db)
+	if got := offline(t, db, 2, 1); len(got) != 0 {
+		t.Fatalf("queued before it expired: %+v", got)
+	}
+	mu.Lock()
+	now = now.Add(pendingExpiry + time.Second)
+	mu.Unlock()
+	flushLazy(t, db) // the committer expires before each batch
+	flushLazy(t, db) // and the queueing rides on the next
+	if got := offline(t, db, 2, 1); len(got) != 1 || len(got[0].Msgs) != 1 {
+		t.Fatalf("after the expiry: %+v, want it queued", got)
+	}
+	db.Settle(r.Delivery, true) // the slow connection wrote it after all
+	flushLazy(t, db)
+	if got := offline(t, db, 2, 1); len(got) != 1 {
+		t.Fatalf("a late outcome changed the queue: %+v", got)
+	}
+	// The record is gone: a reopen queues nothing more.
+	takeSync(t, db, 2, 1)
+	_ = db.Close()
+	db, err = Open(dir, Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := offline(t, db, 2, 1); len(got) != 0 {
+		t.Fatalf("an expired record came back at Open: %+v", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -214,7 +215,8 @@ func scanSecond(r reader, prefix string, a uint64) ([]uint64, error) {
 
 // AppendGroup stores a group message durably: history, idempotency record,
 // the group queue entry of every uid in offline, and a pending record of
-// the members in online (lazy.go), whose pushes GroupSettled reports on.
+// the members in online (lazy.go), each of whose pushes is settled with
+// Settle(res.Delivery.Member(i)), i its index in online.
 // m.Group must be set and m.To zero; online and offline are in ascending
 // uid order and do not overlap.
 // done runs on the committer.
@@ -240,10 +242,15 @@ func (db *DB) AppendGroup(m Message, online, offline []uint64, opts AppendOption
 			for _, uid := range offline {
 				t.set(keyGroupQueue(uid, msg.Group, msg.Seq), nil)
 			}
-			if len(online) > 0 {
-				t.set(keyPending(msg.Group, msg.Seq), encodeUIDs(nil, online))
-			}
 			res = AppendResult{Msg: msg}
+			if len(online) > 0 {
+				p := &pending{key: keyPending(msg.Group, msg.Seq), group: true, gid: msg.Group, seq: msg.Seq, members: online}
+				p.states = make([]atomic.Uint32, len(online))
+				p.left.Store(int32(len(online)))
+				t.set(p.key, encodeUIDs(nil, online))
+				t.pend = append(t.pend, p)
+				res.Delivery = Delivery{p: p}
+			}
 			return nil
 		},
 		doneFn: func(err error) {

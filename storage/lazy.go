@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,84 +14,36 @@ import (
 // reaches every receiver at least once).
 //
 // A private message to a receiver with no live connection is put in its
-// offline queue (q|) in its own commit. One to a receiver online at the
-// time is acked as pushed, so its commit must say where it stands until a
-// push is written; rather than a queue entry per message, each batch writes
-// one journal record of the online deliveries it acks:
+// offline queue (q|) in its own commit. A message acked as pushed must say
+// in its commit where it stands until a push is written, and rather than a
+// queue entry per message and receiver, the commit writes pending records:
 //
-//	j|id(8B) -> (to, from, seq) uvarints per message
+//	j|id(8B)          -> a batch's private messages acked as pushed: (to, from, seq) uvarints each
+//	P|gid(8B)|seq(8B) -> a group message's members online when stored: a uvarint count, uvarint uid deltas
 //
-// A push a connection wrote settles its message with nothing to write; one
-// no connection wrote is queued. Once every delivery of a batch is
-// settled, the queue entries of the lost ones and the removal of the
-// record are written together, lazily (Settle). A record found at Open (a
-// crash came first) queues all its messages (recoverPending): some may
-// have been read already, and clients drop duplicates by id. The cost is a
-// record per batch, not two keys per message.
-//
-// A group message to members that are online when it is stored gets one
-// pending record instead of one queue entry per member:
-//
-//	P|gid(8B)|seq(8B) -> the online members, as a uvarint count and uvarint uid deltas
-//
-// When every push of it has been written or dropped, GroupSettled queues it
-// for the members no connection wrote it to and removes the record. A
-// record found at Open is settled the same way for all its members.
+// Each receiver of such a record is settled on its own (Settle): a push a
+// connection wrote needs nothing more; one no connection wrote is queued
+// at once (lazily, with a later batch). When every receiver of a record is
+// settled, the record goes. A receiver whose push stays unsettled for
+// pendingExpiry (a connection that holds it unsent) is queued then, as if
+// lost, and the record goes: no receiver waits on another's slow
+// connection, a record's life is bounded, and a message that does reach
+// the slow connection later is delivered twice (clients drop duplicates by
+// id). A record found at Open (a crash came first) queues every receiver
+// it names. The cost is one record per batch and per group message, set
+// once and removed once with a single delete, which usually cancels out in
+// the memtable.
 const (
 	prefixPending = "P|"
 	prefixJournal = "j|"
 )
 
+// pendingExpiry is how long a receiver's push may stay unsettled before it
+// is queued anyway.
+const pendingExpiry = 2 * time.Second
+
 func keyJournal(id uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 10), prefixJournal...), id)
-}
-
-// journal is one batch's online deliveries, in memory until all are
-// settled. The committer fills it while it builds the batch; Settle calls
-// from any goroutine count it down after the commit.
-type journal struct {
-	db   *DB
-	id   uint64
-	msgs []offlineKey // uid = the receiver, peer = the sender
-	left atomic.Int32
-	mu   sync.Mutex
-	lost []offlineKey
-}
-
-// Delivery names one message of a batch's journal: a push of it settles
-// it with Settle. The zero Delivery settles nothing.
-type Delivery struct {
-	j *journal
-	i int32
-}
-
-// Settle reports the outcome of a private message's push: written when a
-// connection of the receiver wrote it to its socket. A message no
-// connection wrote is queued for its receiver. It never blocks; the writes
-// ride along with a later batch. Each Delivery is settled once.
-func (db *DB) Settle(d Delivery, written bool) {
-	j := d.j
-	if j == nil {
-		return
-	}
-	if !written {
-		j.mu.Lock()
-		j.lost = append(j.lost, j.msgs[d.i])
-		j.mu.Unlock()
-	}
-	if j.left.Add(-1) != 0 {
-		return
-	}
-	j.mu.Lock()
-	lost := j.lost
-	j.mu.Unlock()
-	db.deferWork(func(l *lazyWork) { l.journals = append(l.journals, journalSettle{j.id, lost}) })
-}
-
-// journalSettle is a batch whose deliveries are all settled.
-type journalSettle struct {
-	id   uint64
-	lost []offlineKey
 }
 
 func keyPending(gid, seq uint64) []byte { return key2(prefixPending, gid, seq) }
@@ -100,40 +51,103 @@ func keyPending(gid, seq uint64) []byte { return key2(prefixPending, gid, seq) }
 // offlineKey names one private queue entry: q|uid|peer|seq.
 type offlineKey struct{ uid, peer, seq uint64 }
 
-// groupSettle is a group push whose deliveries are all known.
-type groupSettle struct {
-	gid, seq uint64
-	lost     []uint64 // members no connection wrote it to
+// Receiver states of a pending record.
+const (
+	recvPending uint32 = iota
+	recvWritten
+	recvQueued // lost, or expired: queued
+)
+
+// Record states.
+const (
+	recLive    int32 = iota
+	recDone          // every receiver settled; removal deferred
+	recExpired       // the committer queued the unsettled and removed it
+)
+
+// pending is one record and the settling of its receivers, in memory from
+// the commit that wrote it until it is gone. The committer fills it while
+// it builds the batch; Settle calls from any goroutine count it down.
+type pending struct {
+	key     []byte
+	group   bool
+	gid     uint64       // group: the group
+	seq     uint64       // group: the message
+	msgs    []offlineKey // private: uid = the receiver, peer = the sender
+	members []uint64     // group: the receivers
+	states  []atomic.Uint32
+	left    atomic.Int32
+	state   atomic.Int32
+	created int64 // unix nanos of the commit
+}
+
+func (p *pending) receivers() int {
+	if p.group {
+		return len(p.members)
+	}
+	return len(p.msgs)
+}
+
+// Delivery names one receiver of a pending record: its push settles it
+// with Settle. The zero Delivery settles nothing.
+type Delivery struct {
+	p *pending
+	i int32
+}
+
+// Member is the Delivery of the i-th member (in the order given to
+// AppendGroup) of the group message d belongs to.
+func (d Delivery) Member(i int) Delivery { return Delivery{d.p, int32(i)} }
+
+// Settle reports the outcome of a push: written when a connection of the
+// receiver wrote it to its socket. A receiver no connection wrote it to
+// gets it queued. It never blocks: the writes ride along with a later
+// batch. Settling a Delivery twice, or after it expired, does nothing.
+func (db *DB) Settle(d Delivery, written bool) {
+	p := d.p
+	if p == nil {
+		return
+	}
+	to := recvWritten
+	if !written {
+		to = recvQueued
+	}
+	if !p.states[d.i].CompareAndSwap(recvPending, to) {
+		return // settled already, or expired and queued
+	}
+	queue := !written
+	done := p.left.Add(-1) == 0 && p.state.CompareAndSwap(recLive, recDone)
+	if queue || done {
+		db.deferWork(func(l *lazyWork) {
+			if queue {
+				l.queue = append(l.queue, d)
+			}
+			if done {
+				l.remove = append(l.remove, p.key)
+			}
+		})
+	}
 }
 
 // lazyWork is deferred work waiting for the committer.
 type lazyWork struct {
-	journals []journalSettle
-	settled  []groupSettle
+	queue  []Delivery // receivers to queue
+	remove [][]byte   // records to remove
 }
 
-func (l *lazyWork) empty() bool { return len(l.journals) == 0 && len(l.settled) == 0 }
+func (l *lazyWork) empty() bool { return len(l.queue) == 0 && len(l.remove) == 0 }
 
 // moveTo appends l's work to dst and empties l.
 func (l *lazyWork) moveTo(dst *lazyWork) {
-	dst.journals = append(dst.journals, l.journals...)
-	dst.settled = append(dst.settled, l.settled...)
+	dst.queue = append(dst.queue, l.queue...)
+	dst.remove = append(dst.remove, l.remove...)
 	l.reset()
 }
 
 func (l *lazyWork) reset() {
-	clear(l.journals)
-	clear(l.settled)
-	l.journals, l.settled = l.journals[:0], l.settled[:0]
-}
-
-// GroupSettled reports that every push of group message seq of gid to the
-// members online when it was stored is written or dropped; lost are the
-// members none of whose connections wrote it (nil: none). They get it in
-// their group queue, and the pending record goes. It never blocks; lost is
-// owned by the DB from now on.
-func (db *DB) GroupSettled(gid, seq uint64, lost []uint64) {
-	db.deferWork(func(l *lazyWork) { l.settled = append(l.settled, groupSettle{gid, seq, lost}) })
+	clear(l.queue)
+	clear(l.remove)
+	l.queue, l.remove = l.queue[:0], l.remove[:0]
 }
 
 func (db *DB) deferWork(add func(*lazyWork)) {
@@ -171,72 +185,120 @@ func (db *DB) wakeForLazy() {
 	}
 }
 
-// applyLazy writes deferred work into the batch. It only writes what it
-// can: an entry whose group or message is gone is skipped.
-func (t *tx) applyLazy(l *lazyWork) {
-	for _, j := range l.journals {
-		if err := t.settleJournal(j.id, j.lost); err != nil {
-			// The record stays: the next Open queues its messages.
-			t.db.log.Error("delivery settle failed", "journal", j.id, "err", err)
-		}
-	}
-	for _, s := range l.settled {
-		if err := t.settleGroup(s.gid, s.seq, s.lost); err != nil {
-			// The pending record stays: the next Open settles it.
-			t.db.log.Error("group delivery settle failed", "gid", s.gid, "seq", s.seq, "err", err)
+// track keeps the records a batch committed, for expiry. It runs on the
+// committer.
+func (db *DB) track(ps []*pending, now int64) {
+	for _, p := range ps {
+		p.created = now
+		if p.state.Load() == recLive {
+			db.live = append(db.live, p)
 		}
 	}
 }
 
-// settleJournal queues the lost messages of a batch's journal, unless
-// recalled meanwhile, and removes the record.
-func (t *tx) settleJournal(id uint64, lost []offlineKey) error {
-	for _, k := range lost {
-		rec, err := t.get(keyHistory(privateConv(k.uid, k.peer), k.seq))
-		if errors.Is(err, ErrNotFound) {
+// expire queues the receivers of records unsettled for pendingExpiry and
+// removes the records, into lz; it also forgets records done with. It
+// runs on the committer, before it builds a batch. It returns how long
+// until the oldest live record expires (0: none).
+func (db *DB) expire(now int64, lz *lazyWork) time.Duration {
+	n := 0
+	for n < len(db.live) {
+		p := db.live[n]
+		if p.state.Load() != recLive {
+			n++
 			continue
-		} else if err != nil {
-			return err
 		}
-		if len(rec) > 2 && rec[2]&flagRecalled != 0 {
-			continue // recalled meanwhile: nothing to deliver
+		wait := time.Duration(p.created + int64(pendingExpiry) - now)
+		if wait > 0 {
+			db.live = append(db.live[:0], db.live[n:]...)
+			return wait
 		}
-		t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
-		t.set(t.key, nil)
+		n++
+		if !p.state.CompareAndSwap(recLive, recExpired) {
+			continue // settled meanwhile
+		}
+		for i := range p.states {
+			if p.states[i].CompareAndSwap(recvPending, recvQueued) {
+				lz.queue = append(lz.queue, Delivery{p, int32(i)})
+			}
+		}
+		lz.remove = append(lz.remove, p.key)
 	}
-	// Set once, removed once: a single delete, which usually cancels the
-	// record in the memtable instead of leaving a tombstone to compact
-	// through every level.
-	_ = t.b.SingleDelete(keyJournal(id), nil)
-	t.touched++
+	clear(db.live)
+	db.live = db.live[:0]
+	return 0
+}
+
+// applyLazy writes deferred work into the batch. It only writes what it
+// can: a receiver whose message, or group membership, is gone is skipped.
+func (t *tx) applyLazy(l *lazyWork) {
+	var keep map[string]bool // records whose receiver could not be queued
+	for _, d := range l.queue {
+		if err := t.queueDelivery(d); err != nil {
+			// The record stays until the next Open, which queues it.
+			t.db.log.Error("queueing an undelivered message failed", "record", fmt.Sprintf("%x", d.p.key), "err", err)
+			if keep == nil {
+				keep = make(map[string]bool)
+			}
+			keep[string(d.p.key)] = true
+		}
+	}
+	for _, k := range l.remove {
+		if keep[string(k)] {
+			continue
+		}
+		// Set once, removed once: a single delete, which usually cancels
+		// the record in the memtable instead of leaving a tombstone to
+		// compact through every level.
+		_ = t.b.SingleDelete(k, nil)
+		t.touched++
+	}
+}
+
+// queueDelivery queues one receiver of a record.
+func (t *tx) queueDelivery(d Delivery) error {
+	p := d.p
+	if p.group {
+		return t.queueGroup(p.gid, p.seq, p.members[d.i])
+	}
+	return t.queuePrivate(p.msgs[d.i])
+}
+
+// queuePrivate queues a private message for its receiver unless it was
+// recalled or is gone.
+func (t *tx) queuePrivate(k offlineKey) error {
+	rec, err := t.get(keyHistory(privateConv(k.uid, k.peer), k.seq))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if len(rec) > 2 && rec[2]&flagRecalled != 0 {
+		return nil // recalled meanwhile: nothing to deliver
+	}
+	t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
+	t.set(t.key, nil)
 	return nil
 }
 
-// settleGroup queues group message seq for the members in lost that are
-// still members, unless it was recalled, and removes its pending record.
-func (t *tx) settleGroup(gid, seq uint64, lost []uint64) error {
-	if len(lost) > 0 {
-		rec, err := t.get(keyHistory(groupConv(gid), seq))
-		if errors.Is(err, ErrNotFound) {
-			lost = nil
-		} else if err != nil {
-			return err
-		} else if len(rec) > 2 && rec[2]&flagRecalled != 0 {
-			lost = nil // recalled meanwhile: nothing to deliver
-		}
+// queueGroup queues group message seq of gid for uid, unless it was
+// recalled or uid left the group.
+func (t *tx) queueGroup(gid, seq, uid uint64) error {
+	rec, err := t.get(keyHistory(groupConv(gid), seq))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
 	}
-	for _, uid := range lost {
-		if _, err := t.get(key2(prefixMember, gid, uid)); errors.Is(err, ErrNotFound) {
-			continue // left the group meanwhile
-		} else if err != nil {
-			return err
-		}
-		t.set(keyGroupQueue(uid, gid, seq), nil)
+	if len(rec) > 2 && rec[2]&flagRecalled != 0 {
+		return nil
 	}
-	// Set once, removed once: a single delete, which usually cancels the
-	// record in the memtable (see applyLazy).
-	_ = t.b.SingleDelete(keyPending(gid, seq), nil)
-	t.touched++
+	if _, err := t.get(key2(prefixMember, gid, uid)); errors.Is(err, ErrNotFound) {
+		return nil // left the group meanwhile
+	} else if err != nil {
+		return err
+	}
+	t.set(keyGroupQueue(uid, gid, seq), nil)
 	return nil
 }
 
@@ -270,62 +332,6 @@ func decodeUIDs(b []byte) ([]uint64, error) {
 	return out, nil
 }
 
-// recoverPending settles, at Open, every delivery whose outcome a crash
-// kept from being recorded: each message of a journal record is queued
-// for its receiver, and each group push for all the members it lists
-// (some may have read it already; clients drop duplicates by id).
-func (db *DB) recoverPending() error {
-	t := &tx{db: db, b: db.pdb.NewIndexedBatch()}
-	defer func() { _ = t.b.Close() }()
-	n := 0
-	err := db.scanKeys(prefixJournal, "j}", func(k, v []byte) error {
-		if len(k) != 2+8 {
-			return fmt.Errorf("storage: journal key %q: %w", k, errCorrupt)
-		}
-		msgs, err := decodeJournal(v)
-		if err != nil {
-			return err
-		}
-		n += len(msgs)
-		return t.settleJournal(binary.BigEndian.Uint64(k[2:]), msgs)
-	})
-	if err != nil {
-		return err
-	}
-	err = db.scanKeys(prefixPending, "P}", func(k, v []byte) error {
-		if len(k) != 2+16 {
-			return fmt.Errorf("storage: pending key %q: %w", k, errCorrupt)
-		}
-		uids, err := decodeUIDs(v)
-		if err != nil {
-			return err
-		}
-		n++
-		return t.settleGroup(binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:]), uids)
-	})
-	if err != nil || n == 0 {
-		return err
-	}
-	db.log.Info("queued messages whose delivery a crash interrupted", "messages", n)
-	// Sync: the records are gone from here on, the queue entries must stay.
-	return t.b.Commit(pebble.Sync)
-}
-
-// scanKeys calls fn with every key and value in [lower, upper) of the DB.
-func (db *DB) scanKeys(lower, upper string, fn func(k, v []byte) error) error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(lower), UpperBound: []byte(upper)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		if err := fn(it.Key(), it.Value()); err != nil {
-			return err
-		}
-	}
-	return it.Error()
-}
-
 func encodeJournal(dst []byte, msgs []offlineKey) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(msgs)))
 	for _, m := range msgs {
@@ -355,4 +361,139 @@ func decodeJournal(b []byte) ([]offlineKey, error) {
 		out = append(out, offlineKey{f[0], f[1], f[2]})
 	}
 	return out, nil
+}
+
+// recoverPending queues, at Open, every receiver of the records a crash
+// left (some may have read their message already; clients drop
+// duplicates by id), and removes the records.
+func (db *DB) recoverPending() error {
+	t := &tx{db: db, b: db.pdb.NewIndexedBatch()}
+	defer func() { _ = t.b.Close() }()
+	n := 0
+	err := db.scanKeys(prefixJournal, "j}", func(k, v []byte) error {
+		if len(k) != 2+8 {
+			return fmt.Errorf("storage: journal key %q: %w", k, errCorrupt)
+		}
+		msgs, err := decodeJournal(v)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := t.queuePrivate(m); err != nil {
+				return err
+			}
+		}
+		n += len(msgs)
+		t.del(append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = db.scanKeys(prefixPending, "P}", func(k, v []byte) error {
+		if len(k) != 2+16 {
+			return fmt.Errorf("storage: pending key %q: %w", k, errCorrupt)
+		}
+		uids, err := decodeUIDs(v)
+		if err != nil {
+			return err
+		}
+		gid, seq := binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:])
+		for _, uid := range uids {
+			if err := t.queueGroup(gid, seq, uid); err != nil {
+				return err
+			}
+		}
+		n += len(uids)
+		t.del(append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil || n == 0 {
+		return err
+	}
+	db.log.Info("queued messages whose delivery a crash interrupted", "deliveries", n)
+	// Sync: the records are gone from here on, the queue entries must stay.
+	return t.b.Commit(pebble.Sync)
+}
+
+// scanKeys calls fn with every key and value in [lower, upper) of the DB.
+func (db *DB) scanKeys(lower, upper string, fn func(k, v []byte) error) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(lower), UpperBound: []byte(upper)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// receiver is the uid the i-th delivery of p goes to.
+func (p *pending) receiver(i int) uint64 {
+	if p.group {
+		return p.members[i]
+	}
+	return p.msgs[i].uid
+}
+
+// QueuePending queues every delivery to uid still awaiting its push's
+// outcome, as if lost, and commits that with whatever deferred work waits
+// (a push no connection wrote, noted but not yet committed): once it
+// returns, uid's offline queues hold everything acked to uid that no
+// connection of uid is known to have written (PROTOCOL §4.4: a pull finds
+// them). A push of one of them written later is a duplicate. It blocks
+// until the commit.
+func (db *DB) QueuePending(uid uint64) error {
+	var took []Delivery
+	ch := make(chan error, 1)
+	err := db.submit(op{
+		applyFn: func(t *tx) error {
+			took = took[:0]
+			for _, p := range t.db.live {
+				if p.state.Load() != recLive {
+					continue
+				}
+				for i := range p.states {
+					if p.receiver(i) != uid || p.states[i].Load() != recvPending {
+						continue
+					}
+					d := Delivery{p, int32(i)}
+					if err := t.queueDelivery(d); err != nil {
+						return err
+					}
+					took = append(took, d)
+				}
+			}
+			return nil
+		},
+		doneFn: func(err error) {
+			if err == nil {
+				// Written above; now settled like a lost push, so the
+				// record can go once the rest is settled.
+				for _, d := range took {
+					db.settleQueued(d)
+				}
+			}
+			ch <- err
+		},
+	}, opOverhead)
+	if err != nil {
+		return err
+	}
+	return <-ch
+}
+
+// settleQueued settles d as queued when it is still pending, the queue
+// entry being written already.
+func (db *DB) settleQueued(d Delivery) {
+	p := d.p
+	if !p.states[d.i].CompareAndSwap(recvPending, recvQueued) {
+		return
+	}
+	if p.left.Add(-1) == 0 && p.state.CompareAndSwap(recLive, recDone) {
+		db.deferWork(func(l *lazyWork) { l.remove = append(l.remove, p.key) })
+	}
 }

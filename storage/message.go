@@ -507,7 +507,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 		// Acked as pushed: the batch's journal holds it until its push
 		// is settled (lazy.go), so no crash can lose it.
 		j := t.journal()
-		d = Delivery{j: j, i: int32(len(j.msgs))}
+		d = Delivery{p: j, i: int32(len(j.msgs))}
 		j.msgs = append(j.msgs, offlineKey{m.To, m.From, m.Seq})
 		t.touched++
 	}

@@ -347,7 +347,9 @@ func (db *DB) RemoveOffline(uid uint64, rs []Removal, done func(error)) error {
 		applyFn: func(t *tx) error {
 			for _, r := range rs {
 				if !r.Group && r.ReadTo != 0 {
-					// Reads first: markRead fails before it writes.
+					// A failure here may follow writes of an earlier
+					// Removal: the committer rebuilds the batch without
+					// this operation (commit.go).
 					if err := t.markRead(uid, r.Peer, r.ReadTo); err != nil {
 						return err
 					}
