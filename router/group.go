@@ -3,7 +3,6 @@ package router
 import (
 	"encoding/hex"
 	"errors"
-	"sync/atomic"
 
 	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/storage"
@@ -96,7 +95,7 @@ func (r *Router) notifyMembers(g uint64, gid string, me Identity, cmd codec.Cmd)
 // must be a member; live members (the sender's connections too) get the
 // push, the others find it in their group offline queue. A push to a member
 // online when the message was stored is followed to the socket: a member
-// no connection wrote it to gets it queued (storage.GroupSettled).
+// no connection wrote it to gets it queued (storage.Settle).
 func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 	me, gid := c.Session.Identity(), c.Req.Group()
 	if !ValidID(gid) {
@@ -143,7 +142,7 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 			return
 		}
 		push := pushFrame(&res.Msg)
-		gp := newGroupPush(r, g, res.Msg.Seq, online)
+		gp := newGroupPush(r, res.Delivery, len(online))
 		for i, uid := range online {
 			r.hub.Deliver(uid, push, nil, &gp.trk[i])
 		}
@@ -162,19 +161,15 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 }
 
 // groupPush follows one group message's pushes to the members online when
-// it was stored, one Tracker each, and settles it once all are known.
+// it was stored, one Tracker each, each settling that member's delivery.
 type groupPush struct {
-	r        *Router
-	gid, seq uint64
-	members  []uint64
-	trk      []Tracker
-	lost     []bool // by member index; each written by its own tracker
-	left     atomic.Int32
+	r   *Router
+	d   storage.Delivery
+	trk []Tracker
 }
 
-func newGroupPush(r *Router, gid, seq uint64, members []uint64) *groupPush {
-	gp := &groupPush{r: r, gid: gid, seq: seq, members: members, trk: make([]Tracker, len(members)), lost: make([]bool, len(members))}
-	gp.left.Store(int32(len(members)))
+func newGroupPush(r *Router, d storage.Delivery, n int) *groupPush {
+	gp := &groupPush{r: r, d: d, trk: make([]Tracker, n)}
 	for i := range gp.trk {
 		gp.trk[i].Index = int32(i)
 		gp.trk[i].Init(gp)
@@ -185,19 +180,9 @@ func newGroupPush(r *Router, gid, seq uint64, members []uint64) *groupPush {
 // Followed implements Follower for one member's push.
 func (gp *groupPush) Followed(t *Tracker, written bool) {
 	if !written {
-		gp.lost[t.Index] = true
 		gp.r.lost.Add(1)
 	}
-	if gp.left.Add(-1) != 0 {
-		return
-	}
-	var lost []uint64
-	for i, l := range gp.lost {
-		if l {
-			lost = append(lost, gp.members[i])
-		}
-	}
-	gp.r.db.GroupSettled(gp.gid, gp.seq, lost)
+	gp.r.db.Settle(gp.d.Member(int(t.Index)), written)
 }
 
 // recall serves cmd 15 (PROTOCOL §4.5): the sender, within the window,

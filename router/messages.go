@@ -52,6 +52,11 @@ func (r *Router) getMessages(c *Context) error {
 		if typ == 2 && peer.UID == 0 {
 			return errGetFailed
 		}
+		// Pushes to me that no connection is known to have written yet
+		// are queued first: the pull finds them (PROTOCOL §4.4).
+		if err := r.db.QueuePending(me.UID); err != nil {
+			return err
+		}
 		res, err := r.db.ReadOffline(me.UID, storage.QueueQuery{Peer: peer.UID, Limit: count, MaxBytes: room})
 		if err != nil {
 			return err
@@ -96,6 +101,9 @@ func (r *Router) groupMessages(c *Context, me Identity, gid string, typ int64, c
 		return forbidden
 	}
 	if typ != 1 {
+		if err := r.db.QueuePending(me.UID); err != nil {
+			return err
+		}
 		res, err := r.db.ReadOffline(me.UID, storage.QueueQuery{Group: g, Limit: count, MaxBytes: room})
 		if err != nil {
 			return err
