@@ -128,7 +128,7 @@ func (c *conn) readFrames(gc gnet.Conn) gnet.Action {
 	} else if len(out) > 0 {
 		c.flushFirst(gc)
 		if c.phaseIs(phaseOpen) {
-			if gc.OutboundBuffered()+len(out) > c.e.opts.MaxPending {
+			if gc.OutboundBuffered() > c.e.opts.MaxPending {
 				c.closeSlowOnLoop(gc) // replies to a client that does not read them
 			} else if c.write(gc, out) {
 				c.confirm(gc)

@@ -26,22 +26,28 @@ var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer"
 // of one loop costs one loop task, not one per connection.
 //
 // Written means sent: a frame counts as written once all its bytes left
-// the process for the socket, not when gnet took it, since gnet keeps what
-// the socket did not take in its own buffer and drops that buffer when the
-// connection closes. The loop counts the bytes it handed to gnet
-// (conn.handed); handed less gnet's OutboundBuffered is what was sent. A
+// the process for the socket and the client's TCP acknowledged them — not
+// when gnet took it, since gnet keeps what the socket did not take in its
+// own buffer and drops that buffer when the connection closes, nor when
+// this side's kernel took it, since a crash of this process may reset the
+// connection and drop the kernel's send queue. The loop counts the bytes
+// it handed to gnet (conn.handed); handed less gnet's OutboundBuffered and
+// less the kernel's unacknowledged bytes (SIOCOUTQ) is what was sent. A
 // followed frame (router.Tracker) waits in conn.inflight with the offset
 // of its end until the sent count passes it; when the connection closes,
 // what is still waiting was not written. The count is checked at each
-// flush, read and close, and while gnet holds bytes, by the loop's watch
-// (every watchInterval).
+// flush, read and close, and while gnet holds bytes or followed frames
+// wait, by the loop's watch (every watchInterval).
 //
-// The cap on unsent bytes per connection (Options.MaxPending) counts what
-// waits here and what gnet holds, checked on the loop before every write.
-// A connection over it is a slow consumer: what waits here is dropped (its
-// followers learn it was not written), a CLOSE 1008 goes after what gnet
-// holds, and the connection ends when its client reads that far or the
-// close grace passes. Unsent bytes of all connections are bounded too
+// The cap on unsent bytes per connection (Options.MaxPending) bounds what
+// gnet still holds from earlier writes, checked on the loop before every
+// write: a client that did not take that much since is a slow consumer.
+// What waits here, not yet handed to gnet, is bounded by twice the cap (a
+// send past it is refused, but a first frame always goes). What waits here is dropped (its followers learn it was not
+// written), a CLOSE 1008 goes after what gnet holds, and the connection
+// ends when its client reads that far or the close grace passes. A reply
+// sized to the room (router) is never what closes a connection that
+// reads: a connection holds at most twice the cap. Unsent bytes of all connections are bounded too
 // (Options.MaxOutputTotal): past it, the connections holding the most are
 // dropped at once (shed.go).
 //
@@ -127,12 +133,13 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 		o.mu.Unlock()
 		return false
 	}
-	if o.mu.bytes+len(frame) > c.e.opts.MaxPending || c.e.overBudget(int64(o.mu.bytes)+o.outbound.Load()+int64(len(frame))) {
-		// Even without what gnet holds, this is over the cap: the loop
-		// has not caught up with this connection's output at all. Or the
-		// process is so far over its output budget that the shed (which
-		// closes the heaviest) cannot keep up, and this connection holds
-		// more than its share.
+	if (o.mu.bytes > 0 && o.mu.bytes+len(frame) > 2*c.e.opts.MaxPending) || c.e.overBudget(int64(o.mu.bytes)+o.outbound.Load()+int64(len(frame))) {
+		// Even without what gnet holds, this is twice the cap: the loop
+		// has not caught up with this connection's output at all (once
+		// the cap is only a reply sized to the room and a few pushes).
+		// Or the process is so far over its output budget that the shed
+		// (which closes the heaviest) cannot keep up, and this
+		// connection holds more than its share.
 		o.mu.dead = true
 		o.stopped.Store(true)
 		o.mu.Unlock()
@@ -258,8 +265,11 @@ func (c *conn) flush(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTrac
 			sizes = append(sizes, len(f))
 			total += len(f)
 		}
-		if closing == nil && gc.OutboundBuffered()+total > c.e.opts.MaxPending {
-			c.closeSlowOnLoop(gc) // frames stay unsent: their followers learn it
+		if closing == nil && gc.OutboundBuffered() > c.e.opts.MaxPending {
+			// What earlier writes left unsent is over the cap: the client
+			// does not read. The new frames stay unsent; their followers
+			// learn it.
+			c.closeSlowOnLoop(gc)
 		} else {
 			if closing != nil {
 				frames = append(frames, closing)
@@ -310,10 +320,11 @@ func (c *conn) writeFrames(gc gnet.Conn, frames [][]byte, sizes []int, trk []fra
 
 // confirm tells the followers of frames now sent that they were written,
 // samples gnet's buffer for the cap and puts the connection on its loop's
-// watch while gnet holds bytes. It runs on the loop.
+// watch while gnet holds bytes or followed frames wait. It runs on the
+// loop.
 func (c *conn) confirm(gc gnet.Conn) {
 	buffered := gc.OutboundBuffered()
-	sent := c.handed - uint64(buffered)
+	sent := c.sent(gc, buffered)
 	n := 0
 	for n < len(c.inflight) && c.inflight[n].end <= sent {
 		c.inflight[n].t.Done(true)
@@ -330,16 +341,32 @@ func (c *conn) confirm(gc gnet.Conn) {
 	if prev := c.out.outbound.Swap(int64(buffered)); prev != int64(buffered) {
 		c.e.unsent.Add(int64(buffered) - prev)
 	}
-	if buffered > 0 && !c.watched {
+	if (buffered > 0 || len(c.inflight) > 0) && !c.watched {
 		c.watched = true
 		c.lf.watchConn(c)
 	}
 }
 
-// settle runs in OnClose: frames sent by now were written, the others
-// never will be; and nothing is buffered any more.
+// sent is how many of the bytes handed to gnet the client's TCP has
+// acknowledged: handed less what gnet holds (buffered) and less what the
+// kernel holds unacknowledged (SIOCOUTQ), asked only while followed frames
+// wait. A frame acknowledged is in the client's kernel: a crash of this
+// process (whose kernel may then reset the connection and drop its own
+// send queue) no longer keeps it from the client.
+func (c *conn) sent(gc gnet.Conn, buffered int) uint64 {
+	sent := c.handed - uint64(buffered)
+	if len(c.inflight) > 0 {
+		if n, err := unix.IoctlGetInt(gc.Fd(), unix.SIOCOUTQ); err == nil && n > 0 {
+			sent -= min(uint64(n), sent)
+		}
+	}
+	return sent
+}
+
+// settle runs in OnClose: frames acknowledged by now were written, the
+// others never will be; and nothing is buffered any more.
 func (c *conn) settle(gc gnet.Conn) {
-	sent := c.handed - uint64(gc.OutboundBuffered())
+	sent := c.sent(gc, gc.OutboundBuffered())
 	for _, f := range c.inflight {
 		f.t.Done(f.end <= sent)
 	}

@@ -156,7 +156,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 	})
 	t.Run("over the cap", func(t *testing.T) {
 		c, gc, loop := newTestConn()
-		c.e.opts.MaxPending = 4
+		c.e.opts.MaxPending = 4 // the outbox takes up to 8
 		lost := 0
 		tr := router.NewTracker(func(written bool) {
 			if !written {
@@ -164,8 +164,8 @@ func TestOutboxTracksDelivery(t *testing.T) {
 			}
 		})
 		c.send([]byte("abc"), tr)
-		if c.send([]byte("defg"), tr) {
-			t.Fatal("frame over the cap accepted")
+		if c.send([]byte("defgef"), tr) {
+			t.Fatal("frame over twice the cap accepted")
 		}
 		tr.Release()
 		if len(gc.cbs) != 1 {
@@ -178,11 +178,12 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		}
 	})
 	t.Run("over the cap with what gnet holds", func(t *testing.T) {
-		// The outbox alone fits; with gnet's buffer it does not: the
-		// flush finds out, writes nothing more and closes with 1008.
+		// The outbox fits, but gnet still holds more than the cap from
+		// earlier writes: the flush writes nothing more and closes with
+		// 1008.
 		c, gc, loop := newTestConn()
 		c.e.opts.MaxPending = 8
-		gc.buffered = 6
+		gc.buffered = 9 // what earlier writes left unsent: over the cap
 		var written []bool
 		tr := router.NewTracker(func(w bool) { written = append(written, w) })
 		if !c.send([]byte("abcd"), tr) {
@@ -197,6 +198,28 @@ func TestOutboxTracksDelivery(t *testing.T) {
 			t.Fatalf("wrote %q, phase %d: want only the CLOSE 1008", got, c.phase.Load())
 		}
 	})
+}
+
+// PROTOCOL §2: a frame larger than the cap (a message of the largest size
+// with a cap as small) is written when nothing else waits, not refused
+// forever; a connection whose earlier output is drained takes a reply
+// that, with it, passes the cap.
+func TestSection2_CapLetsOneFrameThrough(t *testing.T) {
+	c, gc, loop := newTestConn()
+	c.e.opts.MaxPending = 8
+	if !c.send([]byte("0123456789"), nil) {
+		t.Fatal("a first frame over the cap refused")
+	}
+	loop.run()
+	if len(gc.written) != 1 || c.phaseIs(phaseClosing) {
+		t.Fatalf("wrote %q, closing %v", gc.written, c.phaseIs(phaseClosing))
+	}
+	gc.buffered = 6 // under the cap: the client reads
+	c.send([]byte("abcd"), nil)
+	loop.run()
+	if len(gc.written) != 2 || c.phaseIs(phaseClosing) {
+		t.Fatalf("wrote %q, closing %v", gc.written, c.phaseIs(phaseClosing))
+	}
 }
 
 // PROTOCOL §4.3: bytes gnet buffered are not written. A followed frame is
