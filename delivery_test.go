@@ -620,3 +620,210 @@ func TestSection4_6_ChatListFitsTheOutputCap(t *testing.T) {
 	b.send(`{"cmd":13}`)
 	b.expect(heartbeatReply(ts))
 }
+
+// PROTOCOL §4.3 and §5: no receiver waits on another's slow connection. A
+// receiver whose connection dropped its pushes finds them in its offline
+// queue while another receiver of the same batch (private) or of the same
+// group message holds its own pushes unsent.
+func TestSection4_3_NoReceiverWaitsOnAnother(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxPending, c.RateLimit = 64<<20, -1 })
+	ts0, tx, ty := ts.register("sender", 1), ts.register("visitor_x", 0), ts.register("visitor_y", 0)
+	s := ts.login(ts0)
+	for _, tok := range []string{tx, ty} {
+		c := ts.login(tok)
+		c.send(`{"cmd":7,"groupId":"g1"}`)
+		if f := c.read(); !strings.Contains(f, `"code":10011`) {
+			t.Fatalf("join: %s", f)
+		}
+		c.c.Close()
+	}
+	s.send(`{"cmd":7,"groupId":"g1"}`)
+	_ = s.read()
+	waitFor(t, "the joiners to go", func() bool { return ts.s.engine.Stats().Conns == 1 })
+	x, err := dialReceiver(ts.ws, tx, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := dialReceiver(ts.ws, ty, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.nc.Close()
+	pad := strings.Repeat("p", 60000)
+	toX := map[string]bool{}
+	for i := range 80 {
+		to := "visitor_x"
+		if i%2 == 1 {
+			to = "visitor_y"
+		}
+		s.send(fmt.Sprintf(`{"cmd":11,"to":%q,"chatType":2,"content":"%d %s"}`, to, i, pad))
+		s.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g1","content":"%d %s"}`, i, pad))
+	}
+	for n := 0; n < 160; {
+		f := s.read()
+		m := ackRE.FindStringSubmatch(f)
+		if m == nil {
+			continue // the group's pushes to the sender
+		}
+		if m[1] != "10000" {
+			t.Fatalf("ack %s with both receivers online", m[1])
+		}
+		if n%2 == 0 && n/2%2 == 0 {
+			toX[m[3]] = true // a private message to x
+		} else if n%2 == 1 {
+			toX[m[3]] = true // a group message
+		}
+		n++
+	}
+	// x's connection goes, having read nothing; y's stays, unread.
+	x.nc.Close()
+	xc := ts.login(tx)
+	got := map[string]bool{}
+	for _, m := range pullOffline(t, xc, "") {
+		got[m.ID] = true
+	}
+	for id := range toX {
+		if !got[id] {
+			t.Fatalf("message %s to x is not in x's offline queue while y's connection holds its own pushes (%d of %d there)", id, len(got), len(toX))
+		}
+	}
+}
+
+// PROTOCOL §4.3: a push counts as written once the client's TCP has
+// acknowledged it, not once this side's kernel took it: killed while a
+// client's requests sit unread in its socket (its kernel then resets the
+// connection and drops what it still had to send), the gateway leaves no
+// acked message neither read nor queued.
+func TestSection4_3_KillWithUnreadInputLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "-rate-limit", "-1")
+	ts := p.testServer()
+	tokS, tokR := ts.register("sender", 1), ts.register("reader", 0)
+	s := ts.login(tokS)
+	r, err := dialReceiver(p.ws, tokR, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	pad := strings.Repeat("k", 2000)
+	for i := range 40 {
+		s.send(fmt.Sprintf(`{"cmd":11,"to":"reader","chatType":2,"content":"%d %s"}`, i, pad))
+		m := ackRE.FindStringSubmatch(s.read())
+		if m == nil || m[1] != "10000" {
+			t.Fatalf("ack %d: %v", i, m)
+		}
+		ids = append(ids, m[3])
+	}
+	// Stop the gateway, let the reader's requests reach its socket
+	// unread, and kill it: its kernel answers with a reset.
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.nc.Write(bytes.Repeat(text(`{"cmd":13}`), 50)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+	got := map[string]bool{}
+	for {
+		op, payload, err := r.next(time.Now().Add(waitBound()))
+		if err != nil {
+			break // the reset, or EOF
+		}
+		if m, ok, _ := parsePush(payload); op == 1 && ok {
+			got[m.ID] = true
+		}
+	}
+	read := len(got)
+	rc := startProc(t, dir, "-rate-limit", "-1").testServer().login(tokR)
+	for _, m := range pullOffline(t, rc, `"fromUserId":"sender"`) {
+		got[m.ID] = true
+	}
+	for i, id := range ids {
+		if !got[id] {
+			t.Fatalf("message #%d %s acked 10000 is neither read (%d were) nor queued", i, id, read)
+		}
+	}
+}
+
+// PROTOCOL §2 and §4.4: a pull reply sized to the connection's room is
+// never what closes a connection that reads, though pushes keep coming
+// meanwhile.
+func TestSection4_4_PullsAmidPushesKeepTheConnection(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxPending, c.RateLimit = 256<<10, -1 })
+	ta, tb, tr := ts.register("visitor_a", 0), ts.register("visitor_b", 0), ts.register("agent_r", 1)
+	sendAll(t, ts.login(ta), "agent_r", 1500, 1000, "10001")
+	r := ts.login(tr)
+	b := ts.login(tb)
+	stop := make(chan struct{})
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		pad := strings.Repeat("f", 600)
+		tick := time.NewTicker(5 * time.Millisecond) // ~400 pushes/s: r keeps up, even under -race
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for range 2 {
+				if b.c.WriteMessage(1, []byte(`{"cmd":11,"to":"agent_r","chatType":2,"content":"`+pad+`"}`)) != nil {
+					return
+				}
+			}
+		}
+	}()
+	go func() {
+		for {
+			if _, _, err := b.c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-flooded }()
+	pulled := 0
+	for round := 0; ; round++ {
+		r.send(`{"cmd":19,"type":0,"fromUserId":"visitor_a"}`)
+		var raw string
+		for raw = r.read(); strings.HasPrefix(raw, `{"command":11,`); raw = r.read() {
+		}
+		p := decodePull(t, raw)
+		n := len(p.Data.Friends["visitor_a"])
+		pulled += n
+		if n == 0 {
+			break
+		}
+		if round > 2000 {
+			t.Fatal("the queue never empties")
+		}
+	}
+	if pulled != 1500 {
+		t.Fatalf("pulled %d of 1500", pulled)
+	}
+	if n := ts.s.engine.Stats().SlowConsumers; n != 0 {
+		t.Fatalf("%d connections closed as slow consumers", n)
+	}
+}
+
+// PROTOCOL §2: with an output cap as small as the largest message, a
+// message of that size still reaches its receiver (pull or push).
+func TestSection2_LargestMessageWithTheSmallestCap(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxMessageSize, c.MaxPending = 65536, 65536 })
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	big := strings.Repeat("z", 65300)
+	ids := sendAll(t, a, "agent_b", 1, 65300-3, "10001")
+	b := ts.login(tb)
+	if got := pullAll(t, b, "visitor_a", 0); fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Fatalf("pulled %v, want %v", got, ids)
+	}
+	a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":"` + big + `"}`)
+	_ = a.read()
+	if f := b.read(); !strings.Contains(f, big) {
+		t.Fatalf("push of %d bytes", len(f))
+	}
+}
