@@ -50,22 +50,27 @@
 // # Delivery: queued until written
 //
 // The rule behind PROTOCOL §4.3: an acked message leaves the undelivered
-// state only when its bytes left the process for a receiver's socket; a
-// kill -9 at any moment leaves every acked message either queued, or
-// recorded as awaiting its push, or written. A private message to an
-// offline receiver gets its q| entry in its own commit. One acked as
-// pushed (10000) is listed in its batch's journal record (j|), written in
-// the same commit; once every push of the batch is known written or
-// dropped, the dropped ones get q| entries and the record goes, in one
-// later batch (lazy.go: Settle). A group message to members online when it
-// is stored gets one P| record listing them, settled the same way per
-// member (GroupSettled). A record a crash left is settled at Open as if
-// every push it covers was dropped. A pull (cmd 19 type 0) reads, and
-// removes only what its written reply carried (ReadOffline,
+// state only when a connection of its receiver wrote its push to the
+// socket and the client's TCP acknowledged the bytes; a kill -9 at any
+// moment leaves every acked message either queued, or recorded as awaiting
+// its push, or so written. A private message to an offline receiver gets
+// its q| entry in its own commit. The private messages a batch acks as
+// pushed (10000) are listed in one journal record (j|) written in the same
+// commit, and a group message to members online when it is stored gets
+// one P| record listing them. Each receiver of a record is settled on its
+// own (lazy.go: Settle): a written push needs nothing more, one no
+// connection wrote is queued at once, one still unsettled after
+// pendingExpiry (2 s: a connection holds it unsent) is queued anyway; the
+// record goes when every receiver is settled. So no receiver waits on
+// another's connection, and a record's life is bounded. A record a crash
+// left queues every receiver it names at Open. A pull (cmd 19 type 0, 2)
+// first queues what is still pending for its user (QueuePending), reads,
+// and removes only what its written reply carried (ReadOffline,
 // RemoveOffline). The cost: one record per batch and per group message,
 // set once and removed once with a single delete (which usually cancels
-// out in the memtable); and a message written just before a crash is
-// queued again (clients drop duplicates by id).
+// out in the memtable); and a message whose push is late or was written
+// just before a crash may be delivered twice (clients drop duplicates by
+// id).
 
 // Counters follow the messages: unread messages are always the owner's
 // newest ones from the peer (a read marks a prefix read, a new message is
