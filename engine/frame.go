@@ -131,7 +131,7 @@ func (c *conn) readFrames(gc gnet.Conn) gnet.Action {
 			if gc.OutboundBuffered() > c.e.opts.MaxPending {
 				c.closeSlowOnLoop(gc) // replies to a client that does not read them
 			} else if c.write(gc, out) {
-				c.confirm(gc)
+				c.observe(gc)
 			}
 		}
 	}

@@ -287,7 +287,9 @@ func (c *conn) flush(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTrac
 		}
 	}
 	if !c.closed.Load() {
-		c.confirm(gc)
+		// Just written: the client cannot have acknowledged it yet, so
+		// the watch, not this flush, asks the kernel (conn.confirm).
+		c.observe(gc)
 	}
 	clear(frames)
 	clear(trk)
@@ -318,10 +320,22 @@ func (c *conn) writeFrames(gc gnet.Conn, frames [][]byte, sizes []int, trk []fra
 	return len(frames)
 }
 
-// confirm tells the followers of frames now sent that they were written,
-// samples gnet's buffer for the cap and puts the connection on its loop's
-// watch while gnet holds bytes or followed frames wait. It runs on the
-// loop.
+// observe samples gnet's buffer for the caps and puts the connection on
+// its loop's watch while gnet holds bytes or followed frames wait. It runs
+// on the loop.
+func (c *conn) observe(gc gnet.Conn) {
+	buffered := gc.OutboundBuffered()
+	if prev := c.out.outbound.Swap(int64(buffered)); prev != int64(buffered) {
+		c.e.unsent.Add(int64(buffered) - prev)
+	}
+	if (buffered > 0 || len(c.inflight) > 0) && !c.watched {
+		c.watched = true
+		c.lf.watchConn(c)
+	}
+}
+
+// confirm tells the followers of frames now acknowledged that they were
+// written, then observes. It runs on the loop.
 func (c *conn) confirm(gc gnet.Conn) {
 	buffered := gc.OutboundBuffered()
 	sent := c.sent(gc, buffered)
@@ -338,13 +352,7 @@ func (c *conn) confirm(gc gnet.Conn) {
 			c.inflight = nil // a backlog's array is not kept
 		}
 	}
-	if prev := c.out.outbound.Swap(int64(buffered)); prev != int64(buffered) {
-		c.e.unsent.Add(int64(buffered) - prev)
-	}
-	if (buffered > 0 || len(c.inflight) > 0) && !c.watched {
-		c.watched = true
-		c.lf.watchConn(c)
-	}
+	c.observe(gc)
 }
 
 // sent is how many of the bytes handed to gnet the client's TCP has
@@ -491,9 +499,11 @@ type loopFlusher struct {
 }
 
 // watchInterval is how often a loop looks again at connections whose
-// output gnet holds: how late a write is confirmed at worst, and how stale
-// the buffered count of a backed-up connection may be.
-const watchInterval = 5 * time.Millisecond
+// output gnet holds or whose followed frames wait for the client's
+// acknowledgement: how late a write is confirmed (a delivery settled), and
+// how stale the buffered count of a backed-up connection may be. Each look
+// costs a system call per connection, so not more often.
+const watchInterval = 25 * time.Millisecond
 
 // maxKeptDirty bounds the dirty lists a flusher keeps between batches.
 const maxKeptDirty = 4096

@@ -100,8 +100,8 @@ func newTestConn() (*conn, *scheduleConn, *taskLoop) {
 func TestOutboxTracksDelivery(t *testing.T) {
 	t.Run("flushed", func(t *testing.T) {
 		c, gc, loop := newTestConn()
-		lost := false
-		tr := router.NewTracker(func(written bool) { lost = !written })
+		var outcome []bool
+		tr := router.NewTracker(func(written bool) { outcome = append(outcome, written) })
 		for _, f := range []string{"a", "b", "c"} {
 			if !c.send([]byte(f), tr) {
 				t.Fatal("send refused")
@@ -111,8 +111,12 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		if n := loop.run(); n != 1 {
 			t.Fatalf("%d loop tasks for one burst, want 1", n)
 		}
-		if lost || len(gc.written) != 3 {
-			t.Fatalf("lost=%v written=%q", lost, gc.written)
+		if len(outcome) != 0 || len(gc.written) != 3 {
+			t.Fatalf("outcome %v before the watch asked the kernel; written=%q", outcome, gc.written)
+		}
+		c.confirm(gc) // the watch: everything handed is acknowledged
+		if fmt.Sprint(outcome) != "[true]" {
+			t.Fatalf("outcome %v, want written", outcome)
 		}
 	})
 	t.Run("more frames than one writev takes", func(t *testing.T) {
@@ -120,8 +124,8 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		// one group commit) once failed the whole writev with EINVAL and
 		// dropped the connection.
 		c, gc, loop := newTestConn()
-		lost := false
-		tr := router.NewTracker(func(written bool) { lost = !written })
+		var outcome []bool
+		tr := router.NewTracker(func(written bool) { outcome = append(outcome, written) })
 		const n = 2*maxIovecs + 5
 		for i := 0; i < n; i++ {
 			if !c.send([]byte{'x'}, tr) {
@@ -130,8 +134,9 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		}
 		tr.Release()
 		loop.run()
-		if lost || len(gc.written) != n || gc.writevs != 3 {
-			t.Fatalf("lost=%v: %d frames written in %d writevs, want %d in 3", lost, len(gc.written), gc.writevs, n)
+		c.confirm(gc)
+		if fmt.Sprint(outcome) != "[true]" || len(gc.written) != n || gc.writevs != 3 {
+			t.Fatalf("outcome %v: %d frames written in %d writevs, want %d in 3", outcome, len(gc.written), gc.writevs, n)
 		}
 	})
 	t.Run("connection died first", func(t *testing.T) {
