@@ -441,14 +441,21 @@ func (c *conn) closeSlowOnLoop(gc gnet.Conn) {
 	if c.closed.Load() || c.phaseIs(phaseClosing) {
 		return
 	}
-	c.e.log.Warn("slow consumer closed", "conn_id", c.id, "remote", remoteString(gc), "outbound", gc.OutboundBuffered())
+	c.slow(gc, "slow consumer closed")
+	if c.write(gc, slowConsumerFrame) && !c.closed.Load() {
+		c.beginClosing(gc)
+	}
+}
+
+// slow counts and logs a slow consumer and stops its output: what waits
+// in the outbox is dropped and the connection is offline. It runs on the
+// loop.
+func (c *conn) slow(gc gnet.Conn, msg string) {
+	c.e.log.Warn(msg, "conn_id", c.id, "remote", remoteString(gc), "outbound", gc.OutboundBuffered())
 	c.e.slowClosed.Add(1)
 	c.discard()
 	c.deregister()
 	c.closeCode = ClosePolicy
-	if c.write(gc, slowConsumerFrame) && !c.closed.Load() {
-		c.beginClosing(gc)
-	}
 }
 
 // dropSlowOnLoop ends a slow consumer at once, to free memory: the
@@ -457,11 +464,7 @@ func (c *conn) dropSlowOnLoop(gc gnet.Conn) {
 	if c.closed.Load() {
 		return
 	}
-	c.e.log.Warn("slow consumer dropped: output budget exceeded", "conn_id", c.id, "remote", remoteString(gc), "outbound", gc.OutboundBuffered())
-	c.e.slowClosed.Add(1)
-	c.discard()
-	c.deregister()
-	c.closeCode = ClosePolicy
+	c.slow(gc, "slow consumer dropped: output budget exceeded")
 	if gc.OutboundBuffered() == 0 {
 		_ = c.write(gc, slowConsumerFrame)
 	}

@@ -246,9 +246,15 @@ func (db *DB) next(ops []queued, lz *lazyWork, expireIn time.Duration) (_ []queu
 
 // wakeForExpiry wakes an idle committer to expire pending records.
 func (db *DB) wakeForExpiry() {
+	db.wakeDue(func(q *commitQueue) { q.expiryArmed, q.expiryDue = false, true })
+}
+
+// wakeDue runs set on the queue, locked, and wakes an idle committer: a
+// timer's work is due.
+func (db *DB) wakeDue(set func(*commitQueue)) {
 	q := &db.cq
 	q.mu.Lock()
-	q.expiryArmed, q.expiryDue = false, true
+	set(q)
 	wake := q.idle
 	q.idle = false
 	q.mu.Unlock()

@@ -215,26 +215,38 @@ func (t *tx) countFrom(conv convKey, sender, lo, hi, limit, skip uint64) (uint64
 	if limit == 0 || hi <= lo {
 		return 0, nil
 	}
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, lo+1), UpperBound: keyHistory(conv, hi+1)})
+	var n uint64
+	err := t.walkBack(conv, lo, hi, skip, func(from uint64, recalled bool) bool {
+		if from == sender && !recalled {
+			n++
+		}
+		return n < limit
+	})
+	return n, err
+}
+
+// walkBack calls fn with the sender and recalled flag of conv's messages
+// with seq in (lo, hi] but skip, newest first, while fn returns true.
+func (t *tx) walkBack(conv convKey, lo, hi, skip uint64, fn func(from uint64, recalled bool) bool) error {
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, lo+1), UpperBound: keyHistory(conv, min(hi, math.MaxUint64-1)+1)})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer it.Close()
-	var n uint64
-	for ok := it.Last(); ok && n < limit; ok = it.Prev() {
+	for ok := it.Last(); ok; ok = it.Prev() {
 		k := it.Key()
 		if binary.BigEndian.Uint64(k[len(k)-8:]) == skip {
 			continue
 		}
 		from, recalled, err := messageSender(it.Value())
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if from == sender && !recalled {
-			n++
+		if !fn(from, recalled) {
+			break
 		}
 	}
-	return n, it.Error()
+	return it.Error()
 }
 
 // Counts returns owner's contact totals.

@@ -174,15 +174,7 @@ const lazyDelay = 20 * time.Millisecond
 
 // wakeForLazy makes the deferred work due and wakes an idle committer.
 func (db *DB) wakeForLazy() {
-	q := &db.cq
-	q.mu.Lock()
-	q.lazyArmed, q.lazyDue = false, true
-	wake := q.idle
-	q.idle = false
-	q.mu.Unlock()
-	if wake {
-		q.work.Signal()
-	}
+	db.wakeDue(func(q *commitQueue) { q.lazyArmed, q.lazyDue = false, true })
 }
 
 // track keeps the records a batch committed, for expiry. It runs on the

@@ -1,11 +1,7 @@
 package storage
 
 import (
-	"encoding/binary"
 	"errors"
-	"math"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // Errors of Recall.
@@ -129,25 +125,15 @@ func (t *tx) readPrivateRecall(m *Message) (privateRecall, error) {
 // newestSender returns the sender of conv's newest message at or below
 // last that is not recalled and not seq skip, or 0 when there is none.
 func (t *tx) newestSender(conv convKey, last, skip uint64) (uint64, error) {
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 1), UpperBound: keyHistory(conv, min(last, math.MaxUint64-1)+1)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	for ok := it.Last(); ok; ok = it.Prev() {
-		k := it.Key()
-		if binary.BigEndian.Uint64(k[len(k)-8:]) == skip {
-			continue
+	var newest uint64
+	err := t.walkBack(conv, 0, last, skip, func(from uint64, recalled bool) bool {
+		if recalled {
+			return true
 		}
-		from, recalled, err := messageSender(it.Value())
-		if err != nil {
-			return 0, err
-		}
-		if !recalled {
-			return from, nil
-		}
-	}
-	return 0, it.Error()
+		newest = from
+		return false
+	})
+	return newest, err
 }
 
 func (p *privateRecall) write(t *tx, m *Message) {
