@@ -178,12 +178,8 @@ func (r *Router) work(w *worker) {
 // loop. Over a bound the request is answered 10028 in its turn; with too
 // many requests unanswered, it returns a close status for the connection.
 func (r *Router) enqueue(s Session, cmd codec.Cmd, payload []byte, req *codec.Request) (uint16, string) {
-	st := s.State()
-	st.mu.Lock()
+	st := lockState(s)
 	defer st.mu.Unlock()
-	if st.s == nil {
-		st.s = s
-	}
 	if st.dead {
 		return 0, ""
 	}
@@ -210,6 +206,16 @@ func (r *Router) enqueue(s Session, cmd codec.Cmd, payload []byte, req *codec.Re
 	return 0, ""
 }
 
+// lockState returns s's state, locked, knowing s.
+func lockState(s Session) *ConnState {
+	st := s.State()
+	st.mu.Lock()
+	if st.s == nil {
+		st.s = s
+	}
+	return st
+}
+
 // skipReady counts ready entries at the run position as run: they need
 // no worker.
 func (st *ConnState) skipReady() {
@@ -221,12 +227,8 @@ func (st *ConnState) skipReady() {
 // addReady appends an entry answered on the loop while earlier ones wait:
 // it leaves after them.
 func (r *Router) addReady(s Session, e *entry) {
-	st := s.State()
-	st.mu.Lock()
+	st := lockState(s)
 	defer st.mu.Unlock()
-	if st.s == nil {
-		st.s = s
-	}
 	if st.dead {
 		e.recycle()
 		return
