@@ -374,6 +374,7 @@ func (db *DB) resetCaches() {
 	clear(db.convs)
 	clear(db.contacts)
 	clear(db.counts)
+	clear(db.partners)
 	clear(db.dirty)
 	clear(db.dirtyCounts)
 }
@@ -391,6 +392,9 @@ func (db *DB) trimCaches() {
 	}
 	if len(db.counts) >= maxConvCache {
 		clear(db.counts)
+	}
+	if len(db.partners) >= maxConvCache {
+		clear(db.partners)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 //
 //	r|owner(8B)|lastContact(8B)|peer(8B) -> empty: contacts by recency
 //	n|owner(8B)                          -> contacts(uvarint) pending(uvarint)
+//	                                        [waiting(uvarint) assigned(uvarint ms)]
 //	l|visitor(8B)                        -> uid(8B) of the agent or consultant last talked to
 //
 // All three are maintained by the committer together with c|, in the same
@@ -45,6 +46,13 @@ func keyPartner(visitor uint64) []byte {
 type ContactCounts struct {
 	Contacts uint64 // all contacts
 	Pending  uint64 // contacts whose last message came from them
+	// Waiting counts the visitors waiting for the owner (Contact.Waiting):
+	// an agent's load for assignment (PROTOCOL §1.2 (2)).
+	Waiting uint64
+	// Assigned is when a visitor was last assigned to the owner (ms; 0:
+	// never), kept across reconnects and restarts for the tie-break of
+	// PROTOCOL §1.2 (2).
+	Assigned int64
 }
 
 func (t *tx) counts(owner uint64) (ContactCounts, error) {
@@ -70,7 +78,25 @@ func decodeCounts(v []byte) (ContactCounts, error) {
 	if w2 <= 0 {
 		return ContactCounts{}, errCorrupt
 	}
-	return ContactCounts{Contacts: a, Pending: b}, nil
+	n := ContactCounts{Contacts: a, Pending: b}
+	if v = v[w+w2:]; len(v) == 0 {
+		return n, nil // written before waiting and assigned were kept
+	}
+	if n.Waiting, w = binary.Uvarint(v); w <= 0 {
+		return ContactCounts{}, errCorrupt
+	}
+	at, w2 := binary.Uvarint(v[w:])
+	if w2 <= 0 {
+		return ContactCounts{}, errCorrupt
+	}
+	n.Assigned = int64(at)
+	return n, nil
+}
+
+func encodeCounts(n ContactCounts) []byte {
+	b := make([]byte, 0, 4*binary.MaxVarintLen64)
+	b = binary.AppendUvarint(binary.AppendUvarint(b, n.Contacts), n.Pending)
+	return binary.AppendUvarint(binary.AppendUvarint(b, n.Waiting), uint64(n.Assigned))
 }
 
 // putContact writes owner's record of c.Peer, given what it was before
@@ -87,10 +113,16 @@ func (t *tx) putContact(owner uint64, n ContactCounts, old Contact, found bool, 
 	case !c.Pending && found && old.Pending && n.Pending > 0:
 		n.Pending--
 	}
+	switch {
+	case c.Waiting && (!found || !old.Waiting):
+		n.Waiting++
+	case !c.Waiting && found && old.Waiting && n.Waiting > 0:
+		n.Waiting--
+	}
 	t.writeContact(owner, &c)
 	if n != before || !found {
-		// Counters change only when a contact appears or its pending flag
-		// flips: most messages leave them alone and write nothing here.
+		// Counters change only when a contact appears or a flag flips:
+		// most messages leave them alone and write nothing here.
 		t.db.dirtyCounts[owner] = struct{}{}
 	}
 	t.db.counts[owner] = n
@@ -114,19 +146,33 @@ func (t *tx) seal() {
 	}
 	for owner := range t.db.dirtyCounts {
 		n := t.db.counts[owner]
-		t.set(keyCounts(owner), binary.AppendUvarint(binary.AppendUvarint(nil, n.Contacts), n.Pending))
+		t.set(keyCounts(owner), encodeCounts(n))
 	}
 	clear(t.db.dirty)
 	clear(t.db.dirtyCounts)
 }
 
+// TouchOptions say what a Touch is besides activity.
+type TouchOptions struct {
+	// Visitor, when set, is the visitor side of a visitor-agent (or
+	// consultant) pair: the other side becomes their partner and, if it
+	// was not already, has them waiting (Contact.Waiting); a previous
+	// partner no longer does.
+	Visitor uint64
+	// Assigned: the other side was picked for Visitor by assignment
+	// (PROTOCOL §1.2 (2)); its ContactCounts.Assigned becomes now.
+	Assigned bool
+}
+
 // Touch makes a and b contacts of each other (if they are not) with
 // activity at now: an assignment or a registration with a receiver
-// (PROTOCOL §1.2, §1.3). When visitor is set, it also records partner as
-// the visitor's last partner. done runs on the committer after the commit.
-func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(error)) error {
+// (PROTOCOL §1.2, §1.3). done runs on the committer after the commit.
+func (db *DB) Touch(a, b uint64, now int64, opts TouchOptions, done func(error)) error {
 	if a == b {
 		return errors.New("storage: a user is not their own contact")
+	}
+	if opts.Visitor != 0 && opts.Visitor != a && opts.Visitor != b {
+		return errors.New("storage: the visitor of a touch is one of its users")
 	}
 	return db.submit(op{
 		applyFn: func(t *tx) error {
@@ -148,18 +194,102 @@ func (db *DB) Touch(a, b uint64, now int64, visitor, partner uint64, done func(e
 				}
 				sides[i] = side{p[0], c, found, n}
 			}
+			var sv serve
+			if opts.Visitor != 0 {
+				partner := a
+				if partner == opts.Visitor {
+					partner = b
+				}
+				var err error
+				if sv, err = t.readServe(opts.Visitor, partner); err != nil {
+					return err
+				}
+			}
+			// All reads done; from here on only writes.
 			for _, s := range sides {
 				c := s.c
 				c.LastContact = max(c.LastContact, now)
+				if opts.Visitor != 0 && s.owner != opts.Visitor {
+					if sv.changed() {
+						c.Waiting = true // a new partner: assigned, unanswered
+					}
+					if opts.Assigned {
+						s.n.Assigned = max(s.n.Assigned, now)
+					}
+				}
 				t.putContact(s.owner, s.n, s.c, s.found, c)
 			}
-			if visitor != 0 {
-				t.set(keyPartner(visitor), binary.BigEndian.AppendUint64(nil, partner))
-			}
+			sv.write(t)
 			return nil
 		},
 		doneFn: done,
 	}, opOverhead)
+}
+
+// serve is what making a visitor's partner changes: the previous partner,
+// if another, stops having the visitor waiting.
+type serve struct {
+	visitor, partner uint64
+	old              uint64 // previous partner, 0 if none
+	oldC             Contact
+	oldFound         bool
+	oldN             ContactCounts
+}
+
+func (s *serve) changed() bool { return s.visitor != 0 && s.old != s.partner }
+
+// readServe reads what writing partner as visitor's partner changes.
+func (t *tx) readServe(visitor, partner uint64) (serve, error) {
+	s := serve{visitor: visitor, partner: partner}
+	old, err := t.partner(visitor)
+	if err != nil || old == partner || old == 0 {
+		s.old = old
+		return s, err
+	}
+	s.old = old
+	if s.oldC, s.oldFound, err = t.contact(old, visitor); err != nil {
+		return serve{}, err
+	}
+	if s.oldN, err = t.counts(old); err != nil {
+		return serve{}, err
+	}
+	return s, nil
+}
+
+// write records the partner and lets the previous one go. Only writes.
+func (s *serve) write(t *tx) {
+	if !s.changed() {
+		return
+	}
+	if s.old != 0 && s.oldFound && s.oldC.Waiting {
+		c := s.oldC
+		c.Waiting = false
+		t.putContact(s.old, s.oldN, s.oldC, true, c)
+	}
+	t.set(keyPartner(s.visitor), binary.BigEndian.AppendUint64(nil, s.partner))
+	t.db.partners[s.visitor] = s.partner
+}
+
+// partner returns visitor's partner (0: none) through the committer's
+// cache, which l| records are only written through (serve.write).
+func (t *tx) partner(visitor uint64) (uint64, error) {
+	if p, ok := t.db.partners[visitor]; ok {
+		return p, nil
+	}
+	v, err := t.get(keyPartner(visitor))
+	if errors.Is(err, ErrNotFound) {
+		t.db.partners[visitor] = 0
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, errCorrupt
+	}
+	p := binary.BigEndian.Uint64(v)
+	t.db.partners[visitor] = p
+	return p, nil
 }
 
 // MarkRead marks the whole conversation of owner with peer read (PROTOCOL

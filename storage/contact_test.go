@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-func touchSync(t testing.TB, db *DB, a, b uint64, now int64, visitor, partner uint64) {
+func touchSync(t testing.TB, db *DB, a, b uint64, now int64, opts TouchOptions) {
 	t.Helper()
 	ch := make(chan error, 1)
-	if err := db.Touch(a, b, now, visitor, partner, func(err error) { ch <- err }); err != nil {
+	if err := db.Touch(a, b, now, opts, func(err error) { ch <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-ch; err != nil {
@@ -29,7 +29,7 @@ func TestSection1_3_ContactCounters(t *testing.T) {
 		}
 	}
 	appendOpts(t, db, Message{ID: msgID(), From: agent, To: 2, ChatType: ChatPrivate, Content: "a", CreateTime: 5000}, AppendOptions{Visitor: 2})
-	touchSync(t, db, 4, agent, 6000, 4, agent)
+	touchSync(t, db, 4, agent, 6000, TouchOptions{Visitor: 4})
 
 	n, err := db.Counts(agent)
 	if err != nil || n.Contacts != 4 || n.Pending != 2 {
@@ -111,7 +111,7 @@ func TestSection1_3_ContactCountersWithinOneBatch(t *testing.T) {
 	send(agent, 2, 4000)
 	send(agent, 4, 4100)
 	wg.Add(2)
-	if err := db.Touch(6, agent, 4200, 6, agent, fail); err != nil {
+	if err := db.Touch(6, agent, 4200, TouchOptions{Visitor: 6}, fail); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.MarkRead(agent, 3, fail); err != nil {
@@ -152,7 +152,7 @@ func TestSection1_3_ContactCountersWithinOneBatch(t *testing.T) {
 		1: {Peer: 1, Unread: 4, Pending: true, LastContact: 3001},
 		2: {Peer: 2, Unread: 4, LastContact: 4000},
 		3: {Peer: 3, Pending: true, LastContact: 3003, ReadSeq: 4},
-		6: {Peer: 6, LastContact: 4200},
+		6: {Peer: 6, LastContact: 4200, Waiting: true}, // assigned, unanswered
 	} {
 		if c, err := db.Contact(agent, peer); err != nil || c != want {
 			t.Fatalf("contact %d: %+v %v, want %+v", peer, c, err, want)

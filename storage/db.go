@@ -68,6 +68,7 @@ type DB struct {
 	convs      map[convKey]convState
 	contacts   map[[16]byte]cachedContact // owner|peer; see tx.contact
 	counts     map[uint64]ContactCounts
+	partners   map[uint64]uint64 // visitor -> partner (l|); see tx.partner
 	// Contacts and counters changed by the batch being built: each is
 	// written once, when the batch is sealed (tx.seal).
 	dirty       map[[16]byte]dirtyContact
@@ -142,6 +143,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.convs = make(map[convKey]convState)
 	db.contacts = make(map[[16]byte]cachedContact)
 	db.counts = make(map[uint64]ContactCounts)
+	db.partners = make(map[uint64]uint64)
 	db.dirty = make(map[[16]byte]dirtyContact)
 	db.dirtyCounts = make(map[uint64]struct{})
 	go db.commitLoop()

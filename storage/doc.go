@@ -24,7 +24,7 @@
 //	R|uid(8B)                          -> ms of the user's last logout: its v1 tokens are revoked
 //	h|conv(16B)|seq(8B)                -> message record (message.go: encodeMessage)
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
-//	c|owner(8B)|peer(8B)               -> contact record v2: unread, pending reply, last contact, read seq
+//	c|owner(8B)|peer(8B)               -> contact record v2: unread, pending reply, waiting visitor, last contact, read seq
 //	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B): idempotency of client message ids
 //	j|id(8B)                           -> a batch's journal: its private messages acked as pushed, until settled (lazy.go)
 //	P|gid(8B)|seq(8B)                  -> a group message's pending deliveries: the members online when stored (lazy.go)
@@ -104,6 +104,17 @@
 //     they expire; they carry no terminal and are in no list, so any logout
 //     of their user revokes them (R|uid), and the sweep deletes them once
 //     expired. Nothing is rewritten at open.
+//   - Waiting visitors (PROTOCOL §1.2 (2)): c| records gain flag bit 1
+//     (Contact.Waiting, set only on an agent's or consultant's record of
+//     a visitor) and n| records two trailing uvarints, waiting and the
+//     last-assigned time in ms. Both are extensions, not new versions:
+//     older versions ignore the bit and the trailing fields, and records
+//     without them decode as not waiting and never assigned. At the first
+//     open, migration waiting-v1 marks, for each visitor's partner (l|),
+//     the partner's record of the visitor waiting if the visitor wrote
+//     last or nobody wrote yet, and counts them in the partner's n|; the
+//     last-assigned times start at 0 (earlier versions kept them only in
+//     memory).
 //   - x|conv|createTime|seq, a time index of h|, is no longer written or
 //     read (time windows search h| instead). Keys left by older versions
 //     are inert; nothing reads the x| keyspace.

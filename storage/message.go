@@ -199,10 +199,15 @@ func decodeMessage(b []byte) (Message, error) {
 
 // Contact is one entry of owner's contact list (PROTOCOL §4.3).
 type Contact struct {
-	Peer        uint64
-	Unread      uint64 // messages from Peer not yet read by the owner, recalled ones aside
-	Pending     bool   // the last message came from Peer: the owner owes a reply
-	LastContact int64  // ms of the last message or assignment
+	Peer    uint64
+	Unread  uint64 // messages from Peer not yet read by the owner, recalled ones aside
+	Pending bool   // the last message came from Peer: the owner owes a reply
+	// Waiting: Peer is a visitor waiting for the owner, their partner
+	// (PROTOCOL §1.2 (2)): assigned to the owner or last written by Peer,
+	// and not answered by the owner since. Only ever set on an agent's or
+	// consultant's record of a visitor.
+	Waiting     bool
+	LastContact int64 // ms of the last message or assignment
 	// ReadSeq is the seq up to which the owner read the conversation
 	// (never decreases); 0 in records written before it was kept.
 	ReadSeq uint64
@@ -214,6 +219,12 @@ const (
 	contactRecordV2 = 2
 )
 
+// Contact record flags.
+const (
+	contactPending = 1 << 0
+	contactWaiting = 1 << 1
+)
+
 // encodeContact: version(1) flags(1) lastContact(8) unread(uvarint)
 // readSeq(uvarint).
 func encodeContact(c *Contact) []byte {
@@ -221,7 +232,10 @@ func encodeContact(c *Contact) []byte {
 	b = append(b, contactRecordV2)
 	var flags byte
 	if c.Pending {
-		flags |= 1
+		flags |= contactPending
+	}
+	if c.Waiting {
+		flags |= contactWaiting
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.LastContact))
@@ -233,7 +247,7 @@ func decodeContact(peer uint64, b []byte) (Contact, error) {
 	if len(b) < 10 || (b[0] != contactRecordV1 && b[0] != contactRecordV2) {
 		return Contact{}, errCorrupt
 	}
-	c := Contact{Peer: peer, Pending: b[1]&1 != 0, LastContact: int64(binary.BigEndian.Uint64(b[2:]))}
+	c := Contact{Peer: peer, Pending: b[1]&contactPending != 0, Waiting: b[1]&contactWaiting != 0, LastContact: int64(binary.BigEndian.Uint64(b[2:]))}
 	n, w := binary.Uvarint(b[10:])
 	if w <= 0 {
 		return Contact{}, errCorrupt
@@ -497,6 +511,16 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	if err != nil {
 		return AppendResult{}, err
 	}
+	var sv serve
+	if opts.Visitor != 0 {
+		partner := m.To
+		if opts.Visitor == m.To {
+			partner = m.From
+		}
+		if sv, err = t.readServe(opts.Visitor, partner); err != nil {
+			return AppendResult{}, err
+		}
+	}
 	// All reads done; from here on only writes, which cannot fail.
 	t.appendCore(conv, st, &m, opts.Offline)
 	var d Delivery
@@ -515,17 +539,17 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	newTo.Unread++
 	newTo.Pending = true
 	newTo.LastContact = m.CreateTime
-	t.putContact(m.To, toN, toC, toFound, newTo)
 	newFrom := fromC
 	newFrom.Pending = false
 	newFrom.LastContact = m.CreateTime
-	t.putContact(m.From, fromN, fromC, fromFound, newFrom)
-	if opts.Visitor != 0 {
-		partner := m.To
-		if opts.Visitor == m.To {
-			partner = m.From
-		}
-		t.set(keyPartner(opts.Visitor), binary.BigEndian.AppendUint64(nil, partner))
+	switch opts.Visitor {
+	case m.From:
+		newTo.Waiting = true // the visitor wrote: they wait for a reply
+	case m.To:
+		newFrom.Waiting = false // answered
 	}
+	t.putContact(m.To, toN, toC, toFound, newTo)
+	t.putContact(m.From, fromN, fromC, fromFound, newFrom)
+	sv.write(t)
 	return AppendResult{Msg: m, Delivery: d}, nil
 }

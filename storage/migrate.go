@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -19,6 +20,7 @@ var migrations = []struct {
 	run  func(*DB) (int, error)
 }{
 	{"contacts-v2", (*DB).migrateContactsV2},
+	{"waiting-v1", (*DB).migrateWaiting},
 }
 
 func (db *DB) migrate() error {
@@ -111,4 +113,69 @@ func (db *DB) recountUnread(conv convKey, peer, unread uint64) (left, readSeq ui
 		readSeq = binary.BigEndian.Uint64(k[len(k)-8:]) - 1
 	}
 	return left, readSeq, it.Error()
+}
+
+// migrateWaiting sets Contact.Waiting and ContactCounts.Waiting, which
+// earlier releases did not keep: for each visitor's partner (l|), the
+// partner's record of the visitor is waiting if the visitor wrote last
+// (Pending) or nobody wrote yet (assigned, unanswered).
+func (db *DB) migrateWaiting() (int, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixPartner), UpperBound: []byte("l}")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	waiting := make(map[uint64]uint64) // partner -> visitors waiting
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 2+8 || len(v) != 8 {
+			continue
+		}
+		visitor, partner := binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(v)
+		c, err := db.Contact(partner, visitor)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if !c.Pending {
+			empty, err := db.convEmpty(privateConv(partner, visitor))
+			if err != nil {
+				return n, err
+			}
+			if !empty {
+				continue // the partner wrote last: answered
+			}
+		}
+		c.Waiting = true
+		_ = b.Set(keyContact(partner, visitor), encodeContact(&c), nil)
+		waiting[partner]++
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	for partner, w := range waiting {
+		c, err := db.Counts(partner)
+		if err != nil {
+			return n, err
+		}
+		c.Waiting = w
+		_ = b.Set(keyCounts(partner), encodeCounts(c), nil)
+	}
+	return n, b.Commit(pebble.NoSync)
+}
+
+// convEmpty reports whether conv holds no message.
+func (db *DB) convEmpty(conv convKey) (bool, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 0), UpperBound: keyHistory(conv, math.MaxUint64)})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return !it.First(), it.Error()
 }
