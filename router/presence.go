@@ -1,21 +1,21 @@
 package router
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/imgate/imgate/storage"
 )
 
-// presence knows which agents are online, for assignment (PROTOCOL §1.2).
-// engine reports each user's first connection and last disconnection
-// through Presence; after a restart everyone starts offline.
+// presence knows which agents have a connection, for assignment (PROTOCOL
+// §1.2). engine reports each user's first connection and last
+// disconnection through Presence; after a restart everyone starts
+// offline. What assignment weighs (the visitors waiting for an agent and
+// when one was last assigned) is in storage, so it survives reconnects and
+// restarts.
 type presence struct {
 	mu     sync.Mutex
-	agents map[uint64]*agentState // online agents (type 1)
-}
-
-type agentState struct {
-	lastAssigned int64 // ms; 0: never since they came online
+	agents map[uint64]struct{} // agents (type 1) with a registered connection
 }
 
 // Presence is called by engine when uid's first connection logs in
@@ -28,29 +28,22 @@ func (r *Router) Presence(id Identity, online bool) {
 	r.pres.mu.Lock()
 	defer r.pres.mu.Unlock()
 	if online {
-		if r.pres.agents[id.UID] == nil {
-			r.pres.agents[id.UID] = &agentState{}
-		}
+		r.pres.agents[id.UID] = struct{}{}
 	} else {
 		delete(r.pres.agents, id.UID)
 	}
 }
 
-// onlineAgents returns the online agents and when each was last assigned.
-func (r *Router) onlineAgents() map[uint64]int64 {
+// onlineAgents returns the agents that take pushes now, in uid order: a
+// registered connection that is closing does not count (PROTOCOL §2).
+func (r *Router) onlineAgents() []uint64 {
 	r.pres.mu.Lock()
-	defer r.pres.mu.Unlock()
-	out := make(map[uint64]int64, len(r.pres.agents))
-	for uid, st := range r.pres.agents {
-		out[uid] = st.lastAssigned
+	out := make([]uint64, 0, len(r.pres.agents))
+	for uid := range r.pres.agents {
+		out = append(out, uid)
 	}
+	r.pres.mu.Unlock()
+	out = slices.DeleteFunc(out, func(uid uint64) bool { return !r.hub.Online(uid) })
+	slices.Sort(out)
 	return out
-}
-
-func (r *Router) assigned(agent uint64, now int64) {
-	r.pres.mu.Lock()
-	defer r.pres.mu.Unlock()
-	if st := r.pres.agents[agent]; st != nil {
-		st.lastAssigned = now
-	}
 }

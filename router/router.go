@@ -125,9 +125,10 @@ type Router struct {
 
 	pres    presence
 	logouts logouts // orders logins against logouts (logout.go)
-	// assignLocks serialise getReceiver per visitor (striped by uid).
-	assignLocks [64]sync.Mutex
-	mu          struct {
+	// assignMu serialises assignments (getReceiver without a receiver):
+	// each reads the load the previous one left (PROTOCOL §1.2).
+	assignMu sync.Mutex
+	mu       struct {
 		sync.RWMutex
 		closed bool
 	}
@@ -145,7 +146,7 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{db: db, opts: opts, log: opts.Logger}
-	r.pres.agents = make(map[uint64]*agentState)
+	r.pres.agents = make(map[uint64]struct{})
 	r.table[codec.CmdAuth] = route{handle: (*Router).auth, onLoop: true}
 	r.table[codec.CmdLogin] = route{handle: (*Router).login, fail: codec.CodeLoginFailed, resp: codec.CmdLoginResp}
 	r.table[codec.CmdHeartbeat] = route{handle: (*Router).heartbeat, onLoop: true}

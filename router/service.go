@@ -21,41 +21,31 @@ type Partner struct {
 // GetReceiver registers the sender like InitUser and returns their chat
 // partner (PROTOCOL §1.2): the named receiver, or for a visitor without
 // one an assigned agent. It returns ErrReceiverBusy when there is no one,
-// and a *FieldError for malformed input.
+// and a *FieldError for malformed input; either way nothing is written.
 func (r *Router) GetReceiver(req InitUserRequest) (Partner, error) {
-	res, err := r.register(req)
-	if err != nil {
+	if err := validateUser(&req); err != nil {
 		return Partner{}, err
 	}
-	me := res.User
-	now := r.now().UnixMilli()
 	if req.ReceiverID != "" {
-		p, err := r.db.UserByID(req.ReceiverID)
-		if errors.Is(err, storage.ErrNotFound) {
-			return Partner{}, ErrReceiverBusy
-		}
-		if err != nil {
-			return Partner{}, err
-		}
-		if p.UID != me.UID {
-			var visitor uint64
-			if me.Type == storage.UserVisitor && p.Type != storage.UserVisitor {
-				visitor = me.UID
-			}
-			if err := r.touch(me.UID, p.UID, now, visitor); err != nil {
-				return Partner{}, err
-			}
-		}
-		return Partner{User: p, Online: r.hub.Online(p.UID)}, nil
+		return r.named(req)
 	}
-	if me.Type != storage.UserVisitor {
+	if req.Type != storage.UserVisitor {
 		return Partner{}, &FieldError{Field: "receiverId", Msg: "receiverId is required unless the sender is a visitor (type 0)"}
 	}
-	// One assignment at a time per visitor: concurrent calls agree.
-	mu := &r.assignLocks[me.UID%uint64(len(r.assignLocks))]
-	mu.Lock()
-	defer mu.Unlock()
-	pick, err := r.assign(me.UID)
+	// One assignment at a time: each reads the load the one before left,
+	// and two calls for one visitor agree. An assignment holds the lock
+	// for one commit (a few ms), which bounds assignments per node to a
+	// few hundred per second: far above what a desk sees.
+	r.assignMu.Lock()
+	defer r.assignMu.Unlock()
+	var known uint64 // the visitor's uid, if registered before
+	switch u, err := r.db.UserByID(req.SenderID); {
+	case err == nil:
+		known = u.UID
+	case !errors.Is(err, storage.ErrNotFound):
+		return Partner{}, err
+	}
+	pick, fresh, err := r.assign(known)
 	if err != nil {
 		return Partner{}, err
 	}
@@ -63,53 +53,79 @@ func (r *Router) GetReceiver(req InitUserRequest) (Partner, error) {
 	if err != nil {
 		return Partner{}, err
 	}
-	if err := r.touch(me.UID, pick, now, me.UID); err != nil {
+	res, err := r.register(req)
+	if err != nil {
 		return Partner{}, err
 	}
-	r.assigned(pick, now)
+	opts := storage.TouchOptions{Visitor: res.User.UID, Assigned: fresh}
+	if err := r.touch(res.User.UID, pick, r.now().UnixMilli(), opts); err != nil {
+		return Partner{}, err
+	}
 	return Partner{User: p, Online: true}, nil
 }
 
-// assign picks a visitor's partner: the agent or consultant they last
-// talked to if online; else the online agent with the fewest visitors
-// awaiting a reply, the least recently assigned first on a tie.
-func (r *Router) assign(visitor uint64) (uint64, error) {
-	last, err := r.db.LastPartner(visitor)
+// named is GetReceiver with a receiverId: that user, made a contact.
+func (r *Router) named(req InitUserRequest) (Partner, error) {
+	p, err := r.db.UserByID(req.ReceiverID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Partner{}, ErrReceiverBusy
+	}
 	if err != nil {
-		return 0, err
+		return Partner{}, err
 	}
-	if last != 0 && r.hub.Online(last) {
-		return last, nil
+	res, err := r.register(req)
+	if err != nil {
+		return Partner{}, err
 	}
-	var best uint64
-	var bestPending uint64
-	var bestAssigned int64
-	for uid, assignedAt := range r.onlineAgents() {
+	me := res.User
+	if p.UID != me.UID {
+		var opts storage.TouchOptions
+		if me.Type == storage.UserVisitor && p.Type != storage.UserVisitor {
+			opts.Visitor = me.UID
+		}
+		if err := r.touch(me.UID, p.UID, r.now().UnixMilli(), opts); err != nil {
+			return Partner{}, err
+		}
+	}
+	return Partner{User: p, Online: r.hub.Online(p.UID)}, nil
+}
+
+// assign picks a visitor's partner (PROTOCOL §1.2): the agent or
+// consultant they last talked to if online; else (fresh) the online agent
+// with the fewest visitors waiting for them (storage's Contact.Waiting:
+// visitors assigned or writing last, not answered since; colleagues and
+// consultants never count), on a tie the least recently assigned, then the
+// lowest uid. visitor is 0 for one never registered. Closing connections
+// do not count as online.
+func (r *Router) assign(visitor uint64) (pick uint64, fresh bool, err error) {
+	if visitor != 0 {
+		last, err := r.db.LastPartner(visitor)
+		if err != nil {
+			return 0, false, err
+		}
+		if last != 0 && r.hub.Online(last) {
+			return last, false, nil
+		}
+	}
+	var best storage.ContactCounts
+	for _, uid := range r.onlineAgents() {
 		n, err := r.db.Counts(uid)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
-		if best == 0 || n.Pending < bestPending ||
-			(n.Pending == bestPending && (assignedAt < bestAssigned || (assignedAt == bestAssigned && uid < best))) {
-			best, bestPending, bestAssigned = uid, n.Pending, assignedAt
+		if pick == 0 || n.Waiting < best.Waiting || (n.Waiting == best.Waiting && n.Assigned < best.Assigned) {
+			pick, best = uid, n // agents come in uid order: the lowest wins the last tie
 		}
 	}
-	if best == 0 {
-		return 0, ErrReceiverBusy
+	if pick == 0 {
+		return 0, false, ErrReceiverBusy
 	}
-	return best, nil
+	return pick, true, nil
 }
 
 // touch makes a and b contacts with activity now and waits until durable.
-func (r *Router) touch(a, b uint64, now int64, visitor uint64) error {
-	partner := b
-	if visitor == b {
-		partner = a
-	}
-	if visitor == 0 {
-		partner = 0
-	}
-	return r.wait(func(done func(error)) error { return r.db.Touch(a, b, now, visitor, partner, done) })
+func (r *Router) touch(a, b uint64, now int64, opts storage.TouchOptions) error {
+	return r.wait(func(done func(error)) error { return r.db.Touch(a, b, now, opts, done) })
 }
 
 // wait runs an asynchronous storage operation and waits for its commit.
@@ -161,7 +177,7 @@ func (r *Router) ChatInfo(req ChatInfoRequest) (ChatInfo, error) {
 	switch req.Op {
 	case 1:
 		if _, err := r.db.Contact(from.UID, to.UID); errors.Is(err, storage.ErrNotFound) && from.UID != to.UID {
-			if err := r.touch(from.UID, to.UID, now, 0); err != nil {
+			if err := r.touch(from.UID, to.UID, now, storage.TouchOptions{}); err != nil {
 				return ChatInfo{}, err
 			}
 		} else if err != nil {

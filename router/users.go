@@ -117,6 +117,9 @@ func validateProfile(req *InitUserRequest) error {
 // by a bounded background sweep (startTokenSweep). Logout revokes them at
 // once (logout.go).
 func (r *Router) InitUser(req InitUserRequest) (InitUserResult, error) {
+	if err := validateUser(&req); err != nil {
+		return InitUserResult{}, err
+	}
 	res, err := r.register(req)
 	if err != nil || req.ReceiverID == "" || req.ReceiverID == req.SenderID {
 		return res, err
@@ -132,28 +135,31 @@ func (r *Router) InitUser(req InitUserRequest) (InitUserResult, error) {
 	if res.User.Type == storage.UserVisitor && p.Type != storage.UserVisitor {
 		visitor = res.User.UID
 	}
-	if err := r.touch(res.User.UID, p.UID, r.now().UnixMilli(), visitor); err != nil {
+	if err := r.touch(res.User.UID, p.UID, r.now().UnixMilli(), storage.TouchOptions{Visitor: visitor}); err != nil {
 		return InitUserResult{}, err
 	}
 	return res, nil
 }
 
-// register is InitUser without the receiver: validation, profile, token.
-func (r *Router) register(req InitUserRequest) (InitUserResult, error) {
+// validateUser checks every field of an initUser or getReceiver body
+// (PROTOCOL §1.1) before anything is written.
+func validateUser(req *InitUserRequest) error {
 	switch {
 	case req.SenderID == "":
-		return InitUserResult{}, &FieldError{Field: "senderId", Msg: "senderId is required"}
+		return &FieldError{Field: "senderId", Msg: "senderId is required"}
 	case !ValidID(req.SenderID):
-		return InitUserResult{}, &FieldError{Field: "senderId", Msg: "senderId must be 1-64 characters of [A-Za-z0-9_.@:-]"}
+		return &FieldError{Field: "senderId", Msg: "senderId must be 1-64 characters of [A-Za-z0-9_.@:-]"}
 	case !req.TypeSet:
-		return InitUserResult{}, &FieldError{Field: "type", Msg: "type is required"}
+		return &FieldError{Field: "type", Msg: "type is required"}
 	case req.Type < storage.UserVisitor || req.Type > storage.UserConsultant:
-		return InitUserResult{}, &FieldError{Field: "type", Msg: "type must be 0 (visitor), 1 (agent) or 2 (consultant)"}
+		return &FieldError{Field: "type", Msg: "type must be 0 (visitor), 1 (agent) or 2 (consultant)"}
 	}
-	if err := validateProfile(&req); err != nil {
-		return InitUserResult{}, err
-	}
+	return validateProfile(req)
+}
 
+// register is InitUser without the receiver: profile and token. The
+// request has passed validateUser.
+func (r *Router) register(req InitUserRequest) (InitUserResult, error) {
 	now := r.now()
 	res := InitUserResult{ExpireAt: now.Add(r.opts.TokenTTL).UnixMilli()}
 	token := req.Token
