@@ -217,11 +217,18 @@ func (r *Router) appendFriend(dst []byte, me Identity, u *storage.User, ct *stor
 		return dst, false, err
 	}
 	mark := len(dst)
+	// lastMessageTime is the newest message's time, 0 when they never
+	// wrote: an assignment refreshes the contact's recency (the list's
+	// order, pullType 3) but is not a message (PROTOCOL §4.6).
+	var last int64
+	if len(msgs) > 0 {
+		last = msgs[0].CreateTime
+	}
 	entry := func(hist []byte) []byte {
 		o := codec.BeginObject(dst[:mark])
 		o.String("avatar", u.Avatar)
 		o.Raw("historyMessage", hist)
-		o.Int("lastMessageTime", ct.LastContact)
+		o.Int("lastMessageTime", last)
 		o.String("nickname", u.Nick)
 		o.String("status", r.status(u.UID))
 		o.Int("unReadNum", int64(ct.Unread))
