@@ -191,13 +191,9 @@ func (c *conn) activate(gc gnet.Conn, err error, res router.LoginResult) {
 		c.closeOnLoop(gc, out, ClosePolicy, "too many connections")
 		return
 	}
-	if !c.e.r.Admit(res) {
+	if !c.e.admit(res) {
 		// The user logged out while this login was checked (PROTOCOL §1.5).
-		c.e.reg.remove(uid, c)
-		c.ident.Store(nil)
-		out := append(c.pend, loginRefusedFrame...)
-		c.pend = nil
-		c.closeOnLoop(gc, out, ClosePolicy, "logged out")
+		c.refuseLogin(gc, uid, "logged out")
 		return
 	}
 	resp := c.pend
@@ -211,6 +207,25 @@ func (c *conn) activate(gc gnet.Conn, err error, res router.LoginResult) {
 	}
 	if gc.InboundBuffered() > 0 {
 		c.readFrames(gc)
+	}
+}
+
+// refuseLogin ends a connection whose login is refused after it joined
+// the registry: the 101, 10008 and a CLOSE, in that order. Pushes that
+// reached it meanwhile are not written: they would precede the 101 and
+// belong to no session. They stay in the outbox, which the closing
+// connection drops as not written, so they are queued (PROTOCOL §4.3). It
+// runs on the loop.
+func (c *conn) refuseLogin(gc gnet.Conn, uid uint64, reason string) {
+	c.e.log.Debug("closing connection", "conn_id", c.id, "code", ClosePolicy, "reason", reason)
+	c.e.reg.remove(uid, c)
+	c.ident.Store(nil)
+	out := append(c.pend, loginRefusedFrame...)
+	c.pend = nil
+	c.closeCode = ClosePolicy
+	out = codec.AppendCloseFrame(out, ClosePolicy, reason)
+	if c.write(gc, out) && !c.closed.Load() {
+		c.beginClosing(gc)
 	}
 }
 

@@ -143,6 +143,7 @@ type Engine struct {
 	gnet.BuiltinEventEngine
 	_      noCopy
 	r      *router.Router
+	admit  func(router.LoginResult) bool // r.Admit; a seam for tests
 	opts   Options
 	log    *slog.Logger
 	tick   time.Duration
@@ -184,6 +185,7 @@ func New(r *router.Router, opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		r:      r,
+		admit:  r.Admit,
 		opts:   opts,
 		log:    opts.Logger,
 		booted: make(chan error, 1),

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -381,5 +382,43 @@ func TestLoopFlusherYields(t *testing.T) {
 	loop.run()
 	if len(gc.written) != n+1 {
 		t.Fatalf("%d frames written, %d sent", len(gc.written), n+1)
+	}
+}
+
+// PROTOCOL §1.5 and §4.3: a login refused because its user logged out
+// while it was checked joined the registry for a moment; a push that
+// reached it then is neither written before the 101 nor lost: it is
+// reported not written, which queues it.
+func TestSection1_5_RefusedLoginWritesNoPush(t *testing.T) {
+	c, gc, loop := newTestConn()
+	c.e.reg.init()
+	c.phase.Store(int32(phaseLogin))
+	const upgrade = "HTTP/1.1 101 Switching Protocols\r\n\r\n"
+	c.pend = []byte(upgrade)
+	var outcome []bool
+	c.e.admit = func(router.LoginResult) bool {
+		tr := router.NewTracker(func(w bool) { outcome = append(outcome, w) })
+		if n := c.e.reg.deliver(7, []byte("push"), nil, tr); n != 1 {
+			t.Errorf("push taken by %d connections, want the one logging in", n)
+		}
+		tr.Release()
+		return false // a logout came after the token was checked
+	}
+	id := router.Identity{UID: 7, ID: "u7"}
+	c.ident.Store(&id)
+	c.activate(gc, nil, router.LoginResult{OK: true, Identity: id, Frame: []byte("login")})
+	loop.run()
+	var all []byte
+	for _, b := range gc.written {
+		all = append(all, b...)
+	}
+	if !bytes.HasPrefix(all, []byte(upgrade)) || bytes.Contains(all, []byte("push")) {
+		t.Fatalf("written %q: want the 101 first and no push", all)
+	}
+	if fmt.Sprint(outcome) != "[false]" {
+		t.Fatalf("push outcome %v, want [false] (queued)", outcome)
+	}
+	if c.e.reg.online(7) {
+		t.Fatal("a refused login left its user online")
 	}
 }
