@@ -454,3 +454,38 @@ func describe[T any](xs []T, f func(T) string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// PROTOCOL §1.2: an agent who calls getReceiver as a visitor is never
+// assigned to themselves; with nobody else online the answer is busy and
+// nothing is written.
+func TestSection1_2_NoAgentIsTheirOwnAgent(t *testing.T) {
+	ts := newTestServer(t)
+	ts.login(ts.register("agent_x", 1))
+	if got := ts.assignTo("agent_x"); got != "" {
+		t.Fatalf("agent_x assigned to %s", got)
+	}
+	if u, _ := ts.s.db.UserByID("agent_x"); u.Type != 1 {
+		t.Fatalf("a busy answer changed agent_x's type to %d", u.Type)
+	}
+	if c := ts.dial(visitorToken("agent_x")); !strings.Contains(c.read(), `"code":10008`) {
+		t.Fatal("a busy answer bound the token")
+	}
+	ts.login(ts.register("agent_y", 1))
+	if got := ts.assignTo("agent_x"); got != "agent_y" {
+		t.Fatalf("agent_x as a visitor → %s, want agent_y", got)
+	}
+}
+
+// PROTOCOL §1.3 with from = to: nobody is their own contact; op 1 answers
+// the counts instead of failing.
+func TestSection1_3_ChatInfoWithOneself(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("agent_x", 1)
+	var r struct {
+		Code int
+		Data struct{ AllContactsNum int }
+	}
+	if err := json.Unmarshal([]byte(ts.chatInfo(`{"from":"agent_x","to":"agent_x","op":1}`)), &r); err != nil || r.Code != 200 || r.Data.AllContactsNum != 0 {
+		t.Fatalf("chatInfo with oneself: %+v %v", r, err)
+	}
+}

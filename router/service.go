@@ -109,6 +109,9 @@ func (r *Router) assign(visitor uint64) (pick uint64, fresh bool, err error) {
 	}
 	var best storage.ContactCounts
 	for _, uid := range r.onlineAgents() {
+		if uid == visitor {
+			continue // an agent registering as a visitor is not their own agent
+		}
 		n, err := r.db.Counts(uid)
 		if err != nil {
 			return 0, false, err
@@ -176,9 +179,13 @@ func (r *Router) ChatInfo(req ChatInfoRequest) (ChatInfo, error) {
 	now := r.now().UnixMilli()
 	switch req.Op {
 	case 1:
-		if _, err := r.db.Contact(from.UID, to.UID); errors.Is(err, storage.ErrNotFound) && from.UID != to.UID {
-			if err := r.touch(from.UID, to.UID, now, storage.TouchOptions{}); err != nil {
-				return ChatInfo{}, err
+		// Nobody is their own contact (PROTOCOL §4.6): from == to only
+		// reads the counts.
+		if _, err := r.db.Contact(from.UID, to.UID); errors.Is(err, storage.ErrNotFound) {
+			if from.UID != to.UID {
+				if err := r.touch(from.UID, to.UID, now, storage.TouchOptions{}); err != nil {
+					return ChatInfo{}, err
+				}
 			}
 		} else if err != nil {
 			return ChatInfo{}, err
