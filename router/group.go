@@ -38,7 +38,8 @@ func (r *Router) join(c *Context) error {
 		return nil
 	}
 	c.Reply(codec.CodeJoinOK, codec.CmdJoinResp, data)
-	return r.notifyMembers(g, gid, me, codec.CmdJoinNotify)
+	r.notifyMembers(g, gid, me, codec.CmdJoinNotify)
+	return nil
 }
 
 // exit serves cmd 21 (ext): leave the group, answer 10027, tell the
@@ -60,35 +61,45 @@ func (r *Router) exit(c *Context) error {
 		return err
 	}
 	c.Reply(codec.CodeExitOK, codec.CmdExitResp, nil)
-	return r.notifyMembers(g, gid, me, codec.CmdExitNotify)
+	r.notifyMembers(g, gid, me, codec.CmdExitNotify)
+	return nil
 }
 
 // notifyMembers sends {"command":cmd,"data":{"createTime","group","user"}}
-// to every live member of g but me, one encoded frame for all.
-func (r *Router) notifyMembers(g uint64, gid string, me Identity, cmd codec.Cmd) error {
+// to every live member of g but me, one encoded frame for all. The join or
+// leave it tells of is done and answered: a failure to tell is logged, not
+// answered as the request's failure.
+func (r *Router) notifyMembers(g uint64, gid string, me Identity, cmd codec.Cmd) {
 	u, err := r.db.UserByUID(me.UID)
-	if err != nil {
-		return err
+	if err == nil {
+		var members []uint64
+		if members, err = r.db.Members(g); err == nil {
+			r.tellMembers(members, frameOfNotice(r.now().UnixMilli(), gid, &u, cmd), me.UID)
+			return
+		}
 	}
-	members, err := r.db.Members(g)
-	if err != nil {
-		return err
-	}
+	r.log.Error("group notice not sent", "group", gid, "command", int(cmd), "err", err)
+}
+
+func frameOfNotice(now int64, gid string, u *storage.User, cmd codec.Cmd) []byte {
 	o := codec.BeginObject(nil)
-	o.Int("createTime", r.now().UnixMilli())
+	o.Int("createTime", now)
 	o.String("group", gid)
 	uo := codec.BeginObject(nil)
 	uo.String("avatar", u.Avatar)
 	uo.String("id", u.ID)
 	uo.String("nick", u.Nick)
 	o.Raw("user", uo.End())
-	frame := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, cmd, o.End()))
+	return codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, cmd, o.End()))
+}
+
+// tellMembers sends frame to the live connections of members but skip.
+func (r *Router) tellMembers(members []uint64, frame []byte, skip uint64) {
 	for _, uid := range members {
-		if uid != me.UID {
+		if uid != skip {
 			r.hub.Deliver(uid, frame, nil, nil)
 		}
 	}
-	return nil
 }
 
 // groupChat stores and fans out a group message (PROTOCOL §5): the sender
