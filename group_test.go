@@ -40,15 +40,24 @@ func TestSection5_JoinExit(t *testing.T) {
 	}
 	b.read() // b's own push
 	a = ts.login(ta)
-	b.send(`{"cmd":21,"groupId":"g1"}`)
-	b.expect(`{"code":10027,"command":22,"msg":"exit group ok 退出群组成功"}`)
+	// Leave is cmd 29 now: 21 is the receipt ack of §7.2.
+	b.send(`{"cmd":29,"groupId":"g1"}`)
+	b.expect(`{"code":10027,"command":30,"msg":"exit group ok 退出群组成功"}`)
 	if m := joinNotifyRE.FindStringSubmatch(a.read()); m == nil || m[1] != "10" || m[3] != "b" {
 		t.Fatalf("exit notice %v", m)
 	}
+	// A leave by a non-member is answered and tells nobody: a's next
+	// frame is its own join's answer, not a notice.
+	c = ts.login(tc)
+	c.send(`{"cmd":29,"groupId":"g1"}`)
+	c.expect(`{"code":10027,"command":30,"msg":"exit group ok 退出群组成功"}`)
+	c.send(`{"cmd":29,"groupId":""}`)
+	c.expect(`{"code":10012,"command":30,"msg":"join group failed! 加入群组失败!"}`)
+	a.send(`{"cmd":7,"groupId":"g1"}`)
+	a.expect(`{"code":10011,"command":8,"data":{"group":"g1","result":1},"msg":"join group ok! 加入群组成功!"}`)
 	b.send(`{"cmd":11,"chatType":1,"groupId":"g1","content":"gone"}`)
 	b.expect(`{"code":10024,"command":12,"msg":"forbidden 无权操作"}`)
 	// The freed place lets c in.
-	c = ts.login(tc)
 	c.send(`{"cmd":7,"groupId":"g1"}`)
 	c.expect(`{"code":10011,"command":8,"data":{"group":"g1","result":1},"msg":"join group ok! 加入群组成功!"}`)
 }

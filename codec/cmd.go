@@ -24,9 +24,20 @@ const (
 	CmdGetUserResp Cmd = 18
 	CmdGetMessage  Cmd = 19
 	CmdMessageResp Cmd = 20
-	CmdExitGroup   Cmd = 21
-	CmdExitResp    Cmd = 22
+	// Reliable delivery (PROTOCOL §7).
+	CmdAck         Cmd = 21 // receipt ack, §7.2
+	CmdAckResp     Cmd = 22 // its failures only
+	CmdSync        Cmd = 23 // §7.3
+	CmdSyncResp    Cmd = 24
+	CmdRecent      Cmd = 25 // recent conversations, §7.4
+	CmdRecentResp  Cmd = 26
+	CmdRead        Cmd = 27 // §7.5
+	CmdReadResp    Cmd = 28 // the reply and the read-receipt event
+	CmdExitGroup   Cmd = 29 // leave, §5 (was 21 before §7)
+	CmdExitResp    Cmd = 30
+	CmdTyping      Cmd = 33 // §7.6
+	CmdTypingEvent Cmd = 34
 )
 
 // MaxCmd bounds the dispatch table: a decoded cmd at or above it is unknown.
-const MaxCmd = 32
+const MaxCmd = 64

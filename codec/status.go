@@ -28,6 +28,10 @@ const (
 	CodeRecallFailed    Code = 10026
 	CodeExitOK          Code = 10027
 	CodeTooManyRequests Code = 10028
+	CodeBadRequest      Code = 10029 // §7: a malformed or forbidden cmd 21-33
+	CodeReadOK          Code = 10030
+	CodeSyncOK          Code = 10032
+	CodeRecentOK        Code = 10033
 )
 
 // statusText is the one table of reply messages. The texts are part of the
@@ -56,6 +60,10 @@ var statusText = map[Code]string{
 	CodeRecallFailed:    "recall failed 撤回失败",
 	CodeExitOK:          "exit group ok 退出群组成功",
 	CodeTooManyRequests: "too many requests 请求过于频繁",
+	CodeBadRequest:      "bad request 请求参数错误",
+	CodeReadOK:          "read ok 已读成功",
+	CodeSyncOK:          "sync ok 同步成功",
+	CodeRecentOK:        "recent ok 获取最近会话成功",
 }
 
 // Text returns the exact message for c, or "" for a code not in the table.

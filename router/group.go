@@ -42,8 +42,8 @@ func (r *Router) join(c *Context) error {
 	return nil
 }
 
-// exit serves cmd 21 (ext): leave the group, answer 10027, tell the
-// remaining live members (command 10).
+// exit serves cmd 29 (ext, PROTOCOL §5): leave the group, answer 10027,
+// tell the remaining live members (command 10) if the caller was one.
 func (r *Router) exit(c *Context) error {
 	me, gid := c.Session.Identity(), c.Req.Group()
 	if !ValidID(gid) {
@@ -57,11 +57,17 @@ func (r *Router) exit(c *Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.wait(func(done func(error)) error { return r.db.Leave(g, me.UID, done) }); err != nil {
+	var left bool
+	err = r.wait(func(done func(error)) error {
+		return r.db.Leave(g, me.UID, func(l bool, err error) { left = l; done(err) })
+	})
+	if err != nil {
 		return err
 	}
 	c.Reply(codec.CodeExitOK, codec.CmdExitResp, nil)
-	r.notifyMembers(g, gid, me, codec.CmdExitNotify)
+	if left {
+		r.notifyMembers(g, gid, me, codec.CmdExitNotify)
+	}
 	return nil
 }
 

@@ -153,7 +153,7 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	r.table[codec.CmdClose] = route{handle: (*Router).close, onLoop: true}
 	r.table[codec.CmdChat] = route{handle: (*Router).chat, fail: codec.CodeBadMessage, resp: codec.CmdChatAck}
 	r.table[codec.CmdJoinGroup] = route{handle: (*Router).join, fail: codec.CodeJoinFailed, resp: codec.CmdJoinResp}
-	r.table[codec.CmdExitGroup] = route{handle: (*Router).exit, fail: codec.CodeJoinFailed, resp: codec.CmdExitResp}
+	r.table[codec.CmdExitGroup] = route{handle: (*Router).exit, fail: codec.CodeJoinFailed, resp: codec.CmdExitResp} // §5: 29, was 21
 	r.table[codec.CmdRecall] = route{handle: (*Router).recall, fail: codec.CodeRecallFailed, resp: codec.CmdRecallResp}
 	r.table[codec.CmdGetUser] = route{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
 	r.table[codec.CmdGetMessage] = route{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}

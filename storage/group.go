@@ -137,10 +137,13 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 }
 
 // Leave removes uid from group gid; leaving a group one is not in is a
-// no-op. Queued messages of the group for uid are dropped with it.
-func (db *DB) Leave(gid, uid uint64, done func(error)) error {
+// no-op (left is false). Queued messages of the group for uid are dropped
+// with it. done runs on the committer after the commit.
+func (db *DB) Leave(gid, uid uint64, done func(left bool, err error)) error {
+	left := false
 	return db.submit(op{
 		applyFn: func(t *tx) error {
+			left = false
 			if _, err := t.get(key2(prefixMember, gid, uid)); errors.Is(err, ErrNotFound) {
 				return nil
 			} else if err != nil {
@@ -158,13 +161,14 @@ func (db *DB) Leave(gid, uid uint64, done func(error)) error {
 			t.del(key2(prefixMember, gid, uid))
 			t.del(key2(prefixUserGroup, uid, gid))
 			t.touched++
+			left = true
 			return t.b.DeleteRange(key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1), nil)
 		},
 		doneFn: func(err error) {
 			if err == nil {
 				db.groups.invalidate(gid)
 			}
-			done(err)
+			done(left && err == nil, err)
 		},
 	}, opOverhead)
 }

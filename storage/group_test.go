@@ -26,7 +26,7 @@ func joinSync(t *testing.T, db *DB, group string, uid uint64) uint64 {
 func leaveSync(t *testing.T, db *DB, gid, uid uint64) {
 	t.Helper()
 	ch := make(chan error, 1)
-	if err := db.Leave(gid, uid, func(err error) { ch <- err }); err != nil {
+	if err := db.Leave(gid, uid, func(_ bool, err error) { ch <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-ch; err != nil {
