@@ -202,7 +202,7 @@ func TestSection1_5_LogoutRevokesTokensOfThePreviousRelease(t *testing.T) {
 	ts.restart()
 
 	c := ts.dial(legacy)
-	c.expect(`{"code":10007,"command":6,"data":{"avatar":"","id":"agent_1","nick":"Cai","sign":"","terminal":"h5","type":1},"msg":"ok 登录成功!"}`)
+	c.expectLogin(`{"code":10007,"command":6,"data":{"avatar":"","id":"agent_1","nick":"Cai","sign":"","terminal":"h5","type":1},"msg":"ok 登录成功!"}`)
 	// Its connection is on the profile's terminal: a pc logout leaves it,
 	// but revokes the token, which has no terminal.
 	if code, body := ts.post("/im/vanke/logout", `{"senderId":"agent_1","terminal":"pc"}`); code != 200 || body != `{"code":200,"msg":"success","data":{"closed":0}}` {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -426,3 +427,19 @@ func frame(op byte, fin bool, payload []byte, unmasked bool) []byte {
 }
 
 func text(s string) []byte { return frame(1, true, []byte(s), false) }
+
+// epochRE matches the login data's epoch (PROTOCOL §7.7).
+var epochRE = regexp.MustCompile(`"epoch":"[0-9a-f]{32}",`)
+
+// expectLogin reads the login reply and compares it with want, which has
+// no epoch: the reply must carry one, 32 hex characters.
+func (c *wsClient) expectLogin(want string) {
+	c.t.Helper()
+	got := c.read()
+	if !epochRE.MatchString(got) {
+		c.t.Fatalf("login reply without an epoch: %s", got)
+	}
+	if got = epochRE.ReplaceAllString(got, ""); got != want {
+		c.t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}

@@ -205,7 +205,7 @@ func TestProcess_RegistrationSurvivesSIGKILL(t *testing.T) {
 	for i, tok := range toks {
 		c := ts2.dial(tok)
 		want := fmt.Sprintf(`{"code":10007,"command":6,"data":{"avatar":"","id":"visitor_%d","nick":"","sign":"","terminal":"","type":0},"msg":"ok 登录成功!"}`, i)
-		c.expect(want)
+		c.expectLogin(want)
 	}
 }
 
@@ -253,5 +253,5 @@ func TestSection1_1_GeneratedTokenLogsIn(t *testing.T) {
 	ts.login(tok)
 	ts.restart()
 	c := ts.dial(tok)
-	c.expect(`{"code":10007,"command":6,"data":{"avatar":"","id":"consultant_9","nick":"","sign":"","terminal":"","type":2},"msg":"ok 登录成功!"}`)
+	c.expectLogin(`{"code":10007,"command":6,"data":{"avatar":"","id":"consultant_9","nick":"","sign":"","terminal":"","type":2},"msg":"ok 登录成功!"}`)
 }

@@ -33,7 +33,7 @@ func TestSection2_LoginValidToken(t *testing.T) {
 		t.Fatalf("initUser: %d %s", code, body)
 	}
 	c := ts.dial("tok-visitor-1-long")
-	c.expect(`{"code":10007,"command":6,"data":{"avatar":"a.png","id":"visitor_1","nick":"Ann","sign":"hi","terminal":"h5","type":0},"msg":"ok 登录成功!"}`)
+	c.expectLogin(`{"code":10007,"command":6,"data":{"avatar":"a.png","id":"visitor_1","nick":"Ann","sign":"hi","terminal":"h5","type":0},"msg":"ok 登录成功!"}`)
 	c.send(`{"cmd":13}`)
 	c.expect(heartbeatReply(ts))
 }
@@ -76,7 +76,7 @@ func TestSection3_LoginCommand(t *testing.T) {
 	c.send(`{"cmd":"5","token":"nonsense"}`)
 	c.expect(loginFailed)
 	c.send(`{"cmd":5,"token":"` + a + `"}`)
-	c.expect(`{"code":10007,"command":6,"data":{"avatar":"","id":"a1","nick":"","sign":"","terminal":"","type":0},"msg":"ok 登录成功!"}`)
+	c.expectLogin(`{"code":10007,"command":6,"data":{"avatar":"","id":"a1","nick":"","sign":"","terminal":"","type":0},"msg":"ok 登录成功!"}`)
 	// Still a1: closing a1's connections by id is allowed, b1's is not.
 	c.send(`{"cmd":14,"userid":"b1"}`)
 	c.expect(`{"code":10024,"command":14,"msg":"forbidden 无权操作"}`)

@@ -122,7 +122,7 @@ func TestDecode(t *testing.T) {
 		{name: "null cmd", in: `{"cmd":null}`, cmd: CmdUnknown},
 		{name: "zero cmd", in: `{"cmd":0}`, cmd: CmdUnknown},
 		{name: "negative cmd", in: `{"cmd":-1}`, cmd: CmdUnknown},
-		{name: "cmd at MaxCmd", in: `{"cmd":32}`, cmd: CmdUnknown},
+		{name: "cmd at MaxCmd", in: `{"cmd":64}`, cmd: CmdUnknown},
 		{name: "cmd just below MaxCmd", in: `{"cmd":31}`, cmd: 31},
 		{name: "huge cmd", in: `{"cmd":99999999999999999999999}`, cmd: CmdUnknown},
 		{name: "cmd overflowing uint8", in: `{"cmd":269}`, cmd: CmdUnknown},
@@ -509,6 +509,10 @@ var statusTable = []struct {
 	{10026, "recall failed 撤回失败"},
 	{10027, "exit group ok 退出群组成功"},
 	{10028, "too many requests 请求过于频繁"},
+	{10029, "bad request 请求参数错误"},
+	{10030, "read ok 已读成功"},
+	{10032, "sync ok 同步成功"},
+	{10033, "recent ok 获取最近会话成功"},
 }
 
 func TestStatusText(t *testing.T) {

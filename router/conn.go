@@ -50,7 +50,7 @@ func (r *Router) login(c *Context) error {
 		}
 		return &Error{Code: codec.CodeLoginFailed, Command: codec.CmdLoginResp}
 	}
-	c.scratch = appendUser(c.scratch[:0], &info.User)
+	c.scratch = appendLoginData(c.scratch[:0], &info.User, r.db.Epoch())
 	data := append([]byte(nil), c.scratch...)
 	c.Reply(codec.CodeLoginOK, codec.CmdLoginResp, data)
 	return nil
@@ -79,16 +79,17 @@ func (r *Router) authenticate(token string) LoginResult {
 	u := &info.User
 	frame := textFrame(func(b []byte) []byte {
 		b = codec.AppendEnvelopeStart(b, codec.CodeLoginOK, codec.CmdLoginResp)
-		return codec.AppendEnvelopeEnd(appendUser(b, u), codec.CodeLoginOK)
+		return codec.AppendEnvelopeEnd(appendLoginData(b, u, r.db.Epoch()), codec.CodeLoginOK)
 	})
 	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type, Terminal: info.Terminal}, Frame: frame, checked: checked}
 }
 
-// appendUser appends the user object of the login reply (ext), keys in
-// alphabetical order.
-func appendUser(dst []byte, u *storage.User) []byte {
+// appendLoginData appends the login reply's data (ext): the user object
+// and the store's epoch (PROTOCOL §7.7), keys in alphabetical order.
+func appendLoginData(dst []byte, u *storage.User, epoch string) []byte {
 	o := codec.BeginObject(dst)
 	o.String("avatar", u.Avatar)
+	o.String("epoch", epoch)
 	o.String("id", u.ID)
 	o.String("nick", u.Nick)
 	o.String("sign", u.Sign)

@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -78,6 +80,7 @@ type DB struct {
 	journalID   uint64      // last journal record id (lazy.go); owned by the committer
 	live        []*pending  // committed pending records, oldest first (lazy.go); owned by the committer
 	now         func() time.Time
+	epoch       string // the store's identity (Epoch)
 }
 
 // Open opens or creates the store in dir.
@@ -129,6 +132,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := db.migrate(); err != nil {
 		_ = pdb.Close()
 		return nil, err
+	}
+	if db.epoch, err = db.loadEpoch(); err != nil {
+		_ = pdb.Close()
+		return nil, fmt.Errorf("storage: epoch: %w", err)
 	}
 	if err := db.recoverPending(); err != nil {
 		_ = pdb.Close()
@@ -226,4 +233,26 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	l.log.Error("pebble fatal", "msg", fmt.Sprintf(format, args...))
 	panic(fmt.Sprintf(format, args...))
+}
+
+// keyEpoch holds the store's epoch: 32 hex characters drawn when the store
+// was created (or first opened by a version that keeps one).
+var keyEpoch = []byte("e|")
+
+// Epoch identifies this store (PROTOCOL §7.7): seqs a client holds from
+// another epoch came from another store.
+func (db *DB) Epoch() string { return db.epoch }
+
+func (db *DB) loadEpoch() (string, error) {
+	v, err := getCopy(db.pdb, keyEpoch)
+	if err == nil {
+		return string(v), nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return "", err
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	e := hex.EncodeToString(b[:])
+	return e, db.pdb.Set(keyEpoch, []byte(e), pebble.Sync)
 }

@@ -29,6 +29,7 @@
 //	j|id(8B)                           -> a batch's journal: its private messages acked as pushed, until settled (lazy.go)
 //	P|gid(8B)|seq(8B)                  -> a group message's pending deliveries: the members online when stored (lazy.go)
 //	V|<name>                           -> empty: the named migration is done (migrate.go)
+//	e|                                 -> the store's epoch, 32 hex (PROTOCOL §7.7; db.go)
 //
 // Groups (I| M| m| g| Q|) are in group.go; contacts' indexes (r| n| l|) in
 // contact.go.
@@ -115,6 +116,9 @@
 //     last or nobody wrote yet, and counts them in the partner's n|; the
 //     last-assigned times start at 0 (earlier versions kept them only in
 //     memory).
+//   - e| is new: a store without it gets a fresh epoch at its first open
+//     by this version (clients holding seqs from before simply see a new
+//     epoch once and sync from scratch).
 //   - x|conv|createTime|seq, a time index of h|, is no longer written or
 //     read (time windows search h| instead). Keys left by older versions
 //     are inert; nothing reads the x| keyspace.
