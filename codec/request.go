@@ -53,6 +53,13 @@ type Request struct {
 	AfterSeq   Int                    `json:"afterSeq"`
 	Order      string                 `json:"order"`
 	HBByte     Int                    `json:"hbbyte"`
+	// Reliable delivery (PROTOCOL §7).
+	Peer       string                 `json:"peer"`
+	Seq        Int                    `json:"seq"`
+	State      Int                    `json:"state"`
+	Ack        Int                    `json:"ack"`
+	BeforeTime Int                    `json:"beforeTime"`
+	Convs      sonic.NoCopyRawMessage `json:"convs"`
 }
 
 // User returns userId, or its alias userid when userId is absent.
@@ -163,7 +170,7 @@ func (d *Decoder) Decode(payload []byte) error {
 	// JSON themselves. ValidateString already makes sonic check what it
 	// skips; this second check is cheap (no allocation, members are small)
 	// and does not depend on the decoder's skipping being strict.
-	if !validRaw(d.Req.Content) || !validRaw(d.Req.Extras) {
+	if !validRaw(d.Req.Content) || !validRaw(d.Req.Extras) || !validRaw(d.Req.Convs) {
 		d.Req = Request{}
 		return ErrMalformed
 	}

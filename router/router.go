@@ -127,8 +127,9 @@ type Router struct {
 	logouts logouts // orders logins against logouts (logout.go)
 	// assignMu serialises assignments (getReceiver without a receiver):
 	// each reads the load the previous one left (PROTOCOL §1.2).
-	assignMu sync.Mutex
-	mu       struct {
+	assignMu   sync.Mutex
+	typingSeen typingThrottle // typing.go
+	mu         struct {
 		sync.RWMutex
 		closed bool
 	}
@@ -156,6 +157,7 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	r.table[codec.CmdExitGroup] = route{handle: (*Router).exit, fail: codec.CodeJoinFailed, resp: codec.CmdExitResp} // §5: 29, was 21
 	r.table[codec.CmdRecall] = route{handle: (*Router).recall, fail: codec.CodeRecallFailed, resp: codec.CmdRecallResp}
 	r.table[codec.CmdGetUser] = route{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
+	r.table[codec.CmdTyping] = route{handle: (*Router).typing, fail: codec.CodeBadRequest, resp: codec.CmdTypingEvent}
 	r.table[codec.CmdGetMessage] = route{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 
 	r.workers = make([]*worker, opts.Workers)
