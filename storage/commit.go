@@ -375,6 +375,7 @@ func (db *DB) resetCaches() {
 	clear(db.contacts)
 	clear(db.counts)
 	clear(db.partners)
+	db.hint.reset() // it may describe writes that never committed
 	clear(db.dirty)
 	clear(db.dirtyCounts)
 }

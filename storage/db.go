@@ -80,7 +80,8 @@ type DB struct {
 	journalID   uint64      // last journal record id (lazy.go); owned by the committer
 	live        []*pending  // committed pending records, oldest first (lazy.go); owned by the committer
 	now         func() time.Time
-	epoch       string // the store's identity (Epoch)
+	epoch       string    // the store's identity (Epoch)
+	hint        queueHint // conversations whose offline queue is empty (ack.go)
 }
 
 // Open opens or creates the store in dir.

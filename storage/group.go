@@ -245,6 +245,7 @@ func (db *DB) AppendGroup(m Message, online, offline []uint64, opts AppendOption
 			t.appendCore(conv, st, &msg, false)
 			for _, uid := range offline {
 				t.set(keyGroupQueue(uid, msg.Group, msg.Seq), nil)
+				t.queued(uid, msg.Group, true)
 			}
 			res = AppendResult{Msg: msg}
 			if len(online) > 0 {

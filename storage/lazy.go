@@ -270,6 +270,7 @@ func (t *tx) queuePrivate(k offlineKey) error {
 	}
 	t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
 	t.set(t.key, nil)
+	t.queued(k.uid, k.peer, false)
 	return nil
 }
 
@@ -291,6 +292,7 @@ func (t *tx) queueGroup(gid, seq, uid uint64) error {
 		return err
 	}
 	t.set(keyGroupQueue(uid, gid, seq), nil)
+	t.queued(uid, gid, true)
 	return nil
 }
 

@@ -527,6 +527,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	if opts.Offline {
 		t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)
 		t.set(t.key, nil)
+		t.queued(m.To, m.From, false)
 	} else {
 		// Acked as pushed: the batch's journal holds it until its push
 		// is settled (lazy.go), so no crash can lose it.

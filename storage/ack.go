@@ -1,0 +1,131 @@
+package storage
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Receipt acks (PROTOCOL §7.2): an acknowledged message has reached its
+// receiver, so its offline entry, if it has one, goes. Most acks find
+// nothing to remove (the push was acknowledged before anything queued it),
+// so the store keeps a hint of the conversations whose queue is known to
+// be empty: an ack of one of those costs a map lookup and writes nothing.
+// The hint is conservative: every write of a queue entry clears it for its
+// conversation before the batch commits, and a failed commit forgets it
+// all; only a removal that saw the conversation's queue end sets it.
+
+// queueHint is the set of (uid, conversation) whose offline queue is
+// known to be empty. Safe for concurrent use: acks read it on workers,
+// the committer writes it.
+type queueHint struct {
+	shards [64]struct {
+		mu sync.Mutex
+		m  map[[2]uint64]struct{}
+		_  [40]byte
+	}
+}
+
+// maxHintPerShard bounds the hint's memory (~40 B an entry, ~5 MiB in
+// all); a full shard starts over, which only costs lookups.
+const maxHintPerShard = 1 << 11
+
+// groupBit marks a group in a hint key's conversation.
+const groupBit = 1 << 63
+
+func hintKey(uid, conv uint64, group bool) [2]uint64 {
+	if group {
+		conv |= groupBit
+	}
+	return [2]uint64{uid, conv}
+}
+
+func (h *queueHint) shard(k [2]uint64) int { return int((k[0] ^ k[1]*0x9E3779B97F4A7C15) >> 58) }
+
+func (h *queueHint) empty(k [2]uint64) bool {
+	s := &h.shards[h.shard(k)]
+	s.mu.Lock()
+	_, ok := s.m[k]
+	s.mu.Unlock()
+	return ok
+}
+
+func (h *queueHint) set(k [2]uint64, empty bool) {
+	s := &h.shards[h.shard(k)]
+	s.mu.Lock()
+	switch {
+	case !empty:
+		delete(s.m, k)
+	case s.m == nil:
+		s.m = map[[2]uint64]struct{}{k: {}}
+	default:
+		if len(s.m) >= maxHintPerShard {
+			clear(s.m)
+		}
+		s.m[k] = struct{}{}
+	}
+	s.mu.Unlock()
+}
+
+func (h *queueHint) reset() {
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.mu.Unlock()
+	}
+}
+
+// queued notes, on the committer, a queue entry written for uid in conv.
+func (t *tx) queued(uid, conv uint64, group bool) { t.db.hint.set(hintKey(uid, conv, group), false) }
+
+// Ack removes uid's offline entries of a conversation with seq up to upTo
+// (PROTOCOL §7.2): the private one with peer, or group peer when group is
+// set. It never blocks. When the conversation's queue is known empty it
+// does nothing; otherwise the removal rides with the next batch, before
+// any operation submitted after it (a pull's QueuePending), so a pull
+// after the ack does not return what it covers.
+func (db *DB) Ack(uid, peer uint64, group bool, upTo uint64) error {
+	k := hintKey(uid, peer, group)
+	if upTo == 0 || db.hint.empty(k) {
+		return nil
+	}
+	return db.submitNoWait(op{
+		applyFn: func(t *tx) error { return t.ack(uid, peer, group, upTo) },
+		doneFn:  func(error) {},
+	})
+}
+
+func (t *tx) ack(uid, peer uint64, group bool, upTo uint64) error {
+	prefix := prefixOffline
+	if group {
+		prefix = prefixGroupQueue
+	}
+	lo := key2(prefix, uid, peer)
+	hi := binary.BigEndian.AppendUint64(key2(prefix, uid, peer), upTo+1)
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: key2(prefix, uid, peer+1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var dels [][]byte
+	more := false
+	for ok := it.First(); ok; ok = it.Next() {
+		if string(it.Key()) >= string(hi) {
+			more = true
+			break
+		}
+		dels = append(dels, append([]byte(nil), it.Key()...))
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	for _, k := range dels {
+		t.del(k)
+	}
+	if !more {
+		t.db.hint.set(hintKey(uid, peer, group), true)
+	}
+	return nil
+}
