@@ -44,6 +44,7 @@ type config struct {
 	MaxPending     int
 	MaxOutputTotal int64
 	MaxConnsUser   int
+	MaxInflight    int
 	TokenTTL       time.Duration
 	PageCap        int
 	RateLimit      int
@@ -73,6 +74,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.MaxPending, "max-pending", engine.DefaultMaxPending, "unsent bytes per connection before it is closed as a slow consumer")
 	fs.Int64Var(&c.MaxOutputTotal, "max-output-total", engine.DefaultMaxOutputTotal, "unsent bytes of all connections together; past it the connections holding the most are closed as slow consumers")
 	fs.IntVar(&c.MaxConnsUser, "max-conns-per-user", engine.DefaultMaxConnsPerUser, "live connections one user may hold; the next login gets 10008 and close 1008 (negative: no cap)")
+	fs.IntVar(&c.MaxInflight, "max-inflight", engine.DefaultMaxInflight, "unacknowledged pushes an ack=1 connection may hold; past it the connection is closed 1008 and they are queued (PROTOCOL §7.2)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", router.DefaultTokenTTL, "lifetime of a token bound by initUser")
 	fs.IntVar(&c.PageCap, "page-cap", router.DefaultPageCap, "most messages in one get-messages (cmd 19) page")
 	fs.IntVar(&c.RateLimit, "rate-limit", engine.DefaultRateLimit, "messages per second per connection before 10028 (negative: no limit)")
@@ -164,6 +166,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		Now:             cfg.Now,
 		MaxOutputTotal:  cfg.MaxOutputTotal,
 		MaxConnsPerUser: cfg.MaxConnsUser,
+		MaxInflight:     cfg.MaxInflight,
 	})
 	if err != nil {
 		return nil, err

@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 var epochOfRE = regexp.MustCompile(`"epoch":"([0-9a-f]{32})"`)
@@ -76,5 +79,234 @@ func TestSection7_6_Typing(t *testing.T) {
 	a.send(`{"cmd":13}`)
 	if got := a.read(); !strings.HasPrefix(got, `{"command":13,`) {
 		t.Fatalf("a got %s, want the heartbeat", got)
+	}
+}
+
+// rawAckLogin logs in over a raw connection with ack=1 (PROTOCOL §7.2)
+// and checks the login data says so.
+func (ts *testServer) rawAckLogin(token string) *rawConn {
+	ts.t.Helper()
+	rc := ts.rawDial()
+	rc.write([]byte(fmt.Sprintf(upgradeRequest, token+"&ack=1", ts.ws)))
+	if status := rc.readResponse(); !strings.HasPrefix(status, "HTTP/1.1 101") {
+		ts.t.Fatalf("upgrade: %s", status)
+	}
+	if op, p := rc.readFrame(); op != 1 || !strings.HasPrefix(string(p), `{"code":10007,"command":6,"data":{"ack":1,`) {
+		ts.t.Fatalf("login frame: op %d %s", op, p)
+	}
+	return rc
+}
+
+// readPushes reads n frames from rc that must all be pushes, and returns
+// their seqs.
+func (rc *rawConn) readPushes(n int) []uint64 {
+	rc.t.Helper()
+	seqs := make([]uint64, 0, n)
+	for len(seqs) < n {
+		_, p := rc.readFrame()
+		m, ok, err := parsePush(p)
+		if err != nil || !ok {
+			rc.t.Fatalf("want a push, got %.200s (%v)", p, err)
+		}
+		seqs = append(seqs, m.Seq)
+	}
+	return seqs
+}
+
+// seqsOf returns the seqs of msgs, checking none repeats.
+func seqsOf(t testing.TB, msgs []pushMsg) []uint64 {
+	t.Helper()
+	seen := map[string]bool{}
+	var seqs []uint64
+	for _, m := range msgs {
+		if seen[m.ID] {
+			t.Fatalf("message %s (seq %d) queued twice", m.ID, m.Seq)
+		}
+		seen[m.ID] = true
+		seqs = append(seqs, m.Seq)
+	}
+	slices.Sort(seqs)
+	return seqs
+}
+
+func seqRange(lo, hi uint64) []uint64 {
+	var s []uint64
+	for q := lo; q <= hi; q++ {
+		s = append(s, q)
+	}
+	return s
+}
+
+// PROTOCOL §7.2: an acknowledging receiver whose TCP connection is cut
+// after the server wrote 50 pushes finds in its offline queue exactly the
+// ones it did not acknowledge, once each: cut after reading and
+// acknowledging 10, and cut without reading anything (a client killed
+// with the pushes in its socket), for a private and a group conversation.
+func TestSection7_2_CutConnectionQueuesTheUnacknowledged(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		group bool
+		read  int // pushes read and acknowledged before the cut
+	}{
+		{"private, 10 acknowledged", false, 10},
+		{"private, none read", false, 0},
+		{"group, 10 acknowledged", true, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t)
+			a := ts.login(ts.register("a", 0))
+			tokB := ts.register("b", 1)
+			conv, pullArg := `"peer":"a"`, `"fromUserId":"a"`
+			if tc.group {
+				b := ts.login(tokB)
+				for _, c := range []*wsClient{a, b} {
+					c.send(`{"cmd":7,"groupId":"g"}`)
+					c.readUntil(`"command":8`)
+				}
+				b.c.Close()
+				waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+				conv, pullArg = `"groupId":"g"`, `"groupId":"g"`
+			}
+			rc := ts.rawAckLogin(tokB)
+			lost := ts.s.router.Undelivered()
+			for i := 0; i < 50; i++ {
+				if tc.group {
+					a.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g","content":"m%d"}`, i))
+				} else {
+					a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"m%d"}`, i))
+				}
+				if ack := a.readUntil(`"command":12`); !strings.Contains(ack, `"code":10000`) {
+					t.Fatalf("ack %d: %s", i, ack)
+				}
+			}
+			if tc.read > 0 {
+				if got := rc.readPushes(tc.read); !slices.Equal(got, seqRange(1, uint64(tc.read))) {
+					t.Fatalf("pushes read %v", got)
+				}
+				rc.write(text(fmt.Sprintf(`{"cmd":21,%s,"seq":%d}`, conv, tc.read)))
+				// The ack must arrive before the cut: a heartbeat's answer
+				// comes after it, behind the 40 other pushes, which the
+				// client then holds in its buffer but never acknowledges.
+				rc.write(text(`{"cmd":13}`))
+				for {
+					if _, p := rc.readFrame(); strings.HasPrefix(string(p), `{"command":13,`) {
+						break
+					}
+				}
+			}
+			rc.nc.Close() // what it holds unacknowledged is lost with it
+			want := 50 - tc.read
+			waitFor(t, "the unacknowledged pushes settled", func() bool { return ts.s.router.Undelivered()-lost >= uint64(want) })
+			if n := ts.s.router.Undelivered() - lost; n != uint64(want) {
+				t.Fatalf("%d pushes undelivered, want %d", n, want)
+			}
+			b := ts.login(tokB)
+			got := seqsOf(t, pullOffline(t, b, pullArg))
+			if !slices.Equal(got, seqRange(uint64(tc.read)+1, 50)) {
+				t.Fatalf("queued after the cut: %v, want %d..50", got, tc.read+1)
+			}
+		})
+	}
+}
+
+// PROTOCOL §7.2: of two terminals, one acknowledges and the other drops:
+// the user has the messages, nothing is queued. A legacy terminal that
+// wrote them counts the same.
+func TestSection7_2_OtherTerminalAcknowledged(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) {
+			ts := newTestServer(t)
+			a := ts.login(ts.register("a", 0))
+			tokB := ts.register("b", 1)
+			var b1 *wsClient
+			if legacy {
+				b1 = ts.login(tokB)
+			} else {
+				d := websocket.Dialer{HandshakeTimeout: waitBound()}
+				c, resp, err := d.Dial("ws://"+ts.ws+"/?ack=1&token="+tokB, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				t.Cleanup(func() { c.Close() })
+				b1 = &wsClient{t: t, c: c}
+				if got := b1.read(); !strings.Contains(got, `"ack":1`) {
+					t.Fatalf("login %s", got)
+				}
+			}
+			b2 := ts.rawAckLogin(tokB)
+			lost := ts.s.router.Undelivered()
+			for i := 0; i < 20; i++ {
+				a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"m%d"}`, i))
+				a.readUntil(`"command":12`)
+			}
+			for i := 0; i < 20; i++ {
+				b1.readUntil(`"command":11`)
+			}
+			if !legacy {
+				b1.send(`{"cmd":21,"peer":"a","seq":20}`)
+			}
+			b1.send(`{"cmd":13}`) // the ack took effect before this is answered
+			b1.readUntil(`"command":13`)
+			b2.nc.Close()
+			waitFor(t, "b2 gone", func() bool { return ts.s.engine.Stats().Conns == 2 })
+			b1.send(`{"cmd":19,"type":0,"fromUserId":"a"}`)
+			if p := decodePull(t, b1.readUntil(`"command":20`)); len(p.Data.Friends["a"]) != 0 {
+				t.Fatalf("queued though a terminal had them: %d", len(p.Data.Friends["a"]))
+			}
+			if n := ts.s.router.Undelivered() - lost; n != 0 {
+				t.Fatalf("%d pushes counted undelivered", n)
+			}
+		})
+	}
+}
+
+// PROTOCOL §7.2: malformed acks answer 10029 with command 22; a good one
+// has no reply; acks are not rate-limited.
+func TestSection7_2_AckAnswers(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.RateLimit, c.RateBurst = 5, 5 })
+	a := ts.login(ts.register("a", 0))
+	b := ts.login(ts.register("b", 0))
+	a.send(`{"cmd":11,"chatType":2,"to":"b","content":"hi"}`)
+	a.readUntil(`"command":12`)
+	b.readUntil(`"command":11`)
+	bad := `{"code":10029,"command":22,"msg":"bad request 请求参数错误"}`
+	for _, req := range []string{
+		`{"cmd":21,"peer":"a","seq":0}`,
+		`{"cmd":21,"peer":"a","seq":2}`, // past the conversation's end
+		`{"cmd":21,"peer":"nobody","seq":1}`,
+		`{"cmd":21,"groupId":"g","seq":1}`,
+		`{"cmd":21,"seq":1}`,
+		`{"cmd":21,"peer":"a","groupId":"g","seq":1}`,
+	} {
+		b.send(req)
+		b.expect(bad)
+	}
+	// 50 good acks at once: none refused, none answered.
+	for i := 0; i < 50; i++ {
+		b.send(`{"cmd":21,"peer":"a","seq":1}`)
+	}
+	b.send(`{"cmd":13}`)
+	if got := b.read(); !strings.HasPrefix(got, `{"command":13,`) {
+		t.Fatalf("after 50 acks: %s", got)
+	}
+}
+
+// PROTOCOL §7.2: past -max-inflight unacknowledged pushes the connection
+// is closed as a slow consumer and every one of them is queued.
+func TestSection7_2_MaxInflight(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxInflight = 5 })
+	a := ts.login(ts.register("a", 0))
+	tokB := ts.register("b", 1)
+	rc := ts.rawAckLogin(tokB)
+	for i := 0; i < 10; i++ {
+		a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"m%d"}`, i))
+		a.readUntil(`"command":12`)
+	}
+	rc.expectClose(1008)
+	waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+	b := ts.login(tokB)
+	if got := seqsOf(t, pullOffline(t, b, `"fromUserId":"a"`)); !slices.Equal(got, seqRange(1, 10)) {
+		t.Fatalf("queued %v, want 1..10", got)
 	}
 }

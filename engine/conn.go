@@ -51,10 +51,14 @@ type conn struct {
 	// among them not yet known sent (outbound.go).
 	handed   uint64
 	inflight []inflight
+	// unacked are the followed pushes an acknowledging connection's
+	// client has but did not acknowledge yet (PROTOCOL §7.2), in order.
+	unacked []inflight
 
 	// Shared: atomics only.
 	phase    atomic.Int32
 	closed   atomic.Bool // OnClose ran
+	acking   atomic.Bool // logged in with ack=1 (PROTOCOL §7.2)
 	ident    atomic.Pointer[router.Identity]
 	lastSeen atomic.Int64 // liveness clock (Engine.clock) of the last byte received
 	lastPing atomic.Int64 // liveness clock of the last PING sent
@@ -164,6 +168,9 @@ func (c *conn) loginDone(res router.LoginResult) {
 	}
 	id := res.Identity
 	c.ident.Store(&id)
+	if res.Ack {
+		c.SetAcking() // before it joins the registry: every push is followed
+	}
 	_ = c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
 		c.activate(gc, err, res)
 		return nil

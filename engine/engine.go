@@ -35,6 +35,10 @@ const (
 	// DefaultMaxConnsPerUser caps one user's live connections (tabs,
 	// terminals); the next login gets 10008 and close 1008.
 	DefaultMaxConnsPerUser = 64
+	// DefaultMaxInflight caps the pushes an acknowledging connection holds
+	// unacknowledged (PROTOCOL §7.2); past it the connection is closed as
+	// a slow consumer and they are queued.
+	DefaultMaxInflight = 1000
 	// HandshakeTimeout bounds the upgrade (PROTOCOL §2).
 	HandshakeTimeout = 10 * time.Second
 	// MaxHeaderBytes bounds the upgrade request's header block (PROTOCOL §2).
@@ -76,6 +80,9 @@ type Options struct {
 	// MaxConnsPerUser caps one user's connections; zero means
 	// DefaultMaxConnsPerUser, negative no cap.
 	MaxConnsPerUser int
+	// MaxInflight caps the unacknowledged pushes of an acknowledging
+	// connection (PROTOCOL §7.2); zero means DefaultMaxInflight.
+	MaxInflight int
 	// Now is the clock of the liveness rules (PROTOCOL §2: ping after
 	// PingInterval of silence, close after IdleTimeout); nil means
 	// time.Now. Tests inject their own. The handshake timeout, the close
@@ -114,6 +121,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxConnsPerUser == 0 {
 		o.MaxConnsPerUser = DefaultMaxConnsPerUser
 	}
+	if o.MaxInflight == 0 {
+		o.MaxInflight = DefaultMaxInflight
+	}
 	return o
 }
 
@@ -131,6 +141,8 @@ func (o Options) validate() error {
 		return errors.New("engine: max pending below max message size")
 	case o.RateBurst < 1:
 		return errors.New("engine: rate burst below 1")
+	case o.MaxInflight < 1:
+		return errors.New("engine: max inflight below 1")
 	case o.MaxOutputTotal < int64(o.MaxPending):
 		return errors.New("engine: max output total below max pending")
 	}
@@ -349,6 +361,18 @@ func (e *Engine) DisconnectTerminal(uid uint64, terminal string, code uint16, re
 
 // Online implements router.Hub.
 func (e *Engine) Online(uid uint64) bool { return e.reg.online(uid) }
+
+// Ack implements router.Hub: every connection of uid applies the ack
+// (PROTOCOL §7.2), outside the registry's lock.
+func (e *Engine) Ack(uid uint64, conv string, group bool, seq uint64) {
+	sh := e.reg.shard(uid)
+	sh.mu.RLock()
+	l := append(connList(nil), sh.m[uid]...)
+	sh.mu.RUnlock()
+	for _, c := range l {
+		c.Ack(conv, group, seq)
+	}
+}
 
 // Stats is a snapshot of the engine's gauges and counters.
 type Stats struct {

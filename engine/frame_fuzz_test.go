@@ -277,7 +277,7 @@ func FuzzParseUpgrade(f *testing.F) {
 	f.Fuzz(func(t *testing.T, req []byte) {
 		_ = tokenFromURI(req)
 		orig := string(req)
-		resp, token, err := parseUpgrade(req)
+		resp, token, _, err := parseUpgrade(req)
 		if string(req) != orig {
 			t.Fatalf("parseUpgrade modified its input")
 		}

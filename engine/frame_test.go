@@ -222,7 +222,7 @@ func TestParseUpgrade(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, token, err := parseUpgrade([]byte(tt.req))
+			resp, token, _, err := parseUpgrade([]byte(tt.req))
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("parseUpgrade err = %v, wantErr %v; response:\n%s", err, tt.wantErr, resp)
 			}

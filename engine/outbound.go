@@ -276,6 +276,11 @@ func (c *conn) flush(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTrac
 				sizes = append(sizes, len(closing))
 			}
 			sent = c.writeFrames(gc, frames, sizes, trk)
+			if c.acking.Load() && len(c.inflight)+len(c.unacked) > c.e.opts.MaxInflight && !c.closed.Load() {
+				// More unacknowledged pushes than a client that reads
+				// and acknowledges holds: a slow consumer (PROTOCOL §7.2).
+				c.closeSlowOnLoop(gc)
+			}
 			if closing != nil && !c.closed.Load() {
 				c.beginClosing(gc)
 			}
@@ -340,8 +345,15 @@ func (c *conn) confirm(gc gnet.Conn) {
 	buffered := gc.OutboundBuffered()
 	sent := c.sent(gc, buffered)
 	n := 0
+	acking := c.acking.Load()
 	for n < len(c.inflight) && c.inflight[n].end <= sent {
-		c.inflight[n].t.Done(true)
+		if f := c.inflight[n]; acking && f.t.Seq != 0 {
+			// A push to an acknowledging connection is in flight until
+			// its client acknowledges it (PROTOCOL §7.2).
+			c.unacked = append(c.unacked, f)
+		} else {
+			f.t.Done(true)
+		}
 		n++
 	}
 	if n > 0 {
@@ -375,11 +387,86 @@ func (c *conn) sent(gc gnet.Conn, buffered int) uint64 {
 // others never will be; and nothing is buffered any more.
 func (c *conn) settle(gc gnet.Conn) {
 	sent := c.sent(gc, gc.OutboundBuffered())
+	acking := c.acking.Load()
 	for _, f := range c.inflight {
-		f.t.Done(f.end <= sent)
+		f.t.Done(f.end <= sent && !(acking && f.t.Seq != 0))
 	}
 	c.inflight = nil
+	// Unacknowledged pushes were not delivered: they are queued unless
+	// another connection of the user took them (PROTOCOL §7.2).
+	for _, f := range c.unacked {
+		f.t.Done(false)
+	}
+	c.unacked = nil
 	c.e.unsent.Add(-c.out.outbound.Swap(0))
+}
+
+// SetAcking implements router.Session: pushes followed from now on are
+// in flight until acknowledged (PROTOCOL §7.2). Safe for concurrent use.
+func (c *conn) SetAcking() { c.acking.Store(true) }
+
+// Acking implements router.Session.
+func (c *conn) Acking() bool { return c.acking.Load() }
+
+// Exempt implements router.Session: the token the request being handled
+// took goes back (receipt acks are not rate-limited). It runs on the loop.
+func (c *conn) Exempt() {
+	if b := c.rate; b != nil {
+		b.tokens = min(float64(c.e.opts.RateBurst), b.tokens+1)
+	}
+}
+
+// AckLocal implements router.Session. It runs on the loop.
+func (c *conn) AckLocal(conv string, group bool, seq uint64) { c.ack(conv, group, seq) }
+
+// Ack is the loop's part of Engine.Ack: the client holds every message of
+// the conversation (a peer's id, or a group's) with seq up to seq; the
+// pushes of it this connection holds are delivered. It returns once the
+// loop applied it, or the connection is gone. Not to be called on the loop.
+func (c *conn) Ack(conv string, group bool, seq uint64) {
+	done := make(chan struct{})
+	err := c.gc.AsyncWritev(nil, func(gnet.Conn, error) error {
+		c.ack(conv, group, seq)
+		close(done)
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	t := time.NewTimer(ackWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C: // a loop that stopped (shutdown) runs no more tasks
+	}
+}
+
+// ackWait bounds how long an ack waits for its connection's loop.
+const ackWait = 5 * time.Second
+
+// ack settles as written the followed pushes of the conversation with
+// seq up to seq, sent or not yet known sent: the client has them. It runs
+// on the loop.
+func (c *conn) ack(conv string, group bool, seq uint64) {
+	covered := func(f inflight) bool {
+		t := f.t
+		return t.Seq != 0 && t.Seq <= seq && t.Group == group && t.Conv == conv
+	}
+	keep := func(l []inflight) []inflight {
+		n := 0
+		for _, f := range l {
+			if covered(f) {
+				f.t.Done(true)
+				continue
+			}
+			l[n] = f
+			n++
+		}
+		clear(l[n:])
+		return l[:n]
+	}
+	c.unacked = keep(c.unacked)
+	c.inflight = keep(c.inflight)
 }
 
 // trim gives an idle connection's queue back to the pool: one that had

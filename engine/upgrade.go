@@ -24,6 +24,7 @@ type handshake struct {
 	req   []byte
 	resp  []byte
 	token string
+	ack   bool // ack=1 in the query (PROTOCOL §7.2)
 }
 
 func (h *handshake) Read(p []byte) (int, error) {
@@ -43,13 +44,14 @@ func (h *handshake) Write(p []byte) (int, error) {
 // parseUpgrade runs gobwas/ws over one complete request head (through the
 // blank line) and returns the response to send and the token of the query
 // string. A non-nil error means the response rejects the request.
-func parseUpgrade(head []byte) (resp []byte, token string, err error) {
+func parseUpgrade(head []byte) (resp []byte, token string, ack bool, err error) {
 	h := handshake{req: head}
 	u := ws.Upgrader{
 		ReadBufferSize: MaxHeaderBytes,
 		// The URI is only valid during the callback: copy the token out.
 		OnRequest: func(uri []byte) error {
 			h.token = tokenFromURI(uri)
+			h.ack = ackFromURI(uri)
 			return nil
 		},
 	}
@@ -57,9 +59,33 @@ func parseUpgrade(head []byte) (resp []byte, token string, err error) {
 		if len(h.resp) == 0 || !bytes.HasPrefix(h.resp, []byte("HTTP/1.1 4")) {
 			h.resp = badRequest
 		}
-		return h.resp, "", err
+		return h.resp, "", false, err
 	}
-	return h.resp, h.token, nil
+	return h.resp, h.token, h.ack, nil
+}
+
+// ackFromURI reports whether the query of a request URI has ack=1.
+func ackFromURI(uri []byte) bool {
+	i := bytes.IndexByte(uri, '?')
+	if i < 0 {
+		return false
+	}
+	q := uri[i+1:]
+	if j := bytes.IndexByte(q, '#'); j >= 0 {
+		q = q[:j]
+	}
+	for len(q) > 0 {
+		var kv []byte
+		if j := bytes.IndexByte(q, '&'); j >= 0 {
+			kv, q = q[:j], q[j+1:]
+		} else {
+			kv, q = q, nil
+		}
+		if string(kv) == "ack=1" {
+			return true
+		}
+	}
+	return false
 }
 
 // tokenFromURI returns the token query parameter of a request URI, or "".
@@ -117,7 +143,7 @@ func (c *conn) upgrade(gc gnet.Conn) gnet.Action {
 		c.rejectUpgrade(gc, badRequest, errHeaderTooLarge)
 		return gnet.Close
 	}
-	resp, token, err := parseUpgrade(buf[:end])
+	resp, token, ack, err := parseUpgrade(buf[:end])
 	if err != nil {
 		c.rejectUpgrade(gc, resp, err)
 		return gnet.Close
@@ -128,7 +154,7 @@ func (c *conn) upgrade(gc gnet.Conn) gnet.Action {
 	// one read on the client's side.
 	c.pend = resp
 	c.phase.Store(int32(phaseLogin))
-	if !c.e.r.Login(token, c.loginDone) {
+	if !c.e.r.Login(token, ack, c.loginDone) {
 		c.closeOnLoop(gc, nil, CloseTryAgain, "server busy")
 	}
 	return gnet.None

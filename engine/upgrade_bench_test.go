@@ -11,7 +11,7 @@ func BenchmarkParseUpgrade(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(req)))
 	for b.Loop() {
-		if _, _, err := parseUpgrade(req); err != nil {
+		if _, _, _, err := parseUpgrade(req); err != nil {
 			b.Fatal(err)
 		}
 	}

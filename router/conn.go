@@ -50,7 +50,12 @@ func (r *Router) login(c *Context) error {
 		}
 		return &Error{Code: codec.CodeLoginFailed, Command: codec.CmdLoginResp}
 	}
-	c.scratch = appendLoginData(c.scratch[:0], &info.User, r.db.Epoch())
+	ack := c.Session.Acking()
+	if n, ok, err := codec.ParseInt(c.Req.Ack); ok && err == nil && n == 1 && !ack {
+		c.Session.SetAcking()
+		ack = true
+	}
+	c.scratch = appendLoginData(c.scratch[:0], &info.User, r.db.Epoch(), ack)
 	data := append([]byte(nil), c.scratch...)
 	c.Reply(codec.CodeLoginOK, codec.CmdLoginResp, data)
 	return nil
@@ -67,7 +72,7 @@ var loginFailedFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, code
 
 // authenticate checks the token of a connection that has just upgraded.
 // The connection's terminal is the token's (PROTOCOL §1.5).
-func (r *Router) authenticate(token string) LoginResult {
+func (r *Router) authenticate(token string, ack bool) LoginResult {
 	checked := r.logouts.now() // before the lookup (Admit)
 	info, err := r.db.TokenInfo(token, r.now().UnixMilli())
 	if err != nil {
@@ -79,15 +84,19 @@ func (r *Router) authenticate(token string) LoginResult {
 	u := &info.User
 	frame := textFrame(func(b []byte) []byte {
 		b = codec.AppendEnvelopeStart(b, codec.CodeLoginOK, codec.CmdLoginResp)
-		return codec.AppendEnvelopeEnd(appendLoginData(b, u, r.db.Epoch()), codec.CodeLoginOK)
+		return codec.AppendEnvelopeEnd(appendLoginData(b, u, r.db.Epoch(), ack), codec.CodeLoginOK)
 	})
-	return LoginResult{OK: true, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type, Terminal: info.Terminal}, Frame: frame, checked: checked}
+	return LoginResult{OK: true, Ack: ack, Identity: Identity{UID: u.UID, ID: u.ID, Type: u.Type, Terminal: info.Terminal}, Frame: frame, checked: checked}
 }
 
-// appendLoginData appends the login reply's data (ext): the user object
-// and the store's epoch (PROTOCOL §7.7), keys in alphabetical order.
-func appendLoginData(dst []byte, u *storage.User, epoch string) []byte {
+// appendLoginData appends the login reply's data (ext): the user object,
+// "ack":1 for an acknowledging connection (PROTOCOL §7.2) and the store's
+// epoch (§7.7), keys in alphabetical order.
+func appendLoginData(dst []byte, u *storage.User, epoch string, ack bool) []byte {
 	o := codec.BeginObject(dst)
+	if ack {
+		o.Int("ack", 1)
+	}
 	o.String("avatar", u.Avatar)
 	o.String("epoch", epoch)
 	o.String("id", u.ID)

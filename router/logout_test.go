@@ -69,8 +69,8 @@ func TestSection1_5_LogoutRevokesAndCloses(t *testing.T) {
 		return res.Token
 	}
 	pc, app := bind("pc"), bind("app")
-	uid := itoa(r.authenticate(pc).Identity.UID)
-	if id := r.authenticate(pc).Identity; id.Terminal != "pc" || id.ID != "agent_1" {
+	uid := itoa(r.authenticate(pc, false).Identity.UID)
+	if id := r.authenticate(pc, false).Identity; id.Terminal != "pc" || id.ID != "agent_1" {
 		t.Fatalf("identity of the pc token: %+v", id)
 	}
 
@@ -78,17 +78,17 @@ func TestSection1_5_LogoutRevokesAndCloses(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("Logout pc = %d, %v", n, err)
 	}
-	if res := r.authenticate(pc); res.OK {
+	if res := r.authenticate(pc, false); res.OK {
 		t.Fatal("the pc token logs in after logout")
 	}
-	if res := r.authenticate(app); !res.OK || res.Identity.Terminal != "app" {
+	if res := r.authenticate(app, false); !res.OK || res.Identity.Terminal != "app" {
 		t.Fatalf("the app token after a pc logout: %+v", res)
 	}
 	n, err = r.Logout("agent_1", "")
 	if err != nil || n != 3 {
 		t.Fatalf("Logout all = %d, %v", n, err)
 	}
-	if res := r.authenticate(app); res.OK {
+	if res := r.authenticate(app, false); res.OK {
 		t.Fatal("the app token logs in after logout")
 	}
 	want := []string{"terminal " + uid + " pc 1008 logged out", "all " + uid + " 1008 logged out"}
@@ -135,7 +135,7 @@ func TestSection1_5_LoginRacingLogoutRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checked := r.authenticate(res.Token)
+	checked := r.authenticate(res.Token, false)
 	if !checked.OK || !r.Admit(checked) {
 		t.Fatalf("login before any logout: ok=%v admit=%v", checked.OK, r.Admit(checked))
 	}
@@ -145,14 +145,14 @@ func TestSection1_5_LoginRacingLogoutRefused(t *testing.T) {
 	if r.Admit(checked) {
 		t.Fatal("a login checked before the logout was admitted after it")
 	}
-	if again := r.authenticate(res.Token); again.OK {
+	if again := r.authenticate(res.Token, false); again.OK {
 		t.Fatal("the revoked token logged in")
 	}
 	res2, err := r.InitUser(InitUserRequest{SenderID: "agent_1", Type: 1, TypeSet: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fresh := r.authenticate(res2.Token); !fresh.OK || !r.Admit(fresh) {
+	if fresh := r.authenticate(res2.Token, false); !fresh.OK || !r.Admit(fresh) {
 		t.Fatalf("a login after the logout: ok=%v admit=%v", fresh.OK, r.Admit(fresh))
 	}
 }

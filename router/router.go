@@ -157,6 +157,7 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	r.table[codec.CmdExitGroup] = route{handle: (*Router).exit, fail: codec.CodeJoinFailed, resp: codec.CmdExitResp} // §5: 29, was 21
 	r.table[codec.CmdRecall] = route{handle: (*Router).recall, fail: codec.CodeRecallFailed, resp: codec.CmdRecallResp}
 	r.table[codec.CmdGetUser] = route{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
+	r.table[codec.CmdAck] = route{handle: (*Router).ack, fail: codec.CodeBadRequest, resp: codec.CmdAckResp}
 	r.table[codec.CmdTyping] = route{handle: (*Router).typing, fail: codec.CodeBadRequest, resp: codec.CmdTypingEvent}
 	r.table[codec.CmdGetMessage] = route{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 
@@ -257,6 +258,12 @@ var unknownFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, codec.Co
 // through Send, in request order. Handle never blocks. It must run on s's
 // event loop.
 func (r *Router) Handle(s Session, payload []byte, out []byte) ([]byte, uint16, string) {
+	return r.handle(s, payload, out, false)
+}
+
+// handle is Handle; refused says the rate limit refused the packet (an
+// ack, which it does not count, is served anyway: Refuse).
+func (r *Router) handle(s Session, payload []byte, out []byte, refused bool) ([]byte, uint16, string) {
 	c := contextPool.Get().(*Context)
 	defer func() {
 		*c = Context{scratch: c.scratch[:0]}
@@ -269,6 +276,12 @@ func (r *Router) Handle(s Session, payload []byte, out []byte) ([]byte, uint16, 
 	rt := &r.table[cmd]
 	if rt.handle == nil {
 		return r.answer(s, out, unknownFrame), 0, ""
+	}
+	if cmd == codec.CmdAck {
+		if !refused {
+			s.Exempt() // acks are not counted by the rate limit (§7.2)
+		}
+		ackLocal(s, &c.dec.Req)
 	}
 	if !rt.onLoop {
 		code, reason := r.enqueue(s, cmd, payload, &c.dec.Req)
@@ -323,6 +336,12 @@ func (r *Router) Refuse(s Session, payload []byte, out []byte) []byte {
 	var req *codec.Request
 	if c.dec.Decode(payload) == nil {
 		cmd, req = c.dec.Req.Command(), &c.dec.Req
+	}
+	if cmd == codec.CmdAck {
+		// Not counted by the rate limit (PROTOCOL §7.2). A close asked
+		// by an ack's handling is none: acks never close.
+		out, _, _ = r.handle(s, payload, out, true)
+		return out
 	}
 	if s.State().idle() {
 		if cmd == codec.CmdChat && req.ID != "" {

@@ -35,6 +35,21 @@ type Session interface {
 	// State is the router's state of the connection, kept by the engine
 	// for the connection's life; the zero value is ready for use.
 	State() *ConnState
+	// SetAcking makes the connection acknowledging (PROTOCOL §7.2): a
+	// push followed from then on is delivered when the client
+	// acknowledges it, and queued if the connection ends first.
+	SetAcking()
+	// Acking reports whether the connection is acknowledging.
+	Acking() bool
+	// AckLocal is the connection's part of an ack (PROTOCOL §7.2): its
+	// pushes of the conversation conv (a peer's id, or a group's when
+	// group is set) with seq up to seq are delivered. It runs on the
+	// loop, inside Handle.
+	AckLocal(conv string, group bool, seq uint64)
+	// Exempt gives back the rate limit's token the request being
+	// handled took: receipt acks are not counted (PROTOCOL §7.2). It
+	// runs on the loop, inside Handle.
+	Exempt()
 }
 
 // Hub reaches the live connections of any user. engine implements it.
@@ -52,11 +67,18 @@ type Hub interface {
 	DisconnectTerminal(uid uint64, terminal string, code uint16, reason string) int
 	// Online reports whether uid has at least one live connection.
 	Online(uid uint64) bool
+	// Ack tells every connection of uid that the user holds every
+	// message of a conversation (a peer's id, or a group's) up to seq
+	// (PROTOCOL §7.2): their pushes of them are delivered. It returns
+	// once each connection applied it. Not to be called on a loop.
+	Ack(uid uint64, conv string, group bool, seq uint64)
 }
 
 // LoginResult is what Login reports to the connection that asked.
 type LoginResult struct {
-	OK       bool
+	OK bool
+	// Ack: the connection asked to acknowledge pushes (ack=1, §7.2).
+	Ack      bool
 	Identity Identity
 	// Frame is the login result frame (command 6) to send first.
 	Frame []byte
@@ -81,6 +103,13 @@ type Tracker struct {
 	// Index is the owner's to use: which of its frames or receivers this
 	// Tracker follows.
 	Index int32
+	// A push names its message, for acknowledging connections (PROTOCOL
+	// §7.2): Seq (non-zero) in the conversation Conv names from the
+	// receiver's side, the sender's id, or the group's id when Group is
+	// set. Zero for other frames, which count as written once sent.
+	Seq   uint64
+	Conv  string
+	Group bool
 	owner Follower
 }
 
@@ -111,6 +140,7 @@ func NewTracker(followed func(written bool)) *Tracker {
 // recycled Tracker starts afresh.
 func (t *Tracker) Init(owner Follower) {
 	t.owner = owner
+	t.Seq, t.Conv, t.Group = 0, "", false
 	t.written.Store(false)
 	t.refs.Store(1)
 }

@@ -111,6 +111,7 @@ type worker struct {
 type task struct {
 	login func(LoginResult)
 	token string
+	ack   bool // the login asked for ack=1
 }
 
 func (w *worker) push(st *ConnState) {
@@ -167,7 +168,7 @@ func (r *Router) work(w *worker) {
 			return
 		}
 		if st == nil {
-			t.login(r.authenticate(t.token))
+			t.login(r.authenticate(t.token, t.ack))
 			continue
 		}
 		r.runConn(c, st)
@@ -444,11 +445,12 @@ func (r *Router) Busy(s Session) bool {
 	return len(st.q) > 0
 }
 
-// Login authenticates token for a connection that has just upgraded. It
+// Login authenticates token for a connection that has just upgraded, with
+// ack set when it asked to acknowledge pushes (PROTOCOL §7.2). It
 // queues the lookup and returns at once; done runs on a worker with the
 // result. Login reports false if the router is closed or overloaded; the
 // caller then closes the connection.
-func (r *Router) Login(token string, done func(LoginResult)) bool {
+func (r *Router) Login(token string, ack bool, done func(LoginResult)) bool {
 	var key uint64
 	for i := 0; i < len(token); i++ {
 		key = key*31 + uint64(token[i])
@@ -459,7 +461,7 @@ func (r *Router) Login(token string, done func(LoginResult)) bool {
 		w.mu.Unlock()
 		return false
 	}
-	w.logins = append(w.logins, task{login: done, token: token})
+	w.logins = append(w.logins, task{login: done, token: token, ack: ack})
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/binary"
+	"math"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -128,4 +129,27 @@ func (t *tx) ack(uid, peer uint64, group bool, upTo uint64) error {
 		t.db.hint.set(hintKey(uid, peer, group), true)
 	}
 	return nil
+}
+
+// LastSeq returns the last seq of a conversation (0: empty): the private
+// one of uid with peer, or group peer when group is set. One seek.
+func (db *DB) LastSeq(uid, peer uint64, group bool) (uint64, error) {
+	conv := privateConv(uid, peer)
+	if group {
+		conv = groupConv(peer)
+	}
+	return db.lastSeq(conv)
+}
+
+func (db *DB) lastSeq(conv convKey) (uint64, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 0), UpperBound: keyHistory(conv, math.MaxUint64)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	k := it.Key()
+	return binary.BigEndian.Uint64(k[len(k)-8:]), nil
 }

@@ -338,6 +338,10 @@ func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 		t.jr = nil
 		clear(t.pend)
 		t.pend = t.pend[:0]
+		// Deferred work first: it was noted before these operations were
+		// submitted, and they must see it (an ack removing what an expiry
+		// just queued, a pull's QueuePending).
+		t.applyLazy(lz)
 		clean := true
 		for i, q := range ops {
 			if failed[i] {
@@ -356,7 +360,6 @@ func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 			}
 		}
 		if clean {
-			t.applyLazy(lz)
 			t.seal()
 			t.sealJournal()
 			return
