@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -308,5 +309,137 @@ func TestSection7_2_MaxInflight(t *testing.T) {
 	b := ts.login(tokB)
 	if got := seqsOf(t, pullOffline(t, b, `"fromUserId":"a"`)); !slices.Equal(got, seqRange(1, 10)) {
 		t.Fatalf("queued %v, want 1..10", got)
+	}
+}
+
+// syncReply is a decoded cmd 24 reply.
+type syncReply struct {
+	Code int
+	Data struct {
+		Friends map[string][]pushMsg
+		Groups  map[string][]pushMsg
+		More    []string
+		Userid  string
+	}
+}
+
+func (c *wsClient) sync(req string) syncReply {
+	c.t.Helper()
+	c.send(req)
+	raw := c.readUntil(`"command":24`)
+	var r syncReply
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		c.t.Fatalf("sync reply %.300s: %v", raw, err)
+	}
+	return r
+}
+
+// PROTOCOL §7.3: sync returns what follows a cursor, in seq order, at
+// most count per conversation, names what holds more, shows recalls as
+// markers, removes nothing; bad requests answer 10029 with command 24.
+func TestSection7_3_Sync(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.login(ts.register("a", 0))
+	b := ts.login(ts.register("b", 0))
+	tokS := ts.register("stranger", 0)
+	for _, c := range []*wsClient{a, b} {
+		c.send(`{"cmd":7,"groupId":"g"}`)
+		c.readUntil(`"command":8`)
+	}
+	var recallID string
+	for i := 1; i <= 5; i++ {
+		a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"p%d"}`, i))
+		if m := ackRE.FindStringSubmatch(a.readUntil(`"command":12`)); i == 4 {
+			recallID = m[3]
+		}
+		a.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g","content":"g%d"}`, i))
+		a.readUntil(`"command":12`)
+	}
+	a.send(`{"cmd":15,"id":"` + recallID + `"}`)
+	a.readUntil(`"command":16`)
+
+	r := b.sync(`{"cmd":23,"convs":[{"peer":"a","afterSeq":2},{"groupId":"g","afterSeq":0}],"count":3}`)
+	if r.Code != 10032 || r.Data.Userid != "b" {
+		t.Fatalf("sync %+v", r)
+	}
+	var ps, gs []uint64
+	for _, m := range r.Data.Friends["a"] {
+		ps = append(ps, m.Seq)
+	}
+	for _, m := range r.Data.Groups["g"] {
+		gs = append(gs, m.Seq)
+	}
+	if !slices.Equal(ps, []uint64{3, 4, 5}) || !slices.Equal(gs, []uint64{1, 2, 3}) {
+		t.Fatalf("private %v, group %v", ps, gs)
+	}
+	if !slices.Equal(r.Data.More, []string{"g"}) {
+		t.Fatalf("more %v, want [g]", r.Data.More)
+	}
+	// A recalled message comes as its marker.
+	b.send(`{"cmd":23,"convs":[{"peer":"a","afterSeq":3}],"count":1}`)
+	if raw := b.readUntil(`"command":24`); !strings.Contains(raw, `"recalled":true`) || !strings.Contains(raw, `"more":["a"]`) {
+		t.Fatalf("sync of the recalled message: %s", raw)
+	}
+	// Nothing was removed: the offline queue is intact for a pull, and
+	// sync again gives the same.
+	if again := b.sync(`{"cmd":23,"convs":[{"peer":"a","afterSeq":2},{"groupId":"g","afterSeq":0}],"count":3}`); len(again.Data.Friends["a"]) != 3 {
+		t.Fatalf("second sync %+v", again)
+	}
+	bad := `{"code":10029,"command":24,"msg":"bad request 请求参数错误"}`
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = `{"peer":"a","afterSeq":0}`
+	}
+	for _, req := range []string{
+		`{"cmd":23}`,
+		`{"cmd":23,"convs":[]}`,
+		`{"cmd":23,"convs":[{"peer":"nobody","afterSeq":0}]}`,
+		`{"cmd":23,"convs":[{"groupId":"other","afterSeq":0}]}`,
+		`{"cmd":23,"convs":[{"peer":"a","afterSeq":-1}]}`,
+		`{"cmd":23,"convs":[{"afterSeq":1}]}`,
+		`{"cmd":23,"convs":"a"}`,
+		`{"cmd":23,"convs":[` + strings.Join(many, ",") + `]}`,
+	} {
+		b.send(req)
+		b.expect(bad)
+	}
+	// A non-member cannot read the group.
+	s := ts.login(tokS)
+	s.send(`{"cmd":23,"convs":[{"groupId":"g","afterSeq":0}]}`)
+	s.expect(bad)
+}
+
+// PROTOCOL §7.3: a sync reply stops within the output cap and names the
+// rest in "more"; following the cursor gets everything.
+func TestSection7_3_SyncFitsTheOutputCap(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.MaxPending = 64 << 10 })
+	a := ts.login(ts.register("a", 0))
+	b := ts.login(ts.register("b", 0))
+	sendAll(t, a, "b", 10, 20000, "10000")
+	for i := 0; i < 10; i++ {
+		b.readUntil(`"command":11`)
+	}
+	var after uint64
+	var got []uint64
+	for round := 0; round < 20; round++ {
+		b.send(fmt.Sprintf(`{"cmd":23,"convs":[{"peer":"a","afterSeq":%d}]}`, after))
+		raw := b.readUntil(`"command":24`)
+		if len(raw) > 64<<10 {
+			t.Fatalf("sync reply of %d bytes over the 64 KiB cap", len(raw))
+		}
+		var r syncReply
+		if err := json.Unmarshal([]byte(raw), &r); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range r.Data.Friends["a"] {
+			got = append(got, m.Seq)
+			after = m.Seq
+		}
+		if len(r.Data.More) == 0 {
+			break
+		}
+	}
+	if !slices.Equal(got, seqRange(1, 10)) {
+		t.Fatalf("synced %v", got)
 	}
 }

@@ -158,6 +158,7 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	r.table[codec.CmdRecall] = route{handle: (*Router).recall, fail: codec.CodeRecallFailed, resp: codec.CmdRecallResp}
 	r.table[codec.CmdGetUser] = route{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
 	r.table[codec.CmdAck] = route{handle: (*Router).ack, fail: codec.CodeBadRequest, resp: codec.CmdAckResp}
+	r.table[codec.CmdSync] = route{handle: (*Router).sync, fail: codec.CodeBadRequest, resp: codec.CmdSyncResp}
 	r.table[codec.CmdTyping] = route{handle: (*Router).typing, fail: codec.CodeBadRequest, resp: codec.CmdTypingEvent}
 	r.table[codec.CmdGetMessage] = route{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 
