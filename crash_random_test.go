@@ -142,6 +142,7 @@ type pushMsg struct {
 	ID, From, To, Content string
 	GroupID               string `json:"groupId"`
 	Seq                   uint64
+	CreateTime            int64
 }
 
 // parsePush returns the message of a command 11 frame; ok is false for

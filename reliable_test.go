@@ -443,3 +443,213 @@ func TestSection7_3_SyncFitsTheOutputCap(t *testing.T) {
 		t.Fatalf("synced %v", got)
 	}
 }
+
+// readReceiptRE matches a private read receipt (PROTOCOL §7.5).
+var readReceiptRE = regexp.MustCompile(`^\{"command":28,"data":\{"from":"(\w+)","(peer|groupId)":"(\w+)","readTime":\d+,"seq":(\d+)\}\}$`)
+
+// PROTOCOL §7.5: a read moves the cursor on every terminal, never back;
+// unread follows it (recalls never count); receipts reach the peer's
+// connections and the caller's others once per advance; the offline
+// entries it covers go; bad reads answer 10029 with command 28.
+func TestSection7_5_Read(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.login(ts.register("a", 0))
+	tokB := ts.register("b", 1)
+	b1, b2 := ts.login(tokB), ts.login(tokB)
+	unread := func() int {
+		t.Helper()
+		var r struct{ Data struct{ UnReadNum int } }
+		if err := json.Unmarshal([]byte(ts.chatInfo(`{"from":"b","to":"a"}`)), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Data.UnReadNum
+	}
+	var ids []string
+	for i := 1; i <= 5; i++ {
+		a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"m%d"}`, i))
+		ids = append(ids, ackRE.FindStringSubmatch(a.readUntil(`"command":12`))[3])
+		b1.readUntil(`"command":11`)
+		b2.readUntil(`"command":11`)
+	}
+	if n := unread(); n != 5 {
+		t.Fatalf("unread %d before any read", n)
+	}
+	receipt := func(c *wsClient, from, peer string, seq int) {
+		t.Helper()
+		m := readReceiptRE.FindStringSubmatch(c.readUntil(`"command":28,"data"`))
+		if m == nil || m[1] != from || m[3] != peer || m[4] != fmt.Sprint(seq) {
+			t.Fatalf("receipt %v, want from %s peer %s seq %d", m, from, peer, seq)
+		}
+	}
+	b1.send(`{"cmd":27,"peer":"a","seq":3}`)
+	b1.expect(`{"code":10030,"command":28,"msg":"read ok 已读成功"}`)
+	receipt(a, "b", "a", 3)
+	receipt(b2, "b", "a", 3)
+	if n := unread(); n != 2 {
+		t.Fatalf("unread %d after reading 3 of 5", n)
+	}
+	// Not above the cursor: answered, nothing moves, no receipt.
+	b2.send(`{"cmd":27,"peer":"a","seq":2}`)
+	b2.expect(`{"code":10030,"command":28,"msg":"read ok 已读成功"}`)
+	// A recall of an unread message leaves it uncounted.
+	a.send(`{"cmd":15,"id":"` + ids[4] + `"}`)
+	a.readUntil(`"command":16,"msg"`)
+	if n := unread(); n != 1 {
+		t.Fatalf("unread %d after the recall of an unread message", n)
+	}
+	// The other terminal reads on; the first terminal's receipt is next
+	// in a's frames (no receipt for the read that did not move).
+	b2.send(`{"cmd":27,"peer":"a","seq":4}`)
+	b2.readUntil(`{"code":10030,"command":28,"msg":"read ok 已读成功"}`)
+	receipt(a, "b", "a", 4)
+	receipt(b1, "b", "a", 4)
+	if n := unread(); n != 0 {
+		t.Fatalf("unread %d after reading 4, 5 recalled", n)
+	}
+	bad := `{"code":10029,"command":28,"msg":"bad request 请求参数错误"}`
+	for _, req := range []string{`{"cmd":27,"peer":"a","seq":0}`, `{"cmd":27,"peer":"a","seq":6}`, `{"cmd":27,"peer":"nobody","seq":1}`, `{"cmd":27,"seq":1}`} {
+		b1.send(req)
+		b1.readUntil(bad)
+	}
+
+	// Offline entries up to the read go; the rest stay.
+	b1.c.Close()
+	b2.c.Close()
+	waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+	for i := 6; i <= 8; i++ {
+		a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"m%d"}`, i))
+		if ack := a.readUntil(`"command":12`); !strings.Contains(ack, `"code":10001`) {
+			t.Fatalf("ack %s", ack)
+		}
+	}
+	b := ts.login(tokB)
+	b.send(`{"cmd":27,"peer":"a","seq":7}`)
+	b.expect(`{"code":10030,"command":28,"msg":"read ok 已读成功"}`)
+	if got := seqsOf(t, pullOffline(t, b, `"fromUserId":"a"`)); !slices.Equal(got, []uint64{8}) {
+		t.Fatalf("queued after reading to 7: %v", got)
+	}
+
+	// A group read tells only the caller's other terminals.
+	for _, c := range []*wsClient{a, b} {
+		c.send(`{"cmd":7,"groupId":"g"}`)
+		c.readUntil(`"command":8,`)
+	}
+	b3 := ts.login(tokB)
+	a.send(`{"cmd":11,"chatType":1,"groupId":"g","content":"hello all"}`)
+	a.readUntil(`"command":12`)
+	b.send(`{"cmd":27,"groupId":"g","seq":1}`)
+	b.readUntil(`"code":10030`)
+	receipt(b3, "b", "g", 1)
+	a.send(`{"cmd":13}`)
+	for {
+		f := a.read()
+		if strings.HasPrefix(f, `{"command":13,`) {
+			break
+		}
+		if strings.HasPrefix(f, `{"command":28,`) {
+			t.Fatalf("a group member got another's read receipt: %s", f)
+		}
+	}
+}
+
+// recentReply is a decoded cmd 26 reply.
+type recentReply struct {
+	Code int
+	Data struct {
+		Convs []struct {
+			GroupID         string `json:"groupId"`
+			PeerID          string `json:"peer"`
+			LastSeq         uint64
+			ReadSeq         uint64
+			UnReadNum       int
+			PendingReply    *bool
+			LastMessageTime int64
+			LastMessage     pushMsg
+		}
+		More   bool
+		Userid string
+	}
+}
+
+func (c *wsClient) recent(req string) recentReply {
+	c.t.Helper()
+	c.send(req)
+	raw := c.readUntil(`"command":26`)
+	var r recentReply
+	if err := json.Unmarshal([]byte(raw), &r); err != nil || r.Code != 10033 {
+		c.t.Fatalf("recent %.300s: %v", raw, err)
+	}
+	return r
+}
+
+func (r recentReply) names() string {
+	var s []string
+	for _, cv := range r.Data.Convs {
+		s = append(s, cv.PeerID+cv.GroupID)
+	}
+	return strings.Join(s, ",")
+}
+
+// PROTOCOL §7.4: conversations with a message, newest first, with their
+// cursors and last message; count and beforeTime page; a page never splits
+// a time; a contact without messages is not a conversation.
+func TestSection7_4_Recent(t *testing.T) {
+	ts := newTestServer(t)
+	b := ts.login(ts.register("b", 1))
+	a := ts.login(ts.register("a", 0))
+	c := ts.login(ts.register("c", 0))
+	ts.login(ts.register("d", 0))
+	ts.post("/im/vanke/initUser", `{"senderId":"d","type":0,"receiverId":"b","token":"token-of-d-000000000"}`) // a contact, no message
+	for _, x := range []*wsClient{a, b} {
+		x.send(`{"cmd":7,"groupId":"g"}`)
+		x.readUntil(`"command":8,`)
+	}
+	say := func(from *wsClient, body string) {
+		t.Helper()
+		ts.clock.Advance(time.Second)
+		from.send(body)
+		from.readUntil(`"command":12`)
+	}
+	say(a, `{"cmd":11,"chatType":2,"to":"b","content":"from a"}`)
+	say(a, `{"cmd":11,"chatType":2,"to":"b","content":"from a again"}`)
+	say(c, `{"cmd":11,"chatType":2,"to":"b","content":"from c"}`)
+	say(b, `{"cmd":11,"chatType":2,"to":"c","content":"to c"}`)
+	say(a, `{"cmd":11,"chatType":1,"groupId":"g","content":"to the group"}`)
+	b.send(`{"cmd":27,"peer":"a","seq":1}`)
+	b.readUntil(`"code":10030`)
+
+	r := b.recent(`{"cmd":25}`)
+	if got := r.names(); got != "g,c,a" || r.Data.More || r.Data.Userid != "b" {
+		t.Fatalf("recent %s more=%v", got, r.Data.More)
+	}
+	g, cc, aa := r.Data.Convs[0], r.Data.Convs[1], r.Data.Convs[2]
+	if g.LastSeq != 1 || g.UnReadNum != 1 || g.PendingReply != nil || g.LastMessage.Content != "to the group" {
+		t.Fatalf("group entry %+v", g)
+	}
+	if cc.LastSeq != 2 || cc.UnReadNum != 1 || cc.PendingReply == nil || *cc.PendingReply || cc.LastMessage.Content != "to c" {
+		t.Fatalf("c entry %+v", cc)
+	}
+	if aa.LastSeq != 2 || aa.ReadSeq != 1 || aa.UnReadNum != 1 || aa.PendingReply == nil || !*aa.PendingReply || aa.LastMessageTime != aa.LastMessage.CreateTime {
+		t.Fatalf("a entry %+v", aa)
+	}
+	// Paging.
+	p1 := b.recent(`{"cmd":25,"count":2}`)
+	if p1.names() != "g,c" || !p1.Data.More {
+		t.Fatalf("first page %s more=%v", p1.names(), p1.Data.More)
+	}
+	p2 := b.recent(fmt.Sprintf(`{"cmd":25,"count":2,"beforeTime":%d}`, p1.Data.Convs[1].LastMessageTime))
+	if p2.names() != "a" || p2.Data.More {
+		t.Fatalf("second page %s more=%v", p2.names(), p2.Data.More)
+	}
+	// Two conversations at one time are never split by count.
+	ts.clock.Advance(time.Second)
+	a.send(`{"cmd":11,"chatType":2,"to":"b","content":"same time"}`)
+	a.readUntil(`"command":12`)
+	c.send(`{"cmd":11,"chatType":2,"to":"b","content":"same time"}`)
+	c.readUntil(`"command":12`)
+	if got := b.recent(`{"cmd":25,"count":1}`); len(got.Data.Convs) != 2 || got.Data.Convs[0].LastMessageTime != got.Data.Convs[1].LastMessageTime {
+		t.Fatalf("a page of 1 at a shared time: %s", got.names())
+	}
+	b.send(`{"cmd":25,"count":-1}`)
+	b.expect(`{"code":10029,"command":26,"msg":"bad request 请求参数错误"}`)
+}

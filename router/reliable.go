@@ -1,7 +1,9 @@
 package router
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 
 	"github.com/bytedance/sonic"
 
@@ -221,5 +223,222 @@ func (r *Router) sync(c *Context) error {
 	o.Raw("more", append(more, ']'))
 	o.String("userid", me.ID)
 	c.Reply(codec.CodeSyncOK, codec.CmdSyncResp, o.End())
+	return nil
+}
+
+// read serves cmd 27 (PROTOCOL §7.5): {"cmd":27,"peer"|"groupId","seq"}
+// marks the conversation read up to seq on all of the caller's terminals;
+// the offline entries it covers go, and so do the pushes of it the
+// caller's connections hold unacknowledged. The reply is 10030, also when
+// the cursor was there already. When the cursor advanced, the read
+// receipt {"command":28,"data":{"from","peer"|"groupId","readTime","seq"}}
+// goes to the peer's live connections (private only) and to the caller's
+// other ones.
+func (r *Router) read(c *Context) error {
+	me := c.Session.Identity()
+	bad := &Error{Code: codec.CodeBadRequest, Command: codec.CmdReadResp}
+	seq, ok, err := codec.ParseInt(c.Req.Seq)
+	if !ok || err != nil || seq <= 0 {
+		return bad
+	}
+	cv, err := r.resolve(me, c.Req.Peer, c.Req.Group())
+	if errors.Is(err, errBadConversation) {
+		return bad
+	}
+	if err != nil {
+		return err
+	}
+	last, err := r.db.LastSeq(me.UID, cv.peer, cv.group)
+	if err != nil {
+		return err
+	}
+	if uint64(seq) > last {
+		return bad
+	}
+	var res storage.ReadResult
+	err = r.wait(func(done func(error)) error {
+		return r.db.Read(me.UID, cv.peer, cv.group, uint64(seq), func(rr storage.ReadResult, err error) { res = rr; done(err) })
+	})
+	if err != nil {
+		return err
+	}
+	r.hub.Ack(me.UID, cv.id, cv.group, uint64(seq)) // read is had
+	c.Reply(codec.CodeReadOK, codec.CmdReadResp, nil)
+	if !res.Advanced {
+		return nil
+	}
+	o := codec.BeginObject(nil)
+	o.String("from", me.ID)
+	if cv.group {
+		o.String("groupId", cv.id)
+	} else {
+		o.String("peer", cv.id)
+	}
+	o.Int("readTime", r.now().UnixMilli())
+	o.Int("seq", int64(res.ReadSeq))
+	frame := codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, codec.CmdReadResp, o.End()))
+	if !cv.group && cv.peer != me.UID {
+		r.hub.Deliver(cv.peer, frame, nil, nil)
+	}
+	r.hub.Deliver(me.UID, frame, c.Session, nil)
+	return nil
+}
+
+// Recent conversations (PROTOCOL §7.4).
+const (
+	defaultRecentCount = 50
+	maxRecentCount     = 1000
+)
+
+// recentConv is one conversation of a cmd 26 page.
+type recentConv struct {
+	id      string
+	group   bool
+	ct      storage.Contact // private: the caller's record
+	readSeq uint64
+	unread  uint64
+	lastSeq uint64
+	at      int64 // the last message's time
+	last    *storage.Message
+}
+
+// recent serves cmd 25 (PROTOCOL §7.4): the caller's conversations with a
+// message, newest last message first, count of them (more when the last
+// ones share a time), before beforeTime when given, within the output
+// room ("more":true when cut or when more remain).
+func (r *Router) recent(c *Context) error {
+	me := c.Session.Identity()
+	bad := &Error{Code: codec.CodeBadRequest, Command: codec.CmdRecentResp}
+	count := defaultRecentCount
+	if n, ok, err := codec.ParseInt(c.Req.Count); err != nil || (ok && n <= 0) {
+		return bad
+	} else if ok {
+		count = int(min(n, maxRecentCount))
+	}
+	before, _, err := codec.ParseInt(c.Req.BeforeTime)
+	if err != nil || before < 0 {
+		return bad
+	}
+	// Private conversations: as many as the page may take, and those that
+	// share the time of the last of them.
+	var convs []recentConv
+	var ferr error
+	err = r.db.Conversations(me.UID, before, func(ct storage.Contact) bool {
+		if len(convs) >= count && ct.LastMessage != convs[len(convs)-1].at {
+			return false
+		}
+		u, err := r.db.UserByUID(ct.Peer)
+		if err != nil {
+			ferr = err
+			return false
+		}
+		convs = append(convs, recentConv{id: u.ID, ct: ct, readSeq: ct.ReadSeq, unread: ct.Unread, lastSeq: ct.LastSeq, at: ct.LastMessage})
+		return true
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	privateMore := len(convs) >= count
+	// Groups: a read per group of the caller.
+	gids, err := r.db.UserGroups(me.UID)
+	if err != nil {
+		return err
+	}
+	for _, gid := range gids {
+		msgs, _, err := r.db.GroupHistory(gid, storage.HistoryQuery{Desc: true, Count: 1})
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 || (before > 0 && msgs[0].CreateTime >= before) {
+			continue
+		}
+		m := msgs[0]
+		rs, err := r.db.GroupReadSeq(me.UID, gid)
+		if err != nil {
+			return err
+		}
+		unread, err := r.db.GroupUnread(me.UID, gid, rs, m.Seq)
+		if err != nil {
+			return err
+		}
+		convs = append(convs, recentConv{id: m.GroupID, group: true, readSeq: rs, unread: unread, lastSeq: m.Seq, at: m.CreateTime, last: &m})
+	}
+	slices.SortStableFunc(convs, func(a, b recentConv) int { return cmp.Compare(b.at, a.at) })
+	more := privateMore
+	if len(convs) > count {
+		cut := count
+		for cut < len(convs) && convs[cut].at == convs[count-1].at {
+			cut++
+		}
+		more = more || cut < len(convs)
+		convs = convs[:cut]
+	}
+
+	room := replyRoom(c.Session) - 256
+	list := append(make([]byte, 0, 1024), '[')
+	starts := make([]int, 0, len(convs)) // where each entry begins in list
+	ats := make([]int64, 0, len(convs))  // and its time
+	for i := range convs {
+		cv := &convs[i]
+		if cv.last == nil {
+			msgs, _, err := r.db.History(me.UID, cv.ct.Peer, storage.HistoryQuery{AfterSeq: cv.lastSeq - 1, Count: 1})
+			if err != nil {
+				return err
+			}
+			if len(msgs) == 0 {
+				continue // recalled and gone: nothing to show
+			}
+			cv.last = &msgs[0]
+		}
+		mark := len(list)
+		starts, ats = append(starts, mark), append(ats, cv.at)
+		if len(list) > 1 {
+			list = append(list, ',')
+		}
+		o := codec.BeginObject(list)
+		if cv.group {
+			o.String("groupId", cv.id)
+		}
+		o.Raw("lastMessage", appendMessage(nil, cv.last))
+		o.Int("lastMessageTime", cv.at)
+		o.Int("lastSeq", int64(cv.lastSeq))
+		if !cv.group {
+			o.String("peer", cv.id)
+			if cv.ct.Pending {
+				o.Raw("pendingReply", []byte("true"))
+			} else {
+				o.Raw("pendingReply", []byte("false"))
+			}
+		}
+		o.Int("readSeq", int64(cv.readSeq))
+		o.Int("unReadNum", int64(cv.unread))
+		list = o.End()
+		if len(list) > room && len(starts) > 1 {
+			// The rest does not fit. A client pages on with beforeTime,
+			// so the cut goes before every conversation of this one's
+			// time, unless they fill the page from its start.
+			j := len(starts) - 1
+			for j > 0 && ats[j-1] == cv.at {
+				j--
+			}
+			if j == 0 {
+				j = len(starts) - 1
+			}
+			list = list[:starts[j]]
+			more = true
+			break
+		}
+	}
+	list = append(list, ']')
+	o := codec.BeginObject(make([]byte, 0, len(list)+64))
+	o.Raw("convs", list)
+	if more {
+		o.Raw("more", []byte("true"))
+	}
+	o.String("userid", me.ID)
+	c.Reply(codec.CodeRecentOK, codec.CmdRecentResp, o.End())
 	return nil
 }

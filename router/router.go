@@ -159,6 +159,8 @@ func New(db *storage.DB, opts Options) (*Router, error) {
 	r.table[codec.CmdGetUser] = route{handle: (*Router).getUser, fail: codec.CodeGetUserFailed, resp: codec.CmdGetUserResp}
 	r.table[codec.CmdAck] = route{handle: (*Router).ack, fail: codec.CodeBadRequest, resp: codec.CmdAckResp}
 	r.table[codec.CmdSync] = route{handle: (*Router).sync, fail: codec.CodeBadRequest, resp: codec.CmdSyncResp}
+	r.table[codec.CmdRecent] = route{handle: (*Router).recent, fail: codec.CodeBadRequest, resp: codec.CmdRecentResp}
+	r.table[codec.CmdRead] = route{handle: (*Router).read, fail: codec.CodeBadRequest, resp: codec.CmdReadResp}
 	r.table[codec.CmdTyping] = route{handle: (*Router).typing, fail: codec.CodeBadRequest, resp: codec.CmdTypingEvent}
 	r.table[codec.CmdGetMessage] = route{handle: (*Router).getMessages, fail: codec.CodeGetMsgFailed, resp: codec.CmdMessageResp}
 

@@ -15,6 +15,7 @@ import (
 //	n|owner(8B)                          -> contacts(uvarint) pending(uvarint)
 //	                                        [waiting(uvarint) assigned(uvarint ms)]
 //	l|visitor(8B)                        -> uid(8B) of the agent or consultant last talked to
+//	o|owner(8B)|lastMessage(8B)|peer(8B) -> empty: conversations with a message, by their newest (PROTOCOL §7.4)
 //
 // All three are maintained by the committer together with c|, in the same
 // batch, so they never disagree with the contact records. c|, r| and n|
@@ -24,7 +25,49 @@ const (
 	prefixRecent  = "r|"
 	prefixCounts  = "n|"
 	prefixPartner = "l|"
+	prefixConvs   = "o|"
 )
+
+func keyConv(owner uint64, t int64, peer uint64) []byte {
+	k := make([]byte, 0, 2+24)
+	k = append(k, prefixConvs...)
+	k = binary.BigEndian.AppendUint64(k, owner)
+	k = binary.BigEndian.AppendUint64(k, uint64(t))
+	return binary.BigEndian.AppendUint64(k, peer)
+}
+
+// Conversations calls fn with owner's private conversations that hold a
+// message, newest last message first, starting with those whose last
+// message is older than before (0: all), until fn returns false
+// (PROTOCOL §7.4). It reads only the records it passes to fn.
+func (db *DB) Conversations(owner uint64, before int64, fn func(Contact) bool) error {
+	upper := keyConv(owner+1, 0, 0)[:2+8]
+	if before > 0 {
+		upper = keyConv(owner, before, 0)
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyConv(owner, 0, 0)[:2+8], UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.Last(); ok; ok = it.Prev() {
+		k := it.Key()
+		if len(k) != 2+24 {
+			return errCorrupt
+		}
+		c, err := db.Contact(owner, binary.BigEndian.Uint64(k[18:]))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(c) {
+			break
+		}
+	}
+	return it.Error()
+}
 
 func keyRecent(owner uint64, t int64, peer uint64) []byte {
 	k := make([]byte, 0, 2+24)
@@ -142,6 +185,14 @@ func (t *tx) seal() {
 				t.del(keyRecent(owner, d.last, peer))
 			}
 			t.set(keyRecent(owner, c.LastContact, peer), nil)
+		}
+		if d.lastMsg != c.LastMessage {
+			if d.found && d.lastMsg != 0 {
+				t.del(keyConv(owner, d.lastMsg, peer))
+			}
+			if c.LastMessage != 0 {
+				t.set(keyConv(owner, c.LastMessage, peer), nil)
+			}
 		}
 	}
 	for owner := range t.db.dirtyCounts {

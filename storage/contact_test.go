@@ -149,9 +149,9 @@ func TestSection1_3_ContactCountersWithinOneBatch(t *testing.T) {
 		t.Fatalf("recent since 3004: %d", k)
 	}
 	for peer, want := range map[uint64]Contact{
-		1: {Peer: 1, Unread: 4, Pending: true, LastContact: 3001},
-		2: {Peer: 2, Unread: 4, LastContact: 4000},
-		3: {Peer: 3, Pending: true, LastContact: 3003, ReadSeq: 4},
+		1: {Peer: 1, Unread: 4, Pending: true, LastContact: 3001, LastMessage: 3001, LastSeq: 4},
+		2: {Peer: 2, Unread: 4, LastContact: 4000, LastMessage: 4000, LastSeq: 5},
+		3: {Peer: 3, Pending: true, LastContact: 3003, ReadSeq: 4, LastMessage: 3003, LastSeq: 4},
 		6: {Peer: 6, LastContact: 4200, Waiting: true}, // assigned, unanswered
 	} {
 		if c, err := db.Contact(agent, peer); err != nil || c != want {
@@ -160,6 +160,20 @@ func TestSection1_3_ContactCountersWithinOneBatch(t *testing.T) {
 	}
 	if c, _ := db.Contact(2, agent); c.Unread != 1 || !c.Pending || c.LastContact != 4000 {
 		t.Fatalf("visitor 2's view %+v", c)
+	}
+	// PROTOCOL §7.4: conversations by their newest message, one index key
+	// each (none left at an older time), none for a contact without one.
+	var convs []uint64
+	if err := db.Conversations(agent, 0, func(c Contact) bool { convs = append(convs, c.Peer); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(convs) != "[4 2 5 3 1]" {
+		t.Fatalf("conversations %v", convs)
+	}
+	convs = convs[:0]
+	_ = db.Conversations(agent, 4000, func(c Contact) bool { convs = append(convs, c.Peer); return len(convs) < 2 })
+	if fmt.Sprint(convs) != "[5 3]" {
+		t.Fatalf("conversations before 4000, two: %v", convs)
 	}
 	// After reopen the committer starts from disk: one more message moves
 	// visitor 1 to the front and leaves the counters exact.

@@ -24,15 +24,35 @@
 //	R|uid(8B)                          -> ms of the user's last logout: its v1 tokens are revoked
 //	h|conv(16B)|seq(8B)                -> message record (message.go: encodeMessage)
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
-//	c|owner(8B)|peer(8B)               -> contact record v2: unread, pending reply, waiting visitor, last contact, read seq
+//	c|owner(8B)|peer(8B)               -> contact record v3: unread, pending reply, waiting visitor, last contact, read seq,
+//	                                      last message time and seq
+//	G|uid(8B)|gid(8B)                  -> a member's read seq in a group (read.go)
 //	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B): idempotency of client message ids
 //	j|id(8B)                           -> a batch's journal: its private messages acked as pushed, until settled (lazy.go)
 //	P|gid(8B)|seq(8B)                  -> a group message's pending deliveries: the members online when stored (lazy.go)
 //	V|<name>                           -> empty: the named migration is done (migrate.go)
 //	e|                                 -> the store's epoch, 32 hex (PROTOCOL §7.7; db.go)
 //
-// Groups (I| M| m| g| Q|) are in group.go; contacts' indexes (r| n| l|) in
-// contact.go.
+// Groups (I| M| m| g| Q|) are in group.go; contacts' indexes (r| n| l| o|)
+// in contact.go.
+//
+// # Cursors (PROTOCOL §7)
+//
+// A private conversation's read cursor is the owner's contact record: its
+// read seq, and the unread count it implies (messages from the peer after
+// it, recalled ones aside), kept exact by every message, read and recall.
+// A group member's is G|uid|gid; its unread count is computed when asked
+// (GroupUnread), from the group's newest messages back to the cursor. Each
+// contact record carries its conversation's last message time and seq, and
+// o|owner|time|peer lists the conversations with a message by it, so a
+// page of recent conversations (§7.4) reads only what it returns. Receipt
+// acks (§7.2) remove the offline entries they cover (ack.go); most find
+// none, which a hint of conversations known to have an empty queue answers
+// without touching the disk. Pushes in flight to an acknowledging
+// connection are settled like any push (lazy.go), by the client's ack
+// instead of its TCP: unsettled after 2 s they are queued anyway (the ack
+// then removes them), and a crash leaves them in the journal, so after a
+// restart they are in the offline queue as well as available to sync.
 //
 // conv of a private conversation is the two uids, lower first. seq is the
 // message's position in it, 1, 2, 3… with no gaps, which turns history
@@ -116,6 +136,11 @@
 //     last or nobody wrote yet, and counts them in the partner's n|; the
 //     last-assigned times start at 0 (earlier versions kept them only in
 //     memory).
+//   - c| records are v3 (v2 and the last message's time and seq); v1 and
+//     v2 records decode with none. At the first open, migration recent-v1
+//     fills them from each conversation's newest h| record and writes the
+//     o| index; the marker V|recent-v1 says it ran. G| is new: a member
+//     without one has read nothing of the group.
 //   - e| is new: a store without it gets a fresh epoch at its first open
 //     by this version (clients holding seqs from before simply see a new
 //     epoch once and sync from scratch).

@@ -160,6 +160,7 @@ func (db *DB) Leave(gid, uid uint64, done func(left bool, err error)) error {
 			t.set(keyGroupMeta(gid), append(binary.AppendUvarint(nil, members-1), meta[w:]...))
 			t.del(key2(prefixMember, gid, uid))
 			t.del(key2(prefixUserGroup, uid, gid))
+			t.del(keyGroupRead(uid, gid))
 			t.touched++
 			left = true
 			return t.b.DeleteRange(key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1), nil)

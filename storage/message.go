@@ -211,12 +211,17 @@ type Contact struct {
 	// ReadSeq is the seq up to which the owner read the conversation
 	// (never decreases); 0 in records written before it was kept.
 	ReadSeq uint64
+	// LastMessage is the createTime (ms) of the conversation's newest
+	// message and LastSeq its seq; 0 while neither wrote (PROTOCOL §7.4).
+	LastMessage int64
+	LastSeq     uint64
 }
 
-// Contact record versions: v1 has no read seq.
+// Contact record versions: v1 has no read seq, v2 no last message.
 const (
 	contactRecordV1 = 1
 	contactRecordV2 = 2
+	contactRecordV3 = 3
 )
 
 // Contact record flags.
@@ -226,10 +231,10 @@ const (
 )
 
 // encodeContact: version(1) flags(1) lastContact(8) unread(uvarint)
-// readSeq(uvarint).
+// readSeq(uvarint) lastMessage(uvarint) lastSeq(uvarint).
 func encodeContact(c *Contact) []byte {
-	b := make([]byte, 0, 24)
-	b = append(b, contactRecordV2)
+	b := make([]byte, 0, 32)
+	b = append(b, contactRecordV3)
 	var flags byte
 	if c.Pending {
 		flags |= contactPending
@@ -240,11 +245,13 @@ func encodeContact(c *Contact) []byte {
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.LastContact))
 	b = binary.AppendUvarint(b, c.Unread)
-	return binary.AppendUvarint(b, c.ReadSeq)
+	b = binary.AppendUvarint(b, c.ReadSeq)
+	b = binary.AppendUvarint(b, uint64(c.LastMessage))
+	return binary.AppendUvarint(b, c.LastSeq)
 }
 
 func decodeContact(peer uint64, b []byte) (Contact, error) {
-	if len(b) < 10 || (b[0] != contactRecordV1 && b[0] != contactRecordV2) {
+	if len(b) < 10 || b[0] < contactRecordV1 || b[0] > contactRecordV3 {
 		return Contact{}, errCorrupt
 	}
 	c := Contact{Peer: peer, Pending: b[1]&contactPending != 0, Waiting: b[1]&contactWaiting != 0, LastContact: int64(binary.BigEndian.Uint64(b[2:]))}
@@ -253,13 +260,23 @@ func decodeContact(peer uint64, b []byte) (Contact, error) {
 		return Contact{}, errCorrupt
 	}
 	c.Unread = n
-	if b[0] == contactRecordV2 {
-		r, w2 := binary.Uvarint(b[10+w:])
-		if w2 <= 0 {
+	if b[0] == contactRecordV1 {
+		return c, nil
+	}
+	rest := b[10+w:]
+	var fields [3]uint64
+	nf := 1 // v2: the read seq
+	if b[0] == contactRecordV3 {
+		nf = 3 // and the last message's time and seq
+	}
+	for i := range nf {
+		v, w := binary.Uvarint(rest)
+		if w <= 0 {
 			return Contact{}, errCorrupt
 		}
-		c.ReadSeq = r
+		fields[i], rest = v, rest[w:]
 	}
+	c.ReadSeq, c.LastMessage, c.LastSeq = fields[0], int64(fields[1]), fields[2]
 	return c, nil
 }
 
@@ -296,7 +313,7 @@ func (t *tx) writeContact(owner uint64, c *Contact) {
 	k := pairKey(owner, c.Peer)
 	if _, ok := t.db.dirty[k]; !ok {
 		prev := t.db.contacts[k]
-		t.db.dirty[k] = dirtyContact{last: prev.c.LastContact, found: prev.found}
+		t.db.dirty[k] = dirtyContact{last: prev.c.LastContact, lastMsg: prev.c.LastMessage, found: prev.found}
 	}
 	t.db.contacts[k] = cachedContact{*c, true}
 	t.touched++
@@ -305,8 +322,9 @@ func (t *tx) writeContact(owner uint64, c *Contact) {
 // dirtyContact is what a contact changed by the current batch was on disk
 // before it: seal moves its recency key from there.
 type dirtyContact struct {
-	last  int64
-	found bool
+	last    int64 // LastContact: the r| key
+	lastMsg int64 // LastMessage: the o| key
+	found   bool
 }
 
 type cachedContact struct {
@@ -540,9 +558,11 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	newTo.Unread++
 	newTo.Pending = true
 	newTo.LastContact = m.CreateTime
+	newTo.LastMessage, newTo.LastSeq = m.CreateTime, m.Seq
 	newFrom := fromC
 	newFrom.Pending = false
 	newFrom.LastContact = m.CreateTime
+	newFrom.LastMessage, newFrom.LastSeq = m.CreateTime, m.Seq
 	switch opts.Visitor {
 	case m.From:
 		newTo.Waiting = true // the visitor wrote: they wait for a reply

@@ -21,6 +21,7 @@ var migrations = []struct {
 }{
 	{"contacts-v2", (*DB).migrateContactsV2},
 	{"waiting-v1", (*DB).migrateWaiting},
+	{"recent-v1", (*DB).migrateRecent},
 }
 
 func (db *DB) migrate() error {
@@ -178,4 +179,55 @@ func (db *DB) convEmpty(conv convKey) (bool, error) {
 	}
 	defer it.Close()
 	return !it.First(), it.Error()
+}
+
+// migrateRecent gives contact records without a last message (all records
+// of earlier versions) the time and seq of their conversation's newest
+// message, and writes the o| index of conversations by it (PROTOCOL §7.4).
+// One seek per contact.
+func (db *DB) migrateRecent() (int, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixContact), UpperBound: []byte("c}")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 2+16 {
+			continue
+		}
+		owner, peer := binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:])
+		c, err := decodeContact(peer, v)
+		if err != nil || c.LastMessage != 0 {
+			continue
+		}
+		conv := privateConv(owner, peer)
+		last, err := db.lastSeq(conv)
+		if err != nil {
+			return n, err
+		}
+		if last == 0 {
+			continue
+		}
+		at, err := db.timeAt(conv, last)
+		if err != nil {
+			return n, err
+		}
+		c.LastMessage, c.LastSeq = at, last
+		_ = b.Set(append([]byte(nil), k...), encodeContact(&c), nil)
+		_ = b.Set(keyConv(owner, at, peer), nil, nil)
+		if n++; b.Len() > 1<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return n, err
+			}
+			b.Reset()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	return n, b.Commit(pebble.NoSync)
 }
