@@ -43,6 +43,17 @@ type wsConn struct {
 	inflight []int64 // send times (unix ns) of unacked messages, oldest first
 	sent     int64   // chat messages sent
 	scratch  []byte
+	// acking: logged in with ack=1 (PROTOCOL §7.2); acks holds, per
+	// conversation, the highest seq received and not yet acknowledged.
+	acking bool
+	acks   map[string]ackState
+}
+
+// ackState is a conversation's highest pushed seq and whether it is a
+// group.
+type ackState struct {
+	seq   int64
+	group bool
 }
 
 // client runs every connection of one process on gnet's event loops: no
@@ -85,7 +96,11 @@ func (c *client) dial(src net.IP, w *wsConn) error {
 		return err
 	}
 	defer nc.Close() // gnet keeps its own duplicate of the socket
-	req := fmt.Sprintf("GET /?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", w.token, c.addr)
+	query := w.token
+	if w.acking {
+		query += "&ack=1"
+	}
+	req := fmt.Sprintf("GET /?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", query, c.addr)
 	if _, err := nc.Write([]byte(req)); err != nil {
 		return err
 	}
@@ -247,6 +262,17 @@ func (c *client) OnTraffic(gc gnet.Conn) gnet.Action {
 	if off > 0 {
 		_, _ = gc.Discard(off) // gnet reads Discard(0) as "everything"
 	}
+	// One cumulative ack per conversation for all the pushes this read
+	// brought (they arrive in seq order on a connection).
+	for conv, a := range w.acks {
+		key := "peer"
+		if a.group {
+			key = "groupId"
+		}
+		w.scratch = fmt.Appendf(w.scratch[:0], `{"cmd":21,%q:%q,"seq":%d}`, key, conv, a.seq)
+		out = appendClientFrame(out, w.mask, w.scratch)
+		delete(w.acks, conv)
+	}
 	if len(out) > 0 {
 		_, _ = gc.Write(out)
 	}
@@ -257,6 +283,9 @@ func (c *client) OnTraffic(gc gnet.Conn) gnet.Action {
 func (c *client) packet(w *wsConn, p []byte, now int64, out []byte) []byte {
 	switch {
 	case bytes.HasPrefix(p, []byte(`{"command":11,`)):
+		if w.acking {
+			w.noteAck(p)
+		}
 		if i := bytes.Index(p, []byte(`"content":"t`)); i >= 0 {
 			rest := p[i+len(`"content":"t`):]
 			if j := bytes.IndexByte(rest, '"'); j > 0 {
@@ -384,3 +413,56 @@ func (quietLogger) Infof(string, ...any)  {}
 func (quietLogger) Warnf(string, ...any)  {}
 func (quietLogger) Errorf(string, ...any) {}
 func (quietLogger) Fatalf(string, ...any) {}
+
+// noteAck records the seq of push p for the next cumulative ack.
+func (w *wsConn) noteAck(p []byte) {
+	seq := jsonInt(p, `"seq":`)
+	if seq <= 0 {
+		return
+	}
+	conv, group := jsonString(p, `"groupId":"`), true
+	if conv == "" {
+		conv, group = jsonString(p, `"from":"`), false
+	}
+	if conv == "" {
+		return
+	}
+	if w.acks == nil {
+		w.acks = make(map[string]ackState)
+	}
+	if a := w.acks[conv]; seq > a.seq {
+		w.acks[conv] = ackState{seq, group}
+	}
+}
+
+// jsonInt returns the integer after key in p, or -1.
+func jsonInt(p []byte, key string) int64 {
+	i := bytes.Index(p, []byte(key))
+	if i < 0 {
+		return -1
+	}
+	rest := p[i+len(key):]
+	n, j := int64(0), 0
+	for ; j < len(rest) && rest[j] >= '0' && rest[j] <= '9'; j++ {
+		n = n*10 + int64(rest[j]-'0')
+	}
+	if j == 0 {
+		return -1
+	}
+	return n
+}
+
+// jsonString returns the string after key (which ends with the opening
+// quote) in p, or "" (ids have no escapes).
+func jsonString(p []byte, key string) string {
+	i := bytes.Index(p, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := p[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return string(rest[:j])
+}

@@ -38,6 +38,7 @@ type config struct {
 	concurrency      int
 	healthz          bool
 	serverPID        int
+	ack              bool
 	jsonOut          bool
 	procs            int
 	part             string // set in child processes of -procs
@@ -86,6 +87,7 @@ func parse(mode string, args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.healthz, "healthz", false, "http: GET /healthz instead of initUser: the HTTP ceiling of client and machine")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "connect: the gateway's pid, to report its RSS per connection")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the result as JSON")
+	fs.BoolVar(&c.ack, "ack", false, "chat, group: receivers log in with ack=1 and acknowledge the highest seq received with cmd 21 after each read (PROTOCOL §7.2)")
 	fs.IntVar(&c.procs, "procs", 1, "spread the connections over this many processes (each may hold at most its open-file limit)")
 	fs.StringVar(&c.part, "part", "", "internal: the part a child process of -procs runs")
 	c.out = out
@@ -171,7 +173,7 @@ func runChat(c config) (Result, error) {
 	// Receivers first, all logged in before any sender starts, so every
 	// message finds its receiver online.
 	for i := 0; i < c.pairs; i++ {
-		rcv := &wsConn{id: 2*i + 1, role: roleReceiver, userID: fmt.Sprintf("br%s_%d", nonce, i)}
+		rcv := &wsConn{id: 2*i + 1, role: roleReceiver, userID: fmt.Sprintf("br%s_%d", nonce, i), acking: c.ack}
 		senders[i] = &wsConn{id: 2 * i, role: roleSender, userID: fmt.Sprintf("bs%s_%d", nonce, i), peer: rcv.userID}
 		for _, w := range []*wsConn{rcv, senders[i]} {
 			if w.token, err = reg.register(w.userID, w.role == roleReceiver); err != nil {

@@ -22,7 +22,7 @@ func runGroup(c config) (Result, error) {
 	}
 	defer cl.close()
 	for i := 0; i < c.members; i++ {
-		w := &wsConn{id: i + 1, role: roleMember, group: group, userID: fmt.Sprintf("bm%s_%d", nonce, i)}
+		w := &wsConn{id: i + 1, role: roleMember, group: group, userID: fmt.Sprintf("bm%s_%d", nonce, i), acking: c.ack}
 		if w.token, err = reg.register(w.userID, false); err != nil {
 			return Result{}, err
 		}

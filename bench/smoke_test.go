@@ -14,7 +14,9 @@ import (
 )
 
 // startGateway runs a real gateway in process on loopback ports.
-func startGateway(t *testing.T) (ws, api string) {
+// maxInflight (0: the default) caps an acknowledging connection's
+// unacknowledged pushes.
+func startGateway(t *testing.T, maxInflight int) (ws, api string) {
 	t.Helper()
 	db, err := storage.Open(t.TempDir(), storage.Options{})
 	if err != nil {
@@ -24,7 +26,7 @@ func startGateway(t *testing.T) (ws, api string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(r, engine.Options{Addr: "127.0.0.1:0", RateLimit: -1})
+	e, err := engine.New(r, engine.Options{Addr: "127.0.0.1:0", RateLimit: -1, MaxInflight: maxInflight})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,10 @@ func startGateway(t *testing.T) (ws, api string) {
 // Each mode runs for a second against a real gateway, so the tool cannot
 // rot: it must log in, move traffic and report no errors.
 func TestModesSmoke(t *testing.T) {
-	ws, api := startGateway(t)
+	ws, api := startGateway(t, 0)
+	// A gateway that closes an acknowledging connection past 50 pushes in
+	// flight: the -ack runs prove the tool acknowledges.
+	ackWS, ackAPI := startGateway(t, 50)
 	for _, tc := range []struct {
 		mode  string
 		args  []string
@@ -63,6 +68,10 @@ func TestModesSmoke(t *testing.T) {
 	}{
 		{"chat", []string{"-pairs", "10", "-inflight", "4"}, func(r Result) bool { return r.Acks > 0 && r.Deliveries > 0 && r.OfflineAcks == 0 }},
 		{"chat", []string{"-pairs", "5", "-rate", "200"}, func(r Result) bool { return r.Acks > 50 && r.Acks < 400 }},
+		// Acknowledging receivers: unacknowledged, they would pass 50 in
+		// flight and be closed (a close code is an error).
+		{"chat", []string{"-ws", ackWS, "-http", ackAPI, "-pairs", "10", "-inflight", "4", "-ack"}, func(r Result) bool { return r.Acks > 1000 && r.Deliveries > 1000 }},
+		{"group", []string{"-ws", ackWS, "-http", ackAPI, "-members", "20", "-ack"}, func(r Result) bool { return r.Acks > 50 && r.Deliveries >= 20*r.Acks-20*16 }},
 		{"connect", []string{"-conns", "300", "-rate", "1000", "-heartbeat", "200ms"}, func(r Result) bool { return r.Logins == 300 && r.LoginRate > 0 }},
 		{"http", []string{"-concurrency", "8"}, func(r Result) bool { return r.HTTPRate > 0 }},
 		{"http", []string{"-concurrency", "8", "-healthz"}, func(r Result) bool { return r.HTTPRate > 0 }},
@@ -71,7 +80,7 @@ func TestModesSmoke(t *testing.T) {
 		{"offline", []string{"-pairs", "4", "-messages", "600"}, func(r Result) bool { return r.Pulled == 2400 && r.OfflineAcks == 2400 }},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			args := append([]string{"-ws", ws, "-http", api, "-duration", "1s", "-json"}, tc.args...)
+			args := append([]string{"-ws", ws, "-http", api, "-duration", "1s", "-json"}, tc.args...) // later flags win
 			res, err := run(tc.mode, args, io.Discard)
 			if err != nil {
 				t.Fatal(err)
