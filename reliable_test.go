@@ -3,9 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -652,4 +654,279 @@ func TestSection7_4_Recent(t *testing.T) {
 	}
 	b.send(`{"cmd":25,"count":-1}`)
 	b.expect(`{"code":10029,"command":26,"msg":"bad request 请求参数错误"}`)
+}
+
+// PROTOCOL §7.2-§7.4 across kill -9: 200 pushes in flight to an
+// acknowledging client that acknowledged the 20 before them. After the
+// restart cmd 25 shows the conversation's lastSeq above the client's ack,
+// and cmd 23 from that ack returns every one of the 200. (They are also
+// in the offline queue: the journal that recorded them as awaiting their
+// push queues them at the next start; storage/doc.go.)
+func TestSection7_2_KillWithPushesInFlight(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "-rate-limit", "-1")
+	ts := p.testServer()
+	a := ts.login(ts.register("a", 0))
+	tokB := ts.register("b", 1)
+	d := websocket.Dialer{HandshakeTimeout: waitBound()}
+	bc, resp, err := d.Dial("ws://"+ts.ws+"/?ack=1&token="+tokB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	defer bc.Close()
+	b := &wsClient{t: t, c: bc}
+	if got := b.read(); !strings.Contains(got, `"ack":1`) {
+		t.Fatalf("login %s", got)
+	}
+	sendAll(t, a, "b", 220, 10, "10000")
+	for i := 0; i < 220; i++ {
+		b.readUntil(`"command":11`)
+	}
+	b.send(`{"cmd":21,"peer":"a","seq":20}`)
+	b.send(`{"cmd":13}`)
+	b.readUntil(`"command":13`)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+
+	ts2 := startProc(t, dir).testServer()
+	ts2.t = t
+	b2 := ts2.login(tokB)
+	r := b2.recent(`{"cmd":25}`)
+	if len(r.Data.Convs) != 1 || r.Data.Convs[0].PeerID != "a" || r.Data.Convs[0].LastSeq != 220 {
+		t.Fatalf("recent after the restart: %+v", r.Data.Convs)
+	}
+	var got []uint64
+	after := uint64(20)
+	for round := 0; round < 10; round++ {
+		s := b2.sync(fmt.Sprintf(`{"cmd":23,"convs":[{"peer":"a","afterSeq":%d}]}`, after))
+		for _, m := range s.Data.Friends["a"] {
+			got = append(got, m.Seq)
+			after = m.Seq
+		}
+		if len(s.Data.More) == 0 {
+			break
+		}
+	}
+	if !slices.Equal(got, seqRange(21, 220)) {
+		t.Fatalf("synced from the ack: %d messages, want 21..220", len(got))
+	}
+	queued := seqsOf(t, pullOffline(t, b2, `"fromUserId":"a"`))
+	for _, q := range seqRange(21, 220) {
+		if _, ok := slices.BinarySearch(queued, q); !ok {
+			t.Fatalf("seq %d, in flight at the kill, not queued (queued: %d)", q, len(queued))
+		}
+	}
+}
+
+// dialAck opens an acknowledging gorilla connection (ack=1) with token.
+func (ts *testServer) dialAck(token string) *wsClient {
+	ts.t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: waitBound()}
+	c, resp, err := d.Dial("ws://"+ts.ws+"/?ack=1&token="+token, nil)
+	if err != nil {
+		ts.t.Fatalf("dial: %v", err)
+	}
+	resp.Body.Close()
+	ts.t.Cleanup(func() { c.Close() })
+	w := &wsClient{t: ts.t, c: c}
+	if got := w.read(); !strings.Contains(got, `"ack":1`) {
+		ts.t.Fatalf("login %s", got)
+	}
+	return w
+}
+
+// PROTOCOL §7.2, a property: with random sends (private and group),
+// random reads, acknowledgements, connection deaths and reconnects (which
+// sync from the acknowledged cursors, never from 0) of acknowledging
+// receivers, from a fixed seed, every message acked to its sender is, for
+// each receiver, among what it read (pushes and syncs) or in its offline
+// queue at the end; and a last sync from each acknowledged cursor finds
+// nothing else missing.
+func TestSection7_2_AtLeastOnceProperty(t *testing.T) {
+	const steps = 1000
+	rng := rand.New(rand.NewPCG(712, 2026))
+	ts := newTestServer(t, func(c *config) { c.RateLimit = -1 })
+	senders := []*wsClient{ts.login(ts.register("s0", 0)), ts.login(ts.register("s1", 0))}
+	type receiver struct {
+		id, token string
+		conn      *wsClient
+		held      map[string]map[uint64]string // conversation → seq → id
+		acked     map[string]uint64            // conversation → acknowledged seq
+		want      map[string]bool              // ids acked to their senders
+	}
+	rcvs := make([]*receiver, 2)
+	for i := range rcvs {
+		id := fmt.Sprintf("r%d", i)
+		rcvs[i] = &receiver{id: id, token: ts.register(id, 1), held: map[string]map[uint64]string{}, acked: map[string]uint64{}, want: map[string]bool{}}
+		rcvs[i].conn = ts.dialAck(rcvs[i].token)
+	}
+	for _, c := range []*wsClient{senders[0], rcvs[0].conn, rcvs[1].conn} {
+		c.send(`{"cmd":7,"groupId":"g"}`)
+		c.readUntil(`"command":8,`)
+	}
+	var keep func(r *receiver, conv string, m pushMsg)
+	// drain reads r's connection up to a heartbeat's answer, keeping the
+	// pushes.
+	drain := func(r *receiver) {
+		r.conn.send(`{"cmd":13}`)
+		for {
+			f := r.conn.read()
+			if strings.HasPrefix(f, `{"command":13,`) {
+				return
+			}
+			m, ok, err := parsePush([]byte(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				continue
+			}
+			conv := "p:" + m.From
+			if m.GroupID != "" {
+				conv = "g:" + m.GroupID
+			}
+			keep(r, conv, m)
+		}
+	}
+	keep = func(r *receiver, conv string, m pushMsg) {
+		if r.held[conv] == nil {
+			r.held[conv] = map[uint64]string{}
+		}
+		r.held[conv][m.Seq] = m.ID
+	}
+	// catchUp is a reconnecting client's recipe (README, Reliable
+	// clients): cmd 25, then cmd 23 from the acknowledged cursor of each
+	// conversation whose lastSeq is above it.
+	catchUp := func(r *receiver) {
+		for _, cv := range r.conn.recent(`{"cmd":25,"count":1000}`).Data.Convs {
+			conv, key, name := "p:"+cv.PeerID, "peer", cv.PeerID
+			if cv.GroupID != "" {
+				conv, key, name = "g:"+cv.GroupID, "groupId", cv.GroupID
+			}
+			for after := r.acked[conv]; after < cv.LastSeq; {
+				sr := r.conn.sync(fmt.Sprintf(`{"cmd":23,"convs":[{%q:%q,"afterSeq":%d}]}`, key, name, after))
+				l := append(sr.Data.Friends[name], sr.Data.Groups[name]...)
+				if len(l) == 0 {
+					t.Fatalf("sync of %s after %d returned nothing below lastSeq %d", conv, after, cv.LastSeq)
+				}
+				for _, m := range l {
+					keep(r, conv, m)
+					after = m.Seq
+				}
+			}
+		}
+	}
+	events := map[string]int{}
+	for step := 0; step < steps; step++ {
+		r := rcvs[rng.IntN(len(rcvs))]
+		switch x := rng.IntN(100); {
+		case x < 30: // a private message
+			si := rng.IntN(len(senders))
+			senders[si].send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":%q,"content":"step %d"}`, r.id, step))
+			m := ackRE.FindStringSubmatch(senders[si].readUntil(`"command":12`))
+			if m == nil {
+				t.Fatalf("step %d: no ack", step)
+			}
+			r.want[m[3]] = true
+			events["private"]++
+		case x < 40: // a group message
+			senders[0].send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g","content":"step %d"}`, step))
+			m := ackRE.FindStringSubmatch(senders[0].readUntil(`"command":12,`))
+			if m == nil {
+				t.Fatalf("step %d: no group ack", step)
+			}
+			for _, rr := range rcvs {
+				rr.want[m[3]] = true
+			}
+			events["group"]++
+		case x < 60: // read what came
+			if r.conn != nil {
+				drain(r)
+				events["read"]++
+			}
+		case x < 78: // acknowledge what is held without a gap
+			if r.conn == nil {
+				continue
+			}
+			for conv, seqs := range r.held {
+				n := r.acked[conv]
+				for seqs[n+1] != "" {
+					n++
+				}
+				if n == r.acked[conv] {
+					continue
+				}
+				key, name := "peer", conv[2:]
+				if conv[0] == 'g' {
+					key = "groupId"
+				}
+				r.conn.send(fmt.Sprintf(`{"cmd":21,%q:%q,"seq":%d}`, key, name, n))
+				r.acked[conv] = n
+				events["ack"]++
+			}
+		case x < 90: // the connection dies, whatever it holds unread
+			if r.conn != nil {
+				r.conn.c.Close()
+				r.conn = nil
+				events["death"]++
+			}
+		default: // (re)connect
+			if r.conn == nil {
+				r.conn = ts.dialAck(r.token)
+				catchUp(r)
+				events["reconnect"]++
+			}
+		}
+	}
+	t.Logf("events: %v", events)
+	for _, e := range []string{"private", "group", "read", "ack", "death", "reconnect"} {
+		if events[e] == 0 {
+			t.Fatalf("the schedule never had %q", e)
+		}
+	}
+	for _, r := range rcvs {
+		if r.conn == nil {
+			r.conn = ts.dialAck(r.token)
+		}
+		drain(r)
+		have := map[string]bool{}
+		for _, seqs := range r.held {
+			for _, id := range seqs {
+				have[id] = true
+			}
+		}
+		for _, m := range pullOffline(t, r.conn, "") {
+			have[m.ID] = true
+		}
+		missing := 0
+		for id := range r.want {
+			if !have[id] {
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Fatalf("%s: %d of %d acked messages neither read nor queued", r.id, missing, len(r.want))
+		}
+		// Sync from the acknowledged cursors: nothing new is missing.
+		for conv, n := range r.acked {
+			key, name := "peer", conv[2:]
+			if conv[0] == 'g' {
+				key = "groupId"
+			}
+			s := r.conn.sync(fmt.Sprintf(`{"cmd":23,"convs":[{%q:%q,"afterSeq":%d}],"count":500}`, key, name, n))
+			for _, l := range [][]pushMsg{s.Data.Friends[name], s.Data.Groups[name]} {
+				for _, m := range l {
+					have[m.ID] = true
+				}
+			}
+		}
+		for id := range r.want {
+			if !have[id] {
+				t.Fatalf("%s: message %s missing after sync", r.id, id)
+			}
+		}
+	}
 }
