@@ -6,6 +6,9 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY [OUTDIR]   # RUNS=5 ARGS="chat -pairs 200 -inflight 16 -duration 5s"
 #
+# ARGS_B (default ARGS) gives side B other load-generator arguments: the
+# same binary twice with ARGS_B="… -ack" measures what a client option costs.
+#
 # Build OLD_BINARY from an earlier commit, e.g.:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && go build -o /tmp/imgate-old .)
 # The load generator is this tree's bench. Results stay in OUTDIR as JSON.
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 a=$1 b=$2 out=${3:-/tmp/imgate-ab}
 runs=${RUNS:-5}
 args=${ARGS:-"chat -pairs 200 -inflight 16 -duration 5s"}
+args_b=${ARGS_B:-$args}
 ws=127.0.0.1:18889 http=127.0.0.1:18082
 mkdir -p "$out"
 go build -o "$out/bench" ./bench
@@ -36,17 +40,18 @@ start() {
 fa=() fb=()
 for i in $(seq "$runs"); do
   for side in a b; do
-    bin=$a; [ $side = b ] && bin=$b
+    bin=$a run_args=$args
+    if [ $side = b ]; then bin=$b run_args=$args_b; fi
     start "$bin"
     f="$out/$side-$i.json"
     # shellcheck disable=SC2086
-    "$out/bench" $args -ws $ws -http $http -json > "$f" || echo "run had errors: $f" >&2
+    "$out/bench" $run_args -ws $ws -http $http -json > "$f" || echo "run had errors: $f" >&2
     stop
     if [ $side = a ]; then fa+=("$f"); else fb+=("$f"); fi
     echo "run $i $side: $f" >&2
   done
 done
-echo "# A = $a"
+echo "# A = $a: $args"
 "$out/bench" median "${fa[@]}"
-echo "# B = $b"
+echo "# B = $b: $args_b"
 "$out/bench" median "${fb[@]}"
