@@ -14,10 +14,11 @@ import (
 	"time"
 )
 
-// legacyManifest is testdata/data-a9f4499.json (see testdata/README.md):
+// legacyManifest is testdata/data-<release>.json (see testdata/README.md):
 // what the fixture's data directory holds, as written through the API of
-// release a9f4499.
+// that release, and what the old server answered.
 type legacyManifest struct {
+	Release     string
 	GeneratedAt int64
 	Users       []struct {
 		ID, Nick, Terminal string
@@ -28,6 +29,11 @@ type legacyManifest struct {
 	Group    string
 	Members  []string
 	Offline  map[string]legacyQueues
+	ChatInfo []struct {
+		From, To                                                      string
+		PendingReplyNum, LastedContactsNum, AllContactsNum, UnReadNum int
+	}
+	Unread map[string]map[string]int // cmd 17: owner → peer → unReadNum
 }
 
 type legacyMsg struct {
@@ -37,6 +43,7 @@ type legacyMsg struct {
 	Seq          int
 	CreateTime   int64
 	Ack          int
+	ClientID     bool `json:"clientId"`
 	Recalled     bool
 }
 
@@ -51,6 +58,18 @@ type legacyCounts struct {
 	pending, lasted, all, unread int
 }
 
+// legacyRelease is what a release's fixture tells apart from the others:
+// its name (testdata/data-<name>.tar.gz and .json) and where the old
+// server's counts differ from what PROTOCOL says and the current gateway
+// answers.
+type legacyRelease struct {
+	name string
+	// oldUnread is the unReadNum the old server answered (chatInfo and
+	// cmd 17, recorded in the manifest) for the pairs from → to where it
+	// is not what the current gateway must answer.
+	oldUnread map[[2]string]int
+}
+
 // legacyWorld is the current gateway running on the fixture, with what
 // the test expects of it.
 type legacyWorld struct {
@@ -58,6 +77,7 @@ type legacyWorld struct {
 	ts    *testServer
 	m     legacyManifest
 	convs map[string][]legacyMsg // conversation key → messages in seq order
+	epoch string                 // the login data's epoch, once seen
 }
 
 func legacyConv(m legacyMsg) string {
@@ -116,16 +136,43 @@ func extractTarGz(t testing.TB, archive, dst string) {
 // old server), group membership and queues work, new messages continue the
 // seqs, and a restart keeps it all.
 func TestSection4_3_DataDirOfReleaseA9f4499(t *testing.T) {
+	testLegacyDataDir(t, legacyRelease{
+		name: "a9f4499",
+		// a9f4499 never decremented the stored unread counter on recall:
+		// it still counts seq 4 of visitor_v1 ↔ agent_a1 and seq 2 of
+		// visitor_v1 → consultant_c1. PROTOCOL §4.5, §7.5: a recalled
+		// message is never unread, so the current gateway answers 2.
+		oldUnread: map[[2]string]int{
+			{"visitor_v1", "agent_a1"}:      3,
+			{"consultant_c1", "visitor_v1"}: 3,
+		},
+	})
+}
+
+// PROTOCOL §4.3 across an upgrade from release 8a27658, the release
+// deployed before contact record v3 and the o| index: the same checks as
+// for a9f4499 (testdata/README.md). 8a27658 already counted recalled
+// messages as read, so its answers are PROTOCOL's.
+func TestSection4_3_DataDirOfRelease8a27658(t *testing.T) {
+	testLegacyDataDir(t, legacyRelease{name: "8a27658"})
+}
+
+// testLegacyDataDir starts the current gateway on a copy of the release's
+// fixture and checks that everything it holds still works.
+func testLegacyDataDir(t *testing.T, rel legacyRelease) {
 	var m legacyManifest
-	b, err := os.ReadFile(filepath.Join("testdata", "data-a9f4499.json"))
+	b, err := os.ReadFile(filepath.Join("testdata", "data-"+rel.name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
+	if m.Release != rel.name {
+		t.Fatalf("manifest of release %q in data-%s.json", m.Release, rel.name)
+	}
 	root := t.TempDir()
-	extractTarGz(t, filepath.Join("testdata", "data-a9f4499.tar.gz"), root)
+	extractTarGz(t, filepath.Join("testdata", "data-"+rel.name+".tar.gz"), root)
 	ts := newTestServer(t, func(c *config) { c.DataDir = filepath.Join(root, "data") })
 	// One hour after the fixture was written: inside the 48-hour window of
 	// lastedContactsNum, past the recall window.
@@ -139,34 +186,42 @@ func TestSection4_3_DataDirOfReleaseA9f4499(t *testing.T) {
 		t.Fatalf("manifest: %d conversations, %d messages; want 5, 19", len(w.convs), len(m.Messages))
 	}
 
-	w.checkLogins()
-	w.checkHistories()
-	w.checkCounts([]legacyCounts{
+	before := []legacyCounts{
 		{"agent_a1", "visitor_v1", 1, 2, 2, 0},
 		{"agent_a1", "visitor_v2", 1, 2, 2, 3},
-		// a9f4499 answered 3: its stored counter still counted the recalled
-		// seq 4. PROTOCOL §4.5, §7.5: recalled messages are never unread.
+		// Seq 4 is recalled: 2 of the 3 from visitor_v1 are unread.
 		{"visitor_v1", "agent_a1", 1, 2, 2, 2},
 		{"visitor_v2", "agent_a1", 1, 2, 2, 0},
 		{"visitor_v2", "agent_a2", 1, 2, 2, 1},
 		{"agent_a2", "visitor_v2", 0, 1, 1, 0},
-		// Likewise (a9f4499: 3; seq 2 is recalled).
+		// Likewise, seq 2 is recalled.
 		{"consultant_c1", "visitor_v1", 1, 1, 1, 2},
 		{"visitor_v1", "consultant_c1", 1, 2, 2, 0},
-	})
+	}
+	w.checkOldCounts(before, rel.oldUnread)
+	w.checkLogins()
+	w.checkHistories()
+	w.checkCounts(before)
 
 	// Old message ids keep their idempotency: a resend is acked as the
 	// first time and stored nowhere again (not in history, not queued).
-	first := w.msg("a9f44990000000000000000000000005")
+	first := w.convs[legacyConv(legacyMsg{From: "visitor_v2", To: "agent_a1"})][0]
+	if !first.ClientID || first.From != "visitor_v2" || first.Ack != 10001 {
+		t.Fatalf("manifest: first message of visitor_v2 → agent_a1 is %+v, want one with a client id, queued", first)
+	}
 	v2 := w.connect("visitor_v2")
 	v2.send(fmt.Sprintf(`{"cmd":11,"to":"agent_a1","chatType":2,"content":%q,"id":%q}`, first.Content, first.ID))
 	want := fmt.Sprintf(`{"code":10001,"command":12,"data":{"createTime":%d,"id":"%s","seq":1},"msg":"offline 用户不在线"}`, first.CreateTime, first.ID)
 	if got := v2.read(); got != want {
-		t.Errorf("resend of an a9f4499 message id:\ngot  %s\nwant %s", got, want)
+		t.Errorf("resend of a %s message id:\ngot  %s\nwant %s", rel.name, got, want)
 	}
 	// Old messages are past the recall window.
+	newest := w.last("agent_a1", "visitor_v1")
+	if newest.From != "agent_a1" || newest.Recalled {
+		t.Fatalf("manifest: newest of agent_a1 ↔ visitor_v1 is %+v, want one agent_a1 sent, not recalled", newest)
+	}
 	a1 := w.connect("agent_a1")
-	a1.send(`{"cmd":15,"id":"a9f44990000000000000000000000004"}`)
+	a1.send(fmt.Sprintf(`{"cmd":15,"id":%q}`, newest.ID))
 	a1.expect(`{"code":10026,"command":16,"msg":"recall failed 撤回失败"}`)
 	w.bye(a1, "agent_a1")
 	w.bye(v2, "visitor_v2")
@@ -236,15 +291,37 @@ func TestSection4_3_DataDirOfReleaseA9f4499(t *testing.T) {
 	}
 }
 
-func (w *legacyWorld) msg(id string) legacyMsg {
+// checkOldCounts checks that the manifest records, for each pair of want,
+// the counts the current gateway must answer, except the unReadNum of the
+// pairs of oldUnread, where the old server answered that instead (in
+// chatInfo and in cmd 17 alike). So a fixture made again, or of another
+// release, that the old server counted otherwise is noticed here.
+func (w *legacyWorld) checkOldCounts(want []legacyCounts, oldUnread map[[2]string]int) {
 	w.t.Helper()
-	for _, m := range w.m.Messages {
-		if m.ID == id {
-			return m
+	if len(w.m.ChatInfo) != len(want) {
+		w.t.Fatalf("manifest: %d chatInfo answers, want %d", len(w.m.ChatInfo), len(want))
+	}
+	seen := map[[2]string]bool{}
+	for i, e := range want {
+		pair := [2]string{e.from, e.to}
+		seen[pair] = true
+		if u, ok := oldUnread[pair]; ok {
+			e.unread = u
+		}
+		ci := w.m.ChatInfo[i]
+		got := legacyCounts{ci.From, ci.To, ci.PendingReplyNum, ci.LastedContactsNum, ci.AllContactsNum, ci.UnReadNum}
+		if got != e {
+			w.t.Errorf("manifest: %s answered chatInfo %+v, want %+v", w.m.Release, got, e)
+		}
+		if u, ok := w.m.Unread[e.from][e.to]; !ok || u != e.unread {
+			w.t.Errorf("manifest: %s answered cmd 17 unReadNum %d (present %v) for %s → %s, want %d", w.m.Release, u, ok, e.from, e.to, e.unread)
 		}
 	}
-	w.t.Fatalf("message %s not in the manifest", id)
-	return legacyMsg{}
+	for pair := range oldUnread {
+		if !seen[pair] {
+			w.t.Errorf("old unread count of %v: no such pair", pair)
+		}
+	}
 }
 
 // last is the newest message of the private conversation of a and b.
@@ -291,6 +368,9 @@ func (w *legacyWorld) byeAll(user string) {
 }
 
 // checkLogins logs in with every token of the fixture: each is its user.
+// Every login data carries the same epoch (PROTOCOL §7.7: the old store
+// had none, it gets one at its first open and keeps it), across restarts
+// too.
 func (w *legacyWorld) checkLogins() {
 	w.t.Helper()
 	for _, u := range w.m.Users {
@@ -300,14 +380,20 @@ func (w *legacyWorld) checkLogins() {
 				Code    int
 				Command int
 				Data    struct {
-					ID, Nick, Terminal string
-					Type               int
+					ID, Nick, Terminal, Epoch string
+					Type                      int
 				}
 			}
 			f := c.read()
 			if err := json.Unmarshal([]byte(f), &r); err != nil || r.Code != 10007 || r.Command != 6 ||
 				r.Data.ID != u.ID || r.Data.Type != u.Type || r.Data.Nick != u.Nick || r.Data.Terminal != u.Terminal {
 				w.t.Errorf("token %s of %s: login frame %s", tok, u.ID, f)
+			}
+			if w.epoch == "" && epochRE.MatchString(f) {
+				w.epoch = r.Data.Epoch
+			}
+			if !epochRE.MatchString(f) || r.Data.Epoch != w.epoch {
+				w.t.Errorf("token %s of %s: login frame %s, want epoch %q", tok, u.ID, f, w.epoch)
 			}
 			w.bye(c, u.ID)
 		}

@@ -1,16 +1,22 @@
 //go:build legacyfixture
 
-// Package legacygen writes testdata/data-a9f4499.tar.gz: the data directory
-// of a gateway of release a9f4499, filled through its real HTTP API and
-// WebSocket, and testdata/data-a9f4499.json, what was written and what the
-// old server answered. It drives an already built binary of that release:
+// Package legacygen writes testdata/data-<release>.tar.gz: the data
+// directory of a gateway of an old release, filled through its real HTTP
+// API and WebSocket, and testdata/data-<release>.json, what was written and
+// what the old server answered. It drives an already built binary of that
+// release:
 //
-//	git worktree add /tmp/imgate-a9f4499 a9f4499
-//	(cd /tmp/imgate-a9f4499 && go build -o /tmp/imgate-old .)
-//	git worktree remove /tmp/imgate-a9f4499
-//	IMGATE_OLD_BIN=/tmp/imgate-old go test -tags legacyfixture -count=1 -v ./testdata/legacygen
+//	git worktree add /tmp/imgate-8a27658 8a27658
+//	(cd /tmp/imgate-8a27658 && go build -o /tmp/imgate-old .)
+//	git worktree remove /tmp/imgate-8a27658
+//	IMGATE_OLD_BIN=/tmp/imgate-old IMGATE_OLD_RELEASE=8a27658 go test -tags legacyfixture -count=1 -v ./testdata/legacygen
 //
-// IMGATE_FIXTURE_OUT names another directory to write to (a dry run).
+// IMGATE_OLD_RELEASE is the release's short commit (default a9f4499): it
+// names the files, the manifest's release, and prefixes the message ids the
+// client chooses (so it must be hex). The same scenario runs against a9f4499
+// and 8a27658; what the servers count differently is recorded as each
+// answered. IMGATE_FIXTURE_OUT names another directory to write to (a dry
+// run).
 //
 // See testdata/README.md for what the fixture holds. It is not part of the
 // normal test run (the build tag, and the testdata directory is skipped by
@@ -42,7 +48,7 @@ import (
 
 const bound = 10 * time.Second
 
-// Manifest is testdata/data-a9f4499.json.
+// Manifest is testdata/data-<release>.json.
 type Manifest struct {
 	Release     string                    `json:"release"`
 	GeneratedAt int64                     `json:"generatedAt"` // ms, just before the old server was stopped
@@ -100,7 +106,10 @@ type ChatList struct {
 	Friends           []string `json:"friends"` // most recent first
 }
 
-var listenRE = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
+var (
+	listenRE  = regexp.MustCompile(`msg=listening proto=(\w+) addr=(\S+)`)
+	releaseRE = regexp.MustCompile(`^[0-9a-f]{7,16}$`)
+)
 
 type gen struct {
 	t    *testing.T
@@ -116,6 +125,13 @@ func TestGenerate(t *testing.T) {
 	bin := os.Getenv("IMGATE_OLD_BIN")
 	if bin == "" {
 		t.Skip("IMGATE_OLD_BIN not set")
+	}
+	release := os.Getenv("IMGATE_OLD_RELEASE")
+	if release == "" {
+		release = "a9f4499"
+	}
+	if !releaseRE.MatchString(release) {
+		t.Fatalf("IMGATE_OLD_RELEASE %q: want a short commit, 7-16 lowercase hex digits", release)
 	}
 	out := os.Getenv("IMGATE_FIXTURE_OUT") // default: testdata
 	if out == "" {
@@ -150,7 +166,7 @@ func TestGenerate(t *testing.T) {
 		exited <- cmd.Wait()
 	}()
 	defer func() { _ = cmd.Process.Kill() }()
-	g := &gen{t: t, tok: map[string]string{}, m: Manifest{Release: "a9f4499", Offline: map[string]Queues{},
+	g := &gen{t: t, tok: map[string]string{}, m: Manifest{Release: release, Offline: map[string]Queues{},
 		Unread: map[string]map[string]int{}, ChatList: map[string]ChatList{}}}
 	for i := 0; i < 2; i++ {
 		select {
@@ -179,14 +195,14 @@ func TestGenerate(t *testing.T) {
 	if !strings.Contains(logBuf.String(), "msg=stopped") {
 		t.Fatalf("no clean stop:\n%s", logBuf.String())
 	}
-	if err := writeArchive(filepath.Join(out, "data-a9f4499.tar.gz"), data); err != nil {
+	if err := writeArchive(filepath.Join(out, "data-"+release+".tar.gz"), data); err != nil {
 		t.Fatal(err)
 	}
 	b, err := json.MarshalIndent(g.m, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(out, "data-a9f4499.json"), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "data-"+release+".json"), append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -405,7 +421,7 @@ func (c *client) chat(to, group, content string, clientID bool, wantAck int) Mes
 	id := ""
 	if clientID {
 		c.g.next++
-		id = fmt.Sprintf("a9f4499%025x", c.g.next)
+		id = fmt.Sprintf("%s%0*x", c.g.m.Release, 32-len(c.g.m.Release), c.g.next)
 		req["id"] = id
 	}
 	c.send(req)
