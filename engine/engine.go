@@ -362,15 +362,16 @@ func (e *Engine) DisconnectTerminal(uid uint64, terminal string, code uint16, re
 // Online implements router.Hub.
 func (e *Engine) Online(uid uint64) bool { return e.reg.online(uid) }
 
-// Ack implements router.Hub: every connection of uid applies the ack
-// (PROTOCOL §7.2), outside the registry's lock.
-func (e *Engine) Ack(uid uint64, conv string, group bool, seq uint64) {
+// Ack implements router.Hub: every connection of uid but skip applies
+// the ack on its loop (PROTOCOL §7.2).
+func (e *Engine) Ack(uid uint64, conv string, group bool, seq uint64, skip router.Session) {
 	sh := e.reg.shard(uid)
 	sh.mu.RLock()
-	l := append(connList(nil), sh.m[uid]...)
-	sh.mu.RUnlock()
-	for _, c := range l {
-		c.Ack(conv, group, seq)
+	defer sh.mu.RUnlock()
+	for _, c := range sh.m[uid] {
+		if router.Session(c) != skip {
+			c.Ack(conv, group, seq)
+		}
 	}
 }
 

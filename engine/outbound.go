@@ -417,47 +417,38 @@ func (c *conn) Exempt() {
 }
 
 // AckLocal implements router.Session. It runs on the loop.
-func (c *conn) AckLocal(conv string, group bool, seq uint64) { c.ack(conv, group, seq) }
+func (c *conn) AckLocal(conv string, group bool, seq uint64) (uint64, bool) {
+	return c.ack(conv, group, seq)
+}
 
 // Ack is the loop's part of Engine.Ack: the client holds every message of
 // the conversation (a peer's id, or a group's) with seq up to seq; the
-// pushes of it this connection holds are delivered. It returns once the
-// loop applied it, or the connection is gone. Not to be called on the loop.
+// pushes of it this connection holds are delivered, on its loop. It never
+// blocks.
 func (c *conn) Ack(conv string, group bool, seq uint64) {
-	done := make(chan struct{})
-	err := c.gc.AsyncWritev(nil, func(gnet.Conn, error) error {
+	_ = c.gc.AsyncWritev(nil, func(gnet.Conn, error) error {
 		c.ack(conv, group, seq)
-		close(done)
 		return nil
 	})
-	if err != nil {
-		return
-	}
-	t := time.NewTimer(ackWait)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C: // a loop that stopped (shutdown) runs no more tasks
-	}
 }
 
-// ackWait bounds how long an ack waits for its connection's loop.
-const ackWait = 5 * time.Second
-
 // ack settles as written the followed pushes of the conversation with
-// seq up to seq, sent or not yet known sent: the client has them. It runs
-// on the loop.
-func (c *conn) ack(conv string, group bool, seq uint64) {
-	covered := func(f inflight) bool {
-		t := f.t
-		return t.Seq != 0 && t.Seq <= seq && t.Group == group && t.Conv == conv
-	}
+// seq up to seq, sent or not yet known sent: the client has them. It
+// reports whether one of its pushes of the conversation has a seq at or
+// past seq (known), with the conversation's uid or gid. It runs on the
+// loop.
+func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known bool) {
 	keep := func(l []inflight) []inflight {
 		n := 0
 		for _, f := range l {
-			if covered(f) {
-				f.t.Done(true)
-				continue
+			t := f.t
+			if t.Seq != 0 && t.Group == group && t.Conv == conv {
+				id = t.ConvID
+				known = known || t.Seq >= seq
+				if t.Seq <= seq {
+					t.Done(true)
+					continue
+				}
 			}
 			l[n] = f
 			n++
@@ -467,6 +458,7 @@ func (c *conn) ack(conv string, group bool, seq uint64) {
 	}
 	c.unacked = keep(c.unacked)
 	c.inflight = keep(c.inflight)
+	return id, known
 }
 
 // trim gives an idle connection's queue back to the pool: one that had

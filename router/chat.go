@@ -141,7 +141,7 @@ func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.Appen
 		p := pushPool.Get().(*trackedPush)
 		p.r, p.d = r, res.Delivery
 		p.t.Init(p)
-		p.t.Seq, p.t.Conv = m.Seq, m.FromID // for acknowledging connections (§7.2)
+		p.t.Seq, p.t.Conv, p.t.ConvID = m.Seq, m.FromID, m.From // for acknowledging connections (§7.2)
 		r.hub.Deliver(m.To, push, nil, &p.t)
 		p.t.Release()
 	}

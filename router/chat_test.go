@@ -81,7 +81,7 @@ type fakeHub struct {
 }
 
 func (h *fakeHub) Online(uint64) bool                                    { return true }
-func (h *fakeHub) Ack(uint64, string, bool, uint64)                      {}
+func (h *fakeHub) Ack(uint64, string, bool, uint64, Session)             {}
 func (h *fakeHub) Disconnect(uint64, uint16, string) int                 { return 0 }
 func (h *fakeHub) DisconnectTerminal(uint64, string, uint16, string) int { return 0 }
 func (h *fakeHub) Deliver(_ uint64, _ []byte, _ Session, t *Tracker) int {
@@ -112,13 +112,13 @@ func (s *pushSession) SendTracked(f []byte, t *Tracker) bool {
 	t.Done(true)
 	return s.Send(f)
 }
-func (s *pushSession) Close(uint16, string)          {}
-func (s *pushSession) Room() int                     { return 4 << 20 }
-func (s *pushSession) State() *ConnState             { return &s.st }
-func (s *pushSession) SetAcking()                    {}
-func (s *pushSession) Acking() bool                  { return false }
-func (s *pushSession) AckLocal(string, bool, uint64) {}
-func (s *pushSession) Exempt()                       {}
+func (s *pushSession) Close(uint16, string)                         {}
+func (s *pushSession) Room() int                                    { return 4 << 20 }
+func (s *pushSession) State() *ConnState                            { return &s.st }
+func (s *pushSession) SetAcking()                                   {}
+func (s *pushSession) Acking() bool                                 { return false }
+func (s *pushSession) AckLocal(string, bool, uint64) (uint64, bool) { return 0, false }
+func (s *pushSession) Exempt()                                      {}
 
 // PROTOCOL §4.3: a message pushed to a connection that dies before writing
 // it stays in the offline queue; a written one leaves it.

@@ -159,7 +159,7 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 			return
 		}
 		push := pushFrame(&res.Msg)
-		gp := newGroupPush(r, res.Delivery, len(online), gid, res.Msg.Seq)
+		gp := newGroupPush(r, res.Delivery, len(online), gid, g, res.Msg.Seq)
 		for i, uid := range online {
 			r.hub.Deliver(uid, push, nil, &gp.trk[i])
 		}
@@ -185,12 +185,12 @@ type groupPush struct {
 	trk []Tracker
 }
 
-func newGroupPush(r *Router, d storage.Delivery, n int, gid string, seq uint64) *groupPush {
+func newGroupPush(r *Router, d storage.Delivery, n int, gid string, g, seq uint64) *groupPush {
 	gp := &groupPush{r: r, d: d, trk: make([]Tracker, n)}
 	for i := range gp.trk {
 		t := &gp.trk[i]
 		t.Init(gp)
-		t.Index, t.Seq, t.Conv, t.Group = int32(i), seq, gid, true
+		t.Index, t.Seq, t.Conv, t.Group, t.ConvID = int32(i), seq, gid, true, g
 	}
 	return gp
 }

@@ -82,26 +82,41 @@ func (r *Router) ack(c *Context) error {
 	if uint64(seq) > last {
 		return bad
 	}
-	r.hub.Ack(me.UID, cv.id, cv.group, uint64(seq))
+	r.hub.Ack(me.UID, cv.id, cv.group, uint64(seq), c.Session)
 	return r.db.Ack(me.UID, cv.peer, cv.group, uint64(seq))
 }
 
-// ackLocal applies a well-formed ack to the connection that sent it, at
+// ackOnLoop applies a well-formed ack to the connection that sent it, at
 // once, on its loop: a connection that ends right after acknowledging
-// does not have what it acknowledged queued. The ack's other work (the
-// user's other connections, the offline queue, and its answer) follows
-// in the request's turn (ack).
-func ackLocal(s Session, req *codec.Request) {
+// does not have what it acknowledged queued. When the connection holds a
+// push of the conversation at or past the ack's seq, the ack is valid and
+// done here, with no worker and no reply: the user's other connections
+// and the offline queue learn it without blocking (the common case: a
+// client acknowledging what it was pushed). Otherwise it reports false
+// and the ack goes to a worker (ack), which checks it against the store.
+func (r *Router) ackOnLoop(s Session, req *codec.Request) bool {
 	seq, ok, err := codec.ParseInt(req.Seq)
 	if !ok || err != nil || seq <= 0 {
-		return
+		return false
 	}
-	switch peer, group := req.Peer, req.Group(); {
-	case peer != "" && group == "":
-		s.AckLocal(peer, false, uint64(seq))
-	case group != "" && peer == "":
-		s.AckLocal(group, true, uint64(seq))
+	conv, group := req.Peer, false
+	switch g := req.Group(); {
+	case conv != "" && g == "":
+	case g != "" && conv == "":
+		conv, group = g, true
+	default:
+		return false
 	}
+	id, known := s.AckLocal(conv, group, uint64(seq))
+	if !known {
+		return false
+	}
+	me := s.Identity()
+	r.hub.Ack(me.UID, conv, group, uint64(seq), s)
+	if err := r.db.Ack(me.UID, id, group, uint64(seq)); err != nil && !errors.Is(err, storage.ErrClosed) {
+		r.log.Error("ack failed", "uid", me.ID, "err", err)
+	}
+	return true
 }
 
 // Sync limits (PROTOCOL §7.3).
@@ -262,7 +277,7 @@ func (r *Router) read(c *Context) error {
 	if err != nil {
 		return err
 	}
-	r.hub.Ack(me.UID, cv.id, cv.group, uint64(seq)) // read is had
+	r.hub.Ack(me.UID, cv.id, cv.group, uint64(seq), nil) // read is had
 	c.Reply(codec.CodeReadOK, codec.CmdReadResp, nil)
 	if !res.Advanced {
 		return nil

@@ -284,7 +284,9 @@ func (r *Router) handle(s Session, payload []byte, out []byte, refused bool) ([]
 		if !refused {
 			s.Exempt() // acks are not counted by the rate limit (§7.2)
 		}
-		ackLocal(s, &c.dec.Req)
+		if r.ackOnLoop(s, &c.dec.Req) {
+			return out, 0, "" // done, and no reply on success
+		}
 	}
 	if !rt.onLoop {
 		code, reason := r.enqueue(s, cmd, payload, &c.dec.Req)

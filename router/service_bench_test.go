@@ -18,7 +18,7 @@ func (offlineHub) Online(uint64) bool                                    { retur
 func (offlineHub) Disconnect(uint64, uint16, string) int                 { return 0 }
 func (offlineHub) DisconnectTerminal(uint64, string, uint16, string) int { return 0 }
 func (offlineHub) Deliver(uint64, []byte, Session, *Tracker) int         { return 0 }
-func (offlineHub) Ack(uint64, string, bool, uint64)                      {}
+func (offlineHub) Ack(uint64, string, bool, uint64, Session)             {}
 
 // agentWithContacts builds an agent with n visitor contacts, each of whom
 // wrote once; every other one got an answer (n/2 pending).

@@ -43,9 +43,11 @@ type Session interface {
 	Acking() bool
 	// AckLocal is the connection's part of an ack (PROTOCOL §7.2): its
 	// pushes of the conversation conv (a peer's id, or a group's when
-	// group is set) with seq up to seq are delivered. It runs on the
-	// loop, inside Handle.
-	AckLocal(conv string, group bool, seq uint64)
+	// group is set) with seq up to seq are delivered. When one of its
+	// pushes of conv has a seq at or above seq, it reports known and the
+	// conversation's uid or gid: the ack is then proved valid. It runs on
+	// the loop, inside Handle.
+	AckLocal(conv string, group bool, seq uint64) (id uint64, known bool)
 	// Exempt gives back the rate limit's token the request being
 	// handled took: receipt acks are not counted (PROTOCOL §7.2). It
 	// runs on the loop, inside Handle.
@@ -67,11 +69,11 @@ type Hub interface {
 	DisconnectTerminal(uid uint64, terminal string, code uint16, reason string) int
 	// Online reports whether uid has at least one live connection.
 	Online(uid uint64) bool
-	// Ack tells every connection of uid that the user holds every
-	// message of a conversation (a peer's id, or a group's) up to seq
-	// (PROTOCOL §7.2): their pushes of them are delivered. It returns
-	// once each connection applied it. Not to be called on a loop.
-	Ack(uid uint64, conv string, group bool, seq uint64)
+	// Ack tells every connection of uid but skip that the user holds
+	// every message of a conversation (a peer's id, or a group's) up to
+	// seq (PROTOCOL §7.2): their pushes of them are delivered, each on
+	// its loop, soon after Ack returns. It never blocks.
+	Ack(uid uint64, conv string, group bool, seq uint64, skip Session)
 }
 
 // LoginResult is what Login reports to the connection that asked.
@@ -110,7 +112,9 @@ type Tracker struct {
 	Seq   uint64
 	Conv  string
 	Group bool
-	owner Follower
+	// ConvID is Conv's uid, or the group's gid.
+	ConvID uint64
+	owner  Follower
 }
 
 // Follower is told the outcome of a tracked frame: written is true when
@@ -140,7 +144,7 @@ func NewTracker(followed func(written bool)) *Tracker {
 // recycled Tracker starts afresh.
 func (t *Tracker) Init(owner Follower) {
 	t.owner = owner
-	t.Seq, t.Conv, t.Group = 0, "", false
+	t.Seq, t.Conv, t.Group, t.ConvID = 0, "", false, 0
 	t.written.Store(false)
 	t.refs.Store(1)
 }
