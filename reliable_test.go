@@ -930,3 +930,56 @@ func TestSection7_2_AtLeastOnceProperty(t *testing.T) {
 		}
 	}
 }
+
+// PROTOCOL §7.1: a conversation is named by peer or groupId from the
+// caller's side, the same for cmd 21, 23, 25 and 27; a peer that does not
+// exist, a group the caller is not in, both names or none answer 10029
+// with the command of the reply.
+func TestSection7_1_NamingAConversation(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.login(ts.register("a", 0))
+	b := ts.login(ts.register("b", 0))
+	o := ts.login(ts.register("outsider", 0))
+	for _, c := range []*wsClient{a, b} {
+		c.send(`{"cmd":7,"groupId":"g"}`)
+		c.readUntil(`"command":8,`)
+	}
+	a.send(`{"cmd":11,"chatType":2,"to":"b","content":"private"}`)
+	a.readUntil(`"command":12`)
+	a.send(`{"cmd":11,"chatType":1,"groupId":"g","content":"group"}`)
+	a.readUntil(`"command":12`)
+	// Both sides name the private conversation by the other: seq 1 each.
+	for _, tc := range []struct {
+		c    *wsClient
+		name string
+	}{{a, `"peer":"b"`}, {b, `"peer":"a"`}, {a, `"groupId":"g"`}, {b, `"groupId":"g"`}} {
+		s := tc.c.sync(`{"cmd":23,"convs":[{` + tc.name + `,"afterSeq":0}]}`)
+		if n := len(s.Data.Friends) + len(s.Data.Groups); n != 1 {
+			t.Fatalf("sync %s: %+v", tc.name, s.Data)
+		}
+		tc.c.send(`{"cmd":27,` + tc.name + `,"seq":1}`)
+		tc.c.readUntil(`"code":10030`)
+	}
+	for _, tc := range []struct{ cmd, resp int }{{21, 22}, {23, 24}, {27, 28}} {
+		bad := fmt.Sprintf(`{"code":10029,"command":%d,"msg":"bad request 请求参数错误"}`, tc.resp)
+		for _, name := range []string{`"peer":"nobody"`, `"groupId":"nogroup"`, `"peer":"a","groupId":"g"`, `"peer":""`} {
+			req := fmt.Sprintf(`{"cmd":%d,%s,"seq":1}`, tc.cmd, name)
+			if tc.cmd == 23 {
+				req = fmt.Sprintf(`{"cmd":23,"convs":[{%s,"afterSeq":0}]}`, name)
+			}
+			b.send(req)
+			b.readUntil(bad)
+		}
+		// A group the caller is not in.
+		req := fmt.Sprintf(`{"cmd":%d,"groupId":"g","seq":1}`, tc.cmd)
+		if tc.cmd == 23 {
+			req = `{"cmd":23,"convs":[{"groupId":"g","afterSeq":0}]}`
+		}
+		o.send(req)
+		o.readUntil(bad)
+	}
+	// cmd 25 names each conversation the same way.
+	if got := b.recent(`{"cmd":25}`).names(); got != "g,a" && got != "a,g" {
+		t.Fatalf("recent of b: %s", got)
+	}
+}
