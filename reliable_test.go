@@ -417,8 +417,10 @@ func TestSection7_3_SyncFitsTheOutputCap(t *testing.T) {
 	ts := newTestServer(t, func(c *config) { c.MaxPending = 64 << 10 })
 	a := ts.login(ts.register("a", 0))
 	b := ts.login(ts.register("b", 0))
-	sendAll(t, a, "b", 10, 20000, "10000")
+	// One at a time, b reading each: 10 pushes of 20 KB at once would
+	// pass b's 64 KiB cap.
 	for i := 0; i < 10; i++ {
+		sendAll(t, a, "b", 1, 20000, "10000")
 		b.readUntil(`"command":11`)
 	}
 	var after uint64
