@@ -24,9 +24,17 @@ type queueHint struct {
 	shards [64]struct {
 		mu sync.Mutex
 		m  map[[2]uint64]struct{}
-		_  [40]byte
+		// acks are the removals submitted and not yet applied, one per
+		// conversation: a later ack raises its seq instead of queueing
+		// another, so a flood of acks queues at most one operation per
+		// conversation.
+		acks map[[2]uint64]*ackOp
+		_    [32]byte
 	}
 }
+
+// ackOp is one queued removal of a conversation's offline entries.
+type ackOp struct{ upTo uint64 } // guarded by its shard's lock
 
 // maxHintPerShard bounds the hint's memory (~40 B an entry, ~5 MiB in
 // all); a full shard starts over, which only costs lookups.
@@ -88,14 +96,46 @@ func (t *tx) queued(uid, conv uint64, group bool) { t.db.hint.set(hintKey(uid, c
 // any operation submitted after it (a pull's QueuePending), so a pull
 // after the ack does not return what it covers.
 func (db *DB) Ack(uid, peer uint64, group bool, upTo uint64) error {
-	k := hintKey(uid, peer, group)
-	if upTo == 0 || db.hint.empty(k) {
+	if upTo == 0 {
 		return nil
 	}
-	return db.submitNoWait(op{
-		applyFn: func(t *tx) error { return t.ack(uid, peer, group, upTo) },
-		doneFn:  func(error) {},
+	k := hintKey(uid, peer, group)
+	h := &db.hint
+	sh := &h.shards[h.shard(k)]
+	sh.mu.Lock()
+	if _, empty := sh.m[k]; empty {
+		sh.mu.Unlock()
+		return nil
+	}
+	if a := sh.acks[k]; a != nil {
+		a.upTo = max(a.upTo, upTo) // the queued removal takes this one too
+		sh.mu.Unlock()
+		return nil
+	}
+	a := &ackOp{upTo: upTo}
+	if sh.acks == nil {
+		sh.acks = make(map[[2]uint64]*ackOp)
+	}
+	sh.acks[k] = a
+	sh.mu.Unlock()
+	err := db.submitNoWait(op{
+		applyFn: func(t *tx) error {
+			sh.mu.Lock()
+			if sh.acks[k] == a {
+				delete(sh.acks, k) // later acks queue their own
+			}
+			upTo := a.upTo
+			sh.mu.Unlock()
+			return t.ack(uid, peer, group, upTo)
+		},
+		doneFn: func(error) {},
 	})
+	if err != nil {
+		sh.mu.Lock()
+		delete(sh.acks, k)
+		sh.mu.Unlock()
+	}
+	return err
 }
 
 func (t *tx) ack(uid, peer uint64, group bool, upTo uint64) error {

@@ -62,3 +62,32 @@ func TestSection7_2_AckRemovesQueued(t *testing.T) {
 		t.Fatalf("queued: %v, want [4]", got)
 	}
 }
+
+// PROTOCOL §7.2 and the memory rule: acks are not rate-limited, so a
+// flood of them for one conversation queues one removal, not one each.
+func TestSection7_2_AckFloodQueuesOneRemoval(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	const a, b = 1, 2
+	for i := 0; i < 5; i++ {
+		appendSync(t, db, Message{ID: msgID(), From: a, To: b, ChatType: ChatPrivate, Content: "m"}, true)
+	}
+	release := holdCommitter(t, db)
+	queued := func() int {
+		db.cq.mu.Lock()
+		defer db.cq.mu.Unlock()
+		return len(db.cq.ops)
+	}
+	before := queued()
+	for i := 0; i < 10000; i++ {
+		if err := db.Ack(b, a, false, uint64(1+i%3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := queued() - before; n != 1 {
+		t.Fatalf("%d operations queued by 10 000 acks, want 1", n)
+	}
+	release()
+	if got := queuedSeqs(t, db, b, a); len(got) != 2 || got[0] != 4 {
+		t.Fatalf("queued after acks up to 3: %v, want [4 5]", got)
+	}
+}
