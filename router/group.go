@@ -126,6 +126,7 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 	if err != nil {
 		return err
 	}
+	ver := r.db.MembershipVersion(g) // before the members: AppendGroup
 	members, err := r.db.Members(g)
 	if err != nil {
 		return err
@@ -148,7 +149,7 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 	}
 	m.ChatType, m.Group, m.GroupID, m.To, m.ToID = storage.ChatGroup, g, gid, 0, ""
 	st, e := c.st, c.e
-	err = r.db.AppendGroup(m, online, offline, storage.AppendOptions{ClientID: clientID}, func(res storage.AppendResult) {
+	err = r.db.AppendGroup(m, online, offline, ver, storage.AppendOptions{ClientID: clientID}, func(res storage.AppendResult) {
 		if res.Err != nil {
 			r.log.Error("group append failed", "uid", me.ID, "err", res.Err)
 			r.reply(st, e, replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))

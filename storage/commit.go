@@ -313,6 +313,7 @@ func (db *DB) commitLoop() {
 		}
 		clear(t.pend)
 		t.pend = t.pend[:0]
+		clear(db.batchMembers) // the versions say it from now on (doneFn)
 		lz.reset()
 		for i, q := range ops {
 			e := errs[i]
@@ -378,6 +379,7 @@ func (db *DB) resetCaches() {
 	clear(db.contacts)
 	clear(db.counts)
 	clear(db.partners)
+	clear(db.batchMembers)
 	db.hint.reset() // it may describe writes that never committed
 	clear(db.dirty)
 	clear(db.dirtyCounts)

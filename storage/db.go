@@ -82,6 +82,10 @@ type DB struct {
 	now         func() time.Time
 	epoch       string    // the store's identity (Epoch)
 	hint        queueHint // conversations whose offline queue is empty (ack.go)
+	memberVer   membershipVersions
+	// batchMembers are the groups whose members the batch being built
+	// changes; owned by the committer.
+	batchMembers map[uint64]struct{}
 }
 
 // Open opens or creates the store in dir.
@@ -152,6 +156,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.contacts = make(map[[16]byte]cachedContact)
 	db.counts = make(map[uint64]ContactCounts)
 	db.partners = make(map[uint64]uint64)
+	db.batchMembers = make(map[uint64]struct{})
 	db.dirty = make(map[[16]byte]dirtyContact)
 	db.dirtyCounts = make(map[uint64]struct{})
 	go db.commitLoop()

@@ -251,7 +251,7 @@ func TestSection5_GroupDeliverySettled(t *testing.T) {
 	send := func(content string) AppendResult {
 		ch := make(chan AppendResult, 1)
 		m := Message{ID: msgID(), From: 1, FromID: "u1", Group: gid, GroupID: "g", ChatType: ChatGroup, Content: content, CreateTime: 1}
-		if err := db.AppendGroup(m, []uint64{2, 3}, []uint64{4}, AppendOptions{}, func(r AppendResult) { ch <- r }); err != nil {
+		if err := db.AppendGroup(m, []uint64{2, 3}, []uint64{4}, db.MembershipVersion(gid), AppendOptions{}, func(r AppendResult) { ch <- r }); err != nil {
 			t.Fatal(err)
 		}
 		r := <-ch

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -125,11 +126,13 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 			t.set(keyGroupMeta(gid), append(binary.AppendUvarint(nil, members+1), groupID...))
 			t.set(key2(prefixMember, gid, uid), binary.BigEndian.AppendUint64(nil, uint64(now)))
 			t.set(key2(prefixUserGroup, uid, gid), nil)
+			t.db.batchMembers[gid] = struct{}{}
 			return nil
 		},
 		doneFn: func(err error) {
 			if err == nil && gid != 0 {
 				db.groups.invalidate(gid)
+				db.memberVer.bump(gid)
 			}
 			done(gid, result, err)
 		},
@@ -162,12 +165,14 @@ func (db *DB) Leave(gid, uid uint64, done func(left bool, err error)) error {
 			t.del(key2(prefixUserGroup, uid, gid))
 			t.del(keyGroupRead(uid, gid))
 			t.touched++
+			t.db.batchMembers[gid] = struct{}{}
 			left = true
 			return t.b.DeleteRange(key2(prefixGroupQueue, uid, gid), key2(prefixGroupQueue, uid, gid+1), nil)
 		},
 		doneFn: func(err error) {
 			if err == nil {
 				db.groups.invalidate(gid)
+				db.memberVer.bump(gid)
 			}
 			done(left && err == nil, err)
 		},
@@ -225,12 +230,24 @@ func scanSecond(r reader, prefix string, a uint64) ([]uint64, error) {
 // m.Group must be set and m.To zero; online and offline are in ascending
 // uid order and do not overlap.
 // done runs on the committer.
-func (db *DB) AppendGroup(m Message, online, offline []uint64, opts AppendOptions, done func(AppendResult)) error {
+//
+// ver is MembershipVersion(m.Group) read before the members were: when a
+// join or leave committed since, or is in the batch, the members are read
+// again inside the batch, so a member who joined meanwhile gets a queue
+// entry and one who left none.
+func (db *DB) AppendGroup(m Message, online, offline []uint64, ver uint64, opts AppendOptions, done func(AppendResult)) error {
 	var res AppendResult
 	return db.submit(op{
 		applyFn: func(t *tx) error {
 			res = AppendResult{}
 			conv := groupConv(m.Group)
+			offline := offline
+			if _, changed := t.db.batchMembers[m.Group]; changed || db.memberVer.get(m.Group) != ver {
+				var err error
+				if offline, err = t.regroup(m.Group, m.From, online, offline); err != nil {
+					return err
+				}
+			}
 			if opts.ClientID {
 				if dup, ok, err := t.duplicate(m.From, m.ID); err != nil || ok {
 					res = dup
@@ -270,3 +287,64 @@ func (db *DB) AppendGroup(m Message, online, offline []uint64, opts AppendOption
 func (db *DB) GroupHistory(gid uint64, q HistoryQuery) ([]Message, bool, error) {
 	return db.history(groupConv(gid), q)
 }
+
+// regroup reads gid's members inside the batch and returns the offline
+// list to queue for: the members in neither online nor offline (joined
+// since they were read) are added, and the members of offline no longer
+// in the group (left since) dropped. from, the sender, is nobody's
+// delivery. online stays as it is: queueing a push no connection wrote
+// checks membership then (queueGroup).
+func (t *tx) regroup(gid, from uint64, online, offline []uint64) ([]uint64, error) {
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: key2(prefixMember, gid, 0), UpperBound: key2(prefixMember, gid+1, 0)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	known := make(map[uint64]bool, len(online)+len(offline))
+	for _, u := range online {
+		known[u] = true
+	}
+	for _, u := range offline {
+		known[u] = false
+	}
+	var out []uint64
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		uid := binary.BigEndian.Uint64(k[len(k)-8:])
+		on, seen := known[uid]
+		switch {
+		case uid == from, seen && on:
+		default: // offline when read, or joined since
+			out = append(out, uid)
+		}
+	}
+	return out, it.Error()
+}
+
+// membershipVersions counts the committed joins and leaves of each group,
+// so that a group message can tell whether the members it was given are
+// still the group's (AppendGroup).
+type membershipVersions struct {
+	mu sync.Mutex
+	m  map[uint64]uint64
+}
+
+func (v *membershipVersions) get(gid uint64) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.m[gid]
+}
+
+func (v *membershipVersions) bump(gid uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = make(map[uint64]uint64)
+	}
+	v.m[gid]++
+}
+
+// MembershipVersion is the number of joins and leaves of gid committed
+// since the store opened: read it before Members, and give it to
+// AppendGroup.
+func (db *DB) MembershipVersion(gid uint64) uint64 { return db.memberVer.get(gid) }

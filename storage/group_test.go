@@ -72,3 +72,36 @@ func TestSection5_MembersFollowJoinAndLeave(t *testing.T) {
 		t.Fatalf("after reopen: members %v %v, want %v", m, err, want)
 	}
 }
+
+// PROTOCOL §5 with §4.3: the members a group message is given may be
+// stale (read before the commit): one who joined since is queued, one who
+// left since is not.
+func TestSection5_JoinRacingAGroupMessageIsQueued(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	gid := joinSync(t, db, "g", 1)
+	joinSync(t, db, "g", 2)
+	ver := db.MembershipVersion(gid) // what the router read, with the members 1 and 2
+	joinSync(t, db, "g", 3)          // 3 joins before the message commits
+	leaveSync(t, db, gid, 2)         // 2 leaves
+	ch := make(chan AppendResult, 1)
+	m := Message{ID: msgID(), From: 1, FromID: "u1", Group: gid, GroupID: "g", ChatType: ChatGroup, Content: "x", CreateTime: 1}
+	if err := db.AppendGroup(m, nil, []uint64{2}, ver, AppendOptions{}, func(r AppendResult) { ch <- r }); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-ch; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	for uid, want := range map[uint64]int{2: 0, 3: 1} {
+		page, err := db.ReadOffline(uid, QueueQuery{Group: gid, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range page.Groups {
+			n += len(p.Msgs)
+		}
+		if n != want {
+			t.Fatalf("member %d: %d queued, want %d", uid, n, want)
+		}
+	}
+}
