@@ -310,6 +310,11 @@ func (db *DB) commitLoop() {
 				db.cstats.batches.Add(1)
 			}
 			db.track(t.pend, db.now().UnixNano())
+			if expireIn == 0 && len(db.live) > 0 {
+				// The first records to follow since the committer last
+				// looked: the next wait must end when they are due.
+				expireIn = pendingExpiry
+			}
 		}
 		clear(t.pend)
 		t.pend = t.pend[:0]

@@ -341,3 +341,27 @@ func TestSection4_3_UnsettledDeliveryExpires(t *testing.T) {
 		t.Fatalf("an expired record came back at Open: %+v", got)
 	}
 }
+
+// PROTOCOL §4.3 (README: a push late past 2 s is queued): on a store with
+// nothing else to do, an unsettled delivery is queued by the expiry alone,
+// with no later operation to wake the committer.
+func TestSection4_3_ExpiryOnAQuietStore(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	if r := appendSync(t, db, private(1, 2, "never settled"), false); r.Delivery == (Delivery{}) {
+		t.Fatal("no delivery to settle")
+	}
+	deadline := time.Now().Add(pendingExpiry + 10*time.Second)
+	for {
+		page, err := db.ReadOffline(2, QueueQuery{Peer: 1, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Friends) == 1 && len(page.Friends[0].Msgs) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not queued %v after the push was left unsettled", pendingExpiry+10*time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
