@@ -985,3 +985,31 @@ func TestSection7_1_NamingAConversation(t *testing.T) {
 		t.Fatalf("recent of b: %s", got)
 	}
 }
+
+// PROTOCOL §7.2: an acknowledged message leaves the offline queue even
+// when it is queued (a terminal died holding it) just before another
+// terminal acknowledges it, and the conversation's queue was empty a
+// moment before.
+func TestSection7_2_AckRightAfterAnotherTerminalDied(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.login(ts.register("a", 0))
+	tokB := ts.register("b", 1)
+	a.send(`{"cmd":11,"chatType":2,"to":"b","content":"m1"}`) // b offline: queued
+	a.readUntil(`"command":12`)
+	rcA := ts.rawAckLogin(tokB)
+	rcA.write(text(`{"cmd":21,"peer":"a","seq":1}`)) // the queue is empty now
+	rcA.write(text(`{"cmd":13}`))
+	rcA.readFrame()
+	a.send(`{"cmd":11,"chatType":2,"to":"b","content":"m2"}`)
+	a.readUntil(`"command":12`)
+	rcA.readPushes(1)
+	c := ts.dialAck(tokB)
+	rcA.nc.Close() // A dies holding seq 2 unacknowledged: it is queued
+	waitFor(t, "A gone", func() bool { return ts.s.engine.Stats().Conns == 2 })
+	c.send(`{"cmd":21,"peer":"a","seq":2}`) // the user has it (synced)
+	c.send(`{"cmd":13}`)
+	c.readUntil(`"command":13`)
+	if got := pullOffline(t, c, `"fromUserId":"a"`); len(got) != 0 {
+		t.Fatalf("acknowledged, yet queued: %v", seqsOf(t, got))
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/imgate/imgate/codec"
+
+	"github.com/imgate/imgate/router"
 )
 
 // Close status codes the engine sends (RFC 6455 §7.4.1).
@@ -197,11 +199,13 @@ func (c *conn) message(op ws.OpCode, payload, out []byte) ([]byte, uint16, strin
 		if c.rate == nil {
 			c.rate = new(bucket) // idle connections need none
 		}
-		ok, abusive := c.rate.allow(time.Now().UnixNano(), float64(o.RateLimit), float64(o.RateBurst))
-		if abusive {
-			return out, ClosePolicy, "rate limit exceeded"
-		}
-		if !ok {
+		now := time.Now().UnixNano()
+		if !c.rate.take(now, float64(o.RateLimit), float64(o.RateBurst)) {
+			// Receipt acks are not counted (PROTOCOL §7.2): served, and
+			// not a refusal towards a flood.
+			if !router.IsAck(payload) && c.rate.refuse(now) {
+				return out, ClosePolicy, "rate limit exceeded"
+			}
 			return c.e.r.Refuse(c, payload, out), 0, ""
 		}
 	}

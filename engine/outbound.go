@@ -417,7 +417,7 @@ func (c *conn) Exempt() {
 }
 
 // AckLocal implements router.Session. It runs on the loop.
-func (c *conn) AckLocal(conv string, group bool, seq uint64) (uint64, bool) {
+func (c *conn) AckLocal(conv string, group bool, seq uint64) (id uint64, known, settled bool) {
 	return c.ack(conv, group, seq)
 }
 
@@ -435,9 +435,9 @@ func (c *conn) Ack(conv string, group bool, seq uint64) {
 // ack settles as written the followed pushes of the conversation with
 // seq up to seq, sent or not yet known sent: the client has them. It
 // reports whether one of its pushes of the conversation has a seq at or
-// past seq (known), with the conversation's uid or gid. It runs on the
-// loop.
-func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known bool) {
+// past seq (known), with the conversation's uid or gid, and whether it
+// settled any (settled). It runs on the loop.
+func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known, settled bool) {
 	keep := func(l []inflight) []inflight {
 		n := 0
 		for _, f := range l {
@@ -447,6 +447,7 @@ func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known bool) 
 				known = known || t.Seq >= seq
 				if t.Seq <= seq {
 					t.Done(true)
+					settled = true
 					continue
 				}
 			}
@@ -458,7 +459,7 @@ func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known bool) 
 	}
 	c.unacked = keep(c.unacked)
 	c.inflight = keep(c.inflight)
-	return id, known
+	return id, known, settled
 }
 
 // trim gives an idle connection's queue back to the pool: one that had

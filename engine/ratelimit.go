@@ -30,6 +30,15 @@ type bucket struct {
 // allow spends a token at now and reports whether there was one, and
 // whether the connection has now been flooding for too long.
 func (b *bucket) allow(now int64, rate, burst float64) (ok, abusive bool) {
+	if b.take(now, rate, burst) {
+		return true, false
+	}
+	return false, b.refuse(now)
+}
+
+// take spends a token at now and reports whether there was one; a message
+// without one is not yet a refusal (receipt acks are served anyway).
+func (b *bucket) take(now int64, rate, burst float64) bool {
 	if b.last == 0 {
 		b.tokens, b.last = burst, now
 	}
@@ -37,11 +46,17 @@ func (b *bucket) allow(now int64, rate, burst float64) (ok, abusive bool) {
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--
-		return true, false
+		return true
 	}
+	return false
+}
+
+// refuse records a refusal at now and reports whether the connection has
+// now been flooding for too long.
+func (b *bucket) refuse(now int64) (abusive bool) {
 	if b.refusedAt == 0 || now-b.refusedAt > int64(floodPause) {
 		b.floodStart = now
 	}
 	b.refusedAt = now
-	return false, now-b.floodStart >= int64(floodDuration)
+	return now-b.floodStart >= int64(floodDuration)
 }

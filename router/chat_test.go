@@ -112,13 +112,13 @@ func (s *pushSession) SendTracked(f []byte, t *Tracker) bool {
 	t.Done(true)
 	return s.Send(f)
 }
-func (s *pushSession) Close(uint16, string)                         {}
-func (s *pushSession) Room() int                                    { return 4 << 20 }
-func (s *pushSession) State() *ConnState                            { return &s.st }
-func (s *pushSession) SetAcking()                                   {}
-func (s *pushSession) Acking() bool                                 { return false }
-func (s *pushSession) AckLocal(string, bool, uint64) (uint64, bool) { return 0, false }
-func (s *pushSession) Exempt()                                      {}
+func (s *pushSession) Close(uint16, string)                               {}
+func (s *pushSession) Room() int                                          { return 4 << 20 }
+func (s *pushSession) State() *ConnState                                  { return &s.st }
+func (s *pushSession) SetAcking()                                         {}
+func (s *pushSession) Acking() bool                                       { return false }
+func (s *pushSession) AckLocal(string, bool, uint64) (uint64, bool, bool) { return 0, false, false }
+func (s *pushSession) Exempt()                                            {}
 
 // PROTOCOL §4.3: a message pushed to a connection that dies before writing
 // it stays in the offline queue; a written one leaves it.

@@ -26,13 +26,13 @@ func (s *holdSession) SendTracked(f []byte, t *Tracker) bool {
 	s.trk <- t
 	return true
 }
-func (s *holdSession) Close(uint16, string)                         {}
-func (s *holdSession) Room() int                                    { return 4 << 20 }
-func (s *holdSession) State() *ConnState                            { return &s.st }
-func (s *holdSession) SetAcking()                                   {}
-func (s *holdSession) Acking() bool                                 { return false }
-func (s *holdSession) AckLocal(string, bool, uint64) (uint64, bool) { return 0, false }
-func (s *holdSession) Exempt()                                      {}
+func (s *holdSession) Close(uint16, string)                               {}
+func (s *holdSession) Room() int                                          { return 4 << 20 }
+func (s *holdSession) State() *ConnState                                  { return &s.st }
+func (s *holdSession) SetAcking()                                         {}
+func (s *holdSession) Acking() bool                                       { return false }
+func (s *holdSession) AckLocal(string, bool, uint64) (uint64, bool, bool) { return 0, false, false }
+func (s *holdSession) Exempt()                                            {}
 
 // PROTOCOL §4.4: a type 0 pull removes what its reply carried once the
 // reply was written, and that removal takes effect before the

@@ -107,12 +107,17 @@ func (r *Router) ackOnLoop(s Session, req *codec.Request) bool {
 	default:
 		return false
 	}
-	id, known := s.AckLocal(conv, group, uint64(seq))
+	id, known, settled := s.AckLocal(conv, group, uint64(seq))
 	if !known {
 		return false
 	}
 	me := s.Identity()
-	r.hub.Ack(me.UID, conv, group, uint64(seq), s)
+	if settled {
+		// Only an ack that delivered something here tells the other
+		// connections: a repeated one (acks are not rate-limited) costs
+		// their loops nothing.
+		r.hub.Ack(me.UID, conv, group, uint64(seq), s)
+	}
 	if err := r.db.Ack(me.UID, id, group, uint64(seq)); err != nil && !errors.Is(err, storage.ErrClosed) {
 		r.log.Error("ack failed", "uid", me.ID, "err", err)
 	}
@@ -456,4 +461,13 @@ func (r *Router) recent(c *Context) error {
 	o.String("userid", me.ID)
 	c.Reply(codec.CodeRecentOK, codec.CmdRecentResp, o.End())
 	return nil
+}
+
+// IsAck reports whether payload is a receipt ack (cmd 21), which the rate
+// limit does not count (PROTOCOL §7.2). It decodes payload: the engine
+// asks only of messages the limit would refuse.
+func IsAck(payload []byte) bool {
+	d := codec.AcquireDecoder()
+	defer codec.ReleaseDecoder(d)
+	return d.Decode(payload) == nil && d.Req.Command() == codec.CmdAck
 }

@@ -40,12 +40,12 @@ func (s *fakeSession) SendTracked(frame []byte, t *Tracker) bool {
 	return s.Send(frame)
 }
 
-func (s *fakeSession) Room() int                                    { return 4 << 20 }
-func (s *fakeSession) SetAcking()                                   {}
-func (s *fakeSession) Acking() bool                                 { return false }
-func (s *fakeSession) AckLocal(string, bool, uint64) (uint64, bool) { return 0, false }
-func (s *fakeSession) Exempt()                                      {}
-func (s *fakeSession) State() *ConnState                            { return &s.st }
+func (s *fakeSession) Room() int                                          { return 4 << 20 }
+func (s *fakeSession) SetAcking()                                         {}
+func (s *fakeSession) Acking() bool                                       { return false }
+func (s *fakeSession) AckLocal(string, bool, uint64) (uint64, bool, bool) { return 0, false, false }
+func (s *fakeSession) Exempt()                                            {}
+func (s *fakeSession) State() *ConnState                                  { return &s.st }
 
 func (s *fakeSession) Close(code uint16, reason string) {
 	s.mu.Lock()

@@ -47,7 +47,8 @@ type Session interface {
 	// pushes of conv has a seq at or above seq, it reports known and the
 	// conversation's uid or gid: the ack is then proved valid. It runs on
 	// the loop, inside Handle.
-	AckLocal(conv string, group bool, seq uint64) (id uint64, known bool)
+	// settled says whether the ack delivered any push here.
+	AckLocal(conv string, group bool, seq uint64) (id uint64, known, settled bool)
 	// Exempt gives back the rate limit's token the request being
 	// handled took: receipt acks are not counted (PROTOCOL §7.2). It
 	// runs on the loop, inside Handle.

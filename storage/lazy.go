@@ -116,6 +116,9 @@ func (db *DB) Settle(d Delivery, written bool) {
 		return // settled already, or expired and queued
 	}
 	queue := !written
+	if queue {
+		db.mayQueue(d) // before an ack can read the hint: the entry comes
+	}
 	done := p.left.Add(-1) == 0 && p.state.CompareAndSwap(recLive, recDone)
 	if queue || done {
 		db.deferWork(func(l *lazyWork) {
@@ -211,7 +214,9 @@ func (db *DB) expire(now int64, lz *lazyWork) time.Duration {
 		}
 		for i := range p.states {
 			if p.states[i].CompareAndSwap(recvPending, recvQueued) {
-				lz.queue = append(lz.queue, Delivery{p, int32(i)})
+				d := Delivery{p, int32(i)}
+				db.mayQueue(d)
+				lz.queue = append(lz.queue, d)
 			}
 		}
 		lz.remove = append(lz.remove, p.key)
@@ -490,4 +495,17 @@ func (db *DB) settleQueued(d Delivery) {
 	if p.left.Add(-1) == 0 && p.state.CompareAndSwap(recLive, recDone) {
 		db.deferWork(func(l *lazyWork) { l.remove = append(l.remove, p.key) })
 	}
+}
+
+// mayQueue clears the empty-queue hint (ack.go) of d's conversation as
+// soon as d is to be queued, before the queue entry is written: an ack in
+// between must not take the queue for empty.
+func (db *DB) mayQueue(d Delivery) {
+	p := d.p
+	if p.group {
+		db.hint.set(hintKey(p.members[d.i], p.gid, true), false)
+		return
+	}
+	k := p.msgs[d.i]
+	db.hint.set(hintKey(k.uid, k.peer, false), false)
 }
