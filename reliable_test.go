@@ -400,6 +400,7 @@ func TestSection7_3_Sync(t *testing.T) {
 		`{"cmd":23,"convs":[{"peer":"a","afterSeq":-1}]}`,
 		`{"cmd":23,"convs":[{"afterSeq":1}]}`,
 		`{"cmd":23,"convs":"a"}`,
+		`{"cmd":23,"convs":[{"peer":"a","afterSeq":0},{"peer":"a","afterSeq":2}]}`, // named twice
 		`{"cmd":23,"convs":[` + strings.Join(many, ",") + `]}`,
 	} {
 		b.send(req)
@@ -644,6 +645,10 @@ func TestSection7_4_Recent(t *testing.T) {
 	p2 := b.recent(fmt.Sprintf(`{"cmd":25,"count":2,"beforeTime":%d}`, p1.Data.Convs[1].LastMessageTime))
 	if p2.names() != "a" || p2.Data.More {
 		t.Fatalf("second page %s more=%v", p2.names(), p2.Data.More)
+	}
+	// Exactly count conversations left: nothing more.
+	if p := b.recent(fmt.Sprintf(`{"cmd":25,"count":2,"beforeTime":%d}`, p1.Data.Convs[0].LastMessageTime)); p.names() != "c,a" || p.Data.More {
+		t.Fatalf("the last two: %s more=%v", p.names(), p.Data.More)
 	}
 	// Two conversations at one time are never split by count.
 	ts.clock.Advance(time.Second)

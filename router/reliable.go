@@ -161,7 +161,14 @@ func (r *Router) sync(c *Context) error {
 		after uint64
 	}
 	targets := make([]target, len(entries))
+	seen := make(map[string]bool, len(entries))
 	for i, e := range entries {
+		// A conversation named twice would be two members of one object.
+		key := e.Peer + "\x00" + e.GroupID
+		if seen[key] {
+			return bad
+		}
+		seen[key] = true
 		after, _, err := codec.ParseInt(e.AfterSeq)
 		if err != nil || after < 0 {
 			return bad
@@ -177,6 +184,10 @@ func (r *Router) sync(c *Context) error {
 	}
 
 	room := replyRoom(c.Session)
+	for _, tg := range targets {
+		room -= len(tg.cv.id) + 3 // its name in "more", should it go there
+	}
+	room = max(room, 1)
 	friends := append(make([]byte, 0, 1024), '{')
 	groups := append(make([]byte, 0, 256), '{')
 	more := append(make([]byte, 0, 64), '[')
@@ -343,8 +354,10 @@ func (r *Router) recent(c *Context) error {
 	// share the time of the last of them.
 	var convs []recentConv
 	var ferr error
+	privateMore := false
 	err = r.db.Conversations(me.UID, before, func(ct storage.Contact) bool {
 		if len(convs) >= count && ct.LastMessage != convs[len(convs)-1].at {
+			privateMore = true // one more than the page takes
 			return false
 		}
 		u, err := r.db.UserByUID(ct.Peer)
@@ -361,7 +374,6 @@ func (r *Router) recent(c *Context) error {
 	if err != nil {
 		return err
 	}
-	privateMore := len(convs) >= count
 	// Groups: a read per group of the caller.
 	gids, err := r.db.UserGroups(me.UID)
 	if err != nil {
