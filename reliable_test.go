@@ -1018,3 +1018,28 @@ func TestSection7_2_AckRightAfterAnotherTerminalDied(t *testing.T) {
 		t.Fatalf("acknowledged, yet queued: %v", seqsOf(t, got))
 	}
 }
+
+// PROTOCOL §6, 10029: a §7 request with a member of the wrong type is
+// answered 10029 with its own reply command, not as an unknown command.
+func TestSection7_WrongTypesAnswer10029(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("a", 0)
+	b := ts.login(ts.register("b", 0))
+	for _, tc := range []struct {
+		req  string
+		resp int
+	}{
+		{`{"cmd":21,"peer":5,"seq":1}`, 22},
+		{`{"cmd":21,"peer":"a","seq":{}}`, 22},
+		{`{"cmd":"21","peer":"a","seq":[1]}`, 22},
+		{`{"cmd":23,"convs":[],"count":[1]}`, 24},
+		{`{"cmd":25,"count":"abc"}`, 26},
+		{`{"cmd":27,"peer":"a","seq":"1x"}`, 28},
+		{`{"cmd":33,"to":["a"],"state":1}`, 34},
+	} {
+		b.send(tc.req)
+		b.expect(fmt.Sprintf(`{"code":10029,"command":%d,"msg":"bad request 请求参数错误"}`, tc.resp))
+	}
+	b.send(`{"cmd":11,"to":5}`) // other commands keep their answer
+	b.expect(`{"code":10017,"command":0,"msg":"cmd failed! 未知的cmd命令!"}`)
+}

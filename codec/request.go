@@ -197,3 +197,22 @@ func firstNonSpace(b []byte) byte {
 func Pretouch() error {
 	return decoder.Pretouch(reflect.TypeOf(Request{}))
 }
+
+// PeekCmd returns the cmd of a payload that Decode refused (a member of
+// the wrong type): the top-level "cmd" member alone, or CmdUnknown. It
+// lets a refused request be answered with its own reply command.
+func PeekCmd(payload []byte) Cmd {
+	n, err := sonic.Get(payload, "cmd")
+	if err != nil {
+		return CmdUnknown
+	}
+	raw, err := n.Raw()
+	if err != nil {
+		return CmdUnknown
+	}
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	r := Request{Cmd: Int(raw)}
+	return r.Command()
+}

@@ -273,6 +273,12 @@ func (r *Router) handle(s Session, payload []byte, out []byte, refused bool) ([]
 		contextPool.Put(c)
 	}()
 	if err := c.dec.Decode(payload); err != nil {
+		switch cmd := codec.PeekCmd(payload); cmd {
+		case codec.CmdAck, codec.CmdSync, codec.CmdRecent, codec.CmdRead, codec.CmdTyping:
+			// A member of the wrong type in a §7 request: its own
+			// command's 10029 (PROTOCOL §6), not an unknown command.
+			return r.answer(s, out, replyFrame(codec.CodeBadRequest, respOf(cmd), nil)), 0, ""
+		}
 		return r.answer(s, out, unknownFrame), 0, ""
 	}
 	cmd := c.dec.Req.Command()
