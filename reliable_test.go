@@ -1043,3 +1043,30 @@ func TestSection7_WrongTypesAnswer10029(t *testing.T) {
 	b.send(`{"cmd":11,"to":5}`) // other commands keep their answer
 	b.expect(`{"code":10017,"command":0,"msg":"cmd failed! 未知的cmd命令!"}`)
 }
+
+// PROTOCOL §4.4 with §7.5: a group pull (cmd 19 type 0) marks the group
+// read up to what it carried, as a peer's does.
+func TestSection7_5_GroupPullMarksRead(t *testing.T) {
+	ts := newTestServer(t)
+	a := ts.login(ts.register("a", 0))
+	tokB := ts.register("b", 0)
+	b := ts.login(tokB)
+	for _, c := range []*wsClient{a, b} {
+		c.send(`{"cmd":7,"groupId":"g"}`)
+		c.readUntil(`"command":8,`)
+	}
+	b.c.Close()
+	waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+	for i := 0; i < 3; i++ {
+		a.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g","content":"m%d"}`, i))
+		a.readUntil(`"command":12`)
+	}
+	b = ts.login(tokB)
+	if n := len(pullOffline(t, b, `"groupId":"g"`)); n != 3 {
+		t.Fatalf("pulled %d", n)
+	}
+	r := b.recent(`{"cmd":25}`)
+	if len(r.Data.Convs) != 1 || r.Data.Convs[0].ReadSeq != 3 || r.Data.Convs[0].UnReadNum != 0 {
+		t.Fatalf("after the pull: %+v", r.Data.Convs)
+	}
+}

@@ -156,7 +156,8 @@ func (r *Router) replyQueue(c *Context, me Identity, typ int64, res storage.Queu
 	}
 	for i, pg := range res.Groups {
 		if n := pw.groups[i]; n > 0 {
-			rs = append(rs, storage.Removal{Peer: pg.Peer, Group: true, Seqs: seqsOf(pg.Msgs[:n])})
+			// Read up to what it carried, as for a peer (PROTOCOL §4.4).
+			rs = append(rs, storage.Removal{Peer: pg.Peer, Group: true, Seqs: seqsOf(pg.Msgs[:n]), ReadTo: pg.Msgs[n-1].Seq})
 		}
 	}
 	c.Reply(codec.CodeOfflineMsgOK, codec.CmdMessageResp, data)

@@ -332,9 +332,9 @@ type Removal struct {
 	Peer  uint64 // the peer's uid, or the gid when Group is set
 	Group bool
 	Seqs  []uint64 // the queue entries the reply carried
-	// ReadTo marks the private conversation read up to this seq (0: not
-	// at all): the highest seq carried, or the conversation's last seq
-	// when the reply emptied the queue.
+	// ReadTo marks the conversation read up to this seq (0: not at all):
+	// the highest seq carried, or for a private one the conversation's
+	// last seq when the reply emptied the queue.
 	ReadTo uint64
 }
 
@@ -346,6 +346,15 @@ func (db *DB) RemoveOffline(uid uint64, rs []Removal, done func(error)) error {
 	return db.submitNoWait(op{
 		applyFn: func(t *tx) error {
 			for _, r := range rs {
+				if r.Group && r.ReadTo != 0 {
+					old, err := t.groupReadSeq(uid, r.Peer)
+					if err != nil {
+						return err
+					}
+					if r.ReadTo > old {
+						t.set(keyGroupRead(uid, r.Peer), binary.AppendUvarint(nil, r.ReadTo))
+					}
+				}
 				if !r.Group && r.ReadTo != 0 {
 					// A failure here may follow writes of an earlier
 					// Removal: the committer rebuilds the batch without
