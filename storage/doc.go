@@ -91,7 +91,10 @@
 // set once and removed once with a single delete (which usually cancels
 // out in the memtable); and a message whose push is late or was written
 // just before a crash may be delivered twice (clients drop duplicates by
-// id).
+// id). A group message goes to the members at its commit: the members
+// the caller read are checked against a count of committed joins and
+// leaves, and read again inside the batch when it moved, so a member who
+// joined meanwhile is queued.
 
 // Counters follow the messages: unread messages are always the owner's
 // newest ones from the peer (a read marks a prefix read, a new message is
