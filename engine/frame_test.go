@@ -241,3 +241,19 @@ func TestParseUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// PROTOCOL §7.2: ack=1 in the upgrade's query makes the connection
+// acknowledging; anything else does not.
+func TestSection7_2_AckFromURI(t *testing.T) {
+	for uri, want := range map[string]bool{
+		"/?token=t&ack=1": true, "/?ack=1&token=t": true, "/?ack=1#x": true,
+		"/?token=t": false, "/?ack=0": false, "/?ack=10": false, "/?xack=1": false, "/ack=1": false,
+	} {
+		if got := ackFromURI([]byte(uri)); got != want {
+			t.Errorf("ackFromURI(%q) = %v, want %v", uri, got, want)
+		}
+	}
+	if got := tokenFromURI([]byte("/?ack=1&token=a%2Bb")); got != "a+b" {
+		t.Errorf("token %q", got)
+	}
+}

@@ -66,33 +66,29 @@ func parseUpgrade(head []byte) (resp []byte, token string, ack bool, err error) 
 
 // ackFromURI reports whether the query of a request URI has ack=1.
 func ackFromURI(uri []byte) bool {
-	i := bytes.IndexByte(uri, '?')
-	if i < 0 {
-		return false
-	}
-	q := uri[i+1:]
-	if j := bytes.IndexByte(q, '#'); j >= 0 {
-		q = q[:j]
-	}
-	for len(q) > 0 {
-		var kv []byte
-		if j := bytes.IndexByte(q, '&'); j >= 0 {
-			kv, q = q[:j], q[j+1:]
-		} else {
-			kv, q = q, nil
-		}
-		if string(kv) == "ack=1" {
-			return true
-		}
-	}
-	return false
+	v, ok := queryParam(uri, "ack")
+	return ok && string(v) == "1"
 }
 
 // tokenFromURI returns the token query parameter of a request URI, or "".
 func tokenFromURI(uri []byte) string {
+	v, _ := queryParam(uri, "token")
+	if bytes.IndexByte(v, '%') < 0 && bytes.IndexByte(v, '+') < 0 {
+		return string(v)
+	}
+	s, err := url.QueryUnescape(string(v))
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// queryParam returns the raw (still escaped) value of the first query
+// parameter name of a request URI. It allocates nothing.
+func queryParam(uri []byte, name string) ([]byte, bool) {
 	i := bytes.IndexByte(uri, '?')
 	if i < 0 {
-		return ""
+		return nil, false
 	}
 	q := uri[i+1:]
 	if j := bytes.IndexByte(q, '#'); j >= 0 {
@@ -105,20 +101,11 @@ func tokenFromURI(uri []byte) string {
 		} else {
 			kv, q = q, nil
 		}
-		k, v, _ := bytes.Cut(kv, []byte("="))
-		if string(k) != "token" {
-			continue
+		if k, v, _ := bytes.Cut(kv, []byte("=")); string(k) == name {
+			return v, true
 		}
-		if bytes.IndexByte(v, '%') < 0 && bytes.IndexByte(v, '+') < 0 {
-			return string(v)
-		}
-		s, err := url.QueryUnescape(string(v))
-		if err != nil {
-			return ""
-		}
-		return s
 	}
-	return ""
+	return nil, false
 }
 
 var errHeaderTooLarge = errors.New("engine: upgrade header block over limit")

@@ -63,27 +63,38 @@ func (r *Router) resolve(me Identity, peerID, groupID string) (conversation, err
 // 10029 with command 22.
 func (r *Router) ack(c *Context) error {
 	me := c.Session.Identity()
-	bad := &Error{Code: codec.CodeBadRequest, Command: codec.CmdAckResp}
-	seq, ok, err := codec.ParseInt(c.Req.Seq)
-	if !ok || err != nil || seq <= 0 {
-		return bad
-	}
-	cv, err := r.resolve(me, c.Req.Peer, c.Req.Group())
-	if errors.Is(err, errBadConversation) {
-		return bad
-	}
+	cv, seq, err := r.cursor(me, c.Req, codec.CmdAckResp)
 	if err != nil {
 		return err
+	}
+	r.hub.Ack(me.UID, cv.id, cv.group, seq, c.Session)
+	return r.db.Ack(me.UID, cv.peer, cv.group, seq)
+}
+
+// cursor reads the conversation and seq of a cmd 21 or 27 request and
+// checks them against the store: seq must be positive and not past the
+// conversation's last. A bad request is 10029 with command resp.
+func (r *Router) cursor(me Identity, req *codec.Request, resp codec.Cmd) (conversation, uint64, error) {
+	bad := &Error{Code: codec.CodeBadRequest, Command: resp}
+	seq, ok, err := codec.ParseInt(req.Seq)
+	if !ok || err != nil || seq <= 0 {
+		return conversation{}, 0, bad
+	}
+	cv, err := r.resolve(me, req.Peer, req.Group())
+	if errors.Is(err, errBadConversation) {
+		return conversation{}, 0, bad
+	}
+	if err != nil {
+		return conversation{}, 0, err
 	}
 	last, err := r.db.LastSeq(me.UID, cv.peer, cv.group)
 	if err != nil {
-		return err
+		return conversation{}, 0, err
 	}
 	if uint64(seq) > last {
-		return bad
+		return conversation{}, 0, bad
 	}
-	r.hub.Ack(me.UID, cv.id, cv.group, uint64(seq), c.Session)
-	return r.db.Ack(me.UID, cv.peer, cv.group, uint64(seq))
+	return cv, uint64(seq), nil
 }
 
 // ackOnLoop applies a well-formed ack to the connection that sent it, at
@@ -267,33 +278,18 @@ func (r *Router) sync(c *Context) error {
 // other ones.
 func (r *Router) read(c *Context) error {
 	me := c.Session.Identity()
-	bad := &Error{Code: codec.CodeBadRequest, Command: codec.CmdReadResp}
-	seq, ok, err := codec.ParseInt(c.Req.Seq)
-	if !ok || err != nil || seq <= 0 {
-		return bad
-	}
-	cv, err := r.resolve(me, c.Req.Peer, c.Req.Group())
-	if errors.Is(err, errBadConversation) {
-		return bad
-	}
+	cv, seq, err := r.cursor(me, c.Req, codec.CmdReadResp)
 	if err != nil {
 		return err
-	}
-	last, err := r.db.LastSeq(me.UID, cv.peer, cv.group)
-	if err != nil {
-		return err
-	}
-	if uint64(seq) > last {
-		return bad
 	}
 	var res storage.ReadResult
 	err = r.wait(func(done func(error)) error {
-		return r.db.Read(me.UID, cv.peer, cv.group, uint64(seq), func(rr storage.ReadResult, err error) { res = rr; done(err) })
+		return r.db.Read(me.UID, cv.peer, cv.group, seq, func(rr storage.ReadResult, err error) { res = rr; done(err) })
 	})
 	if err != nil {
 		return err
 	}
-	r.hub.Ack(me.UID, cv.id, cv.group, uint64(seq), nil) // read is had
+	r.hub.Ack(me.UID, cv.id, cv.group, seq, nil) // read is had
 	c.Reply(codec.CodeReadOK, codec.CmdReadResp, nil)
 	if !res.Advanced {
 		return nil
