@@ -45,7 +45,14 @@ func (db *DB) Conversations(owner uint64, before int64, fn func(Contact) bool) e
 	if before > 0 {
 		upper = keyConv(owner, before, 0)
 	}
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyConv(owner, 0, 0)[:2+8], UpperBound: upper})
+	return db.walkIndex(owner, keyConv(owner, 0, 0)[:2+8], upper, fn)
+}
+
+// walkIndex calls fn with owner's contact records named by the index keys
+// prefix|owner|time|peer in [lower, upper), newest first, until fn returns
+// false; a key whose record is gone is skipped.
+func (db *DB) walkIndex(owner uint64, lower, upper []byte, fn func(Contact) bool) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
@@ -463,32 +470,7 @@ func (db *DB) RecentCount(owner uint64, since int64) (int, error) {
 // Contacts calls fn with owner's contacts, most recent first, until fn
 // returns false. Each record is read as the walk reaches it.
 func (db *DB) Contacts(owner uint64, fn func(Contact) bool) error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: keyRecent(owner, 0, 0)[:2+8],
-		UpperBound: keyRecent(owner+1, 0, 0)[:2+8],
-	})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.Last(); ok; ok = it.Prev() {
-		k := it.Key()
-		if len(k) != 2+24 {
-			return errCorrupt
-		}
-		peer := binary.BigEndian.Uint64(k[18:])
-		c, err := db.Contact(owner, peer)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if !fn(c) {
-			break
-		}
-	}
-	return it.Error()
+	return db.walkIndex(owner, keyRecent(owner, 0, 0)[:2+8], keyRecent(owner+1, 0, 0)[:2+8], fn)
 }
 
 // LastPartner returns the agent or consultant visitor last talked to, or 0.

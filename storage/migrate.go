@@ -53,6 +53,21 @@ func (db *DB) migrate() error {
 // the read seq just before the oldest of them. Records with nothing unread
 // stay v1 (their read seq is unknown, which markRead handles).
 func (db *DB) migrateContactsV2() (int, error) {
+	return db.rewriteContacts(func(b *pebble.Batch, owner uint64, v []byte, c *Contact) (bool, error) {
+		if v[0] != contactRecordV1 || c.Unread == 0 {
+			return false, nil
+		}
+		var err error
+		c.Unread, c.ReadSeq, err = db.recountUnread(privateConv(owner, c.Peer), c.Peer, c.Unread)
+		return err == nil, err
+	})
+}
+
+// rewriteContacts calls fix with every contact record (its raw value and
+// decoded form) and writes back, in batches, those fix changed and
+// reports true for; fix may add its own writes to b. It returns how many
+// it rewrote. Undecodable records are left alone.
+func (db *DB) rewriteContacts(fix func(b *pebble.Batch, owner uint64, v []byte, c *Contact) (bool, error)) (int, error) {
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixContact), UpperBound: []byte("c}")})
 	if err != nil {
 		return 0, err
@@ -63,16 +78,20 @@ func (db *DB) migrateContactsV2() (int, error) {
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		k, v := it.Key(), it.Value()
-		if len(k) != 2+16 || len(v) == 0 || v[0] != contactRecordV1 {
+		if len(k) != 2+16 || len(v) == 0 {
 			continue
 		}
 		owner, peer := binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:])
 		c, err := decodeContact(peer, v)
-		if err != nil || c.Unread == 0 {
+		if err != nil {
 			continue
 		}
-		if c.Unread, c.ReadSeq, err = db.recountUnread(privateConv(owner, peer), peer, c.Unread); err != nil {
+		changed, err := fix(b, owner, v, &c)
+		if err != nil {
 			return n, err
+		}
+		if !changed {
+			continue
 		}
 		_ = b.Set(append([]byte(nil), k...), encodeContact(&c), nil)
 		if n++; b.Len() > 1<<20 {
@@ -186,48 +205,21 @@ func (db *DB) convEmpty(conv convKey) (bool, error) {
 // message, and writes the o| index of conversations by it (PROTOCOL §7.4).
 // One seek per contact.
 func (db *DB) migrateRecent() (int, error) {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixContact), UpperBound: []byte("c}")})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	b := db.pdb.NewBatch()
-	defer func() { _ = b.Close() }()
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != 2+16 {
-			continue
+	return db.rewriteContacts(func(b *pebble.Batch, owner uint64, _ []byte, c *Contact) (bool, error) {
+		if c.LastMessage != 0 {
+			return false, nil
 		}
-		owner, peer := binary.BigEndian.Uint64(k[2:]), binary.BigEndian.Uint64(k[10:])
-		c, err := decodeContact(peer, v)
-		if err != nil || c.LastMessage != 0 {
-			continue
-		}
-		conv := privateConv(owner, peer)
+		conv := privateConv(owner, c.Peer)
 		last, err := db.lastSeq(conv)
-		if err != nil {
-			return n, err
-		}
-		if last == 0 {
-			continue
+		if err != nil || last == 0 {
+			return false, err
 		}
 		at, err := db.timeAt(conv, last)
 		if err != nil {
-			return n, err
+			return false, err
 		}
 		c.LastMessage, c.LastSeq = at, last
-		_ = b.Set(append([]byte(nil), k...), encodeContact(&c), nil)
-		_ = b.Set(keyConv(owner, at, peer), nil, nil)
-		if n++; b.Len() > 1<<20 {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return n, err
-			}
-			b.Reset()
-		}
-	}
-	if err := it.Error(); err != nil {
-		return n, err
-	}
-	return n, b.Commit(pebble.NoSync)
+		_ = b.Set(keyConv(owner, at, c.Peer), nil, nil)
+		return true, nil
+	})
 }
