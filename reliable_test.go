@@ -225,17 +225,7 @@ func TestSection7_2_OtherTerminalAcknowledged(t *testing.T) {
 			if legacy {
 				b1 = ts.login(tokB)
 			} else {
-				d := websocket.Dialer{HandshakeTimeout: waitBound()}
-				c, resp, err := d.Dial("ws://"+ts.ws+"/?ack=1&token="+tokB, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				t.Cleanup(func() { c.Close() })
-				b1 = &wsClient{t: t, c: c}
-				if got := b1.read(); !strings.Contains(got, `"ack":1`) {
-					t.Fatalf("login %s", got)
-				}
+				b1 = ts.dialAck(tokB)
 			}
 			b2 := ts.rawAckLogin(tokB)
 			lost := ts.s.router.Undelivered()
@@ -675,17 +665,7 @@ func TestSection7_2_KillWithPushesInFlight(t *testing.T) {
 	ts := p.testServer()
 	a := ts.login(ts.register("a", 0))
 	tokB := ts.register("b", 1)
-	d := websocket.Dialer{HandshakeTimeout: waitBound()}
-	bc, resp, err := d.Dial("ws://"+ts.ws+"/?ack=1&token="+tokB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	defer bc.Close()
-	b := &wsClient{t: t, c: bc}
-	if got := b.read(); !strings.Contains(got, `"ack":1`) {
-		t.Fatalf("login %s", got)
-	}
+	b := ts.dialAck(tokB)
 	sendAll(t, a, "b", 220, 10, "10000")
 	for i := 0; i < 220; i++ {
 		b.readUntil(`"command":11`)
