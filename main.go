@@ -28,6 +28,7 @@ import (
 	"github.com/imgate/imgate/httpapi"
 	"github.com/imgate/imgate/router"
 	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 // config is everything main reads from flags and the environment.
@@ -115,7 +116,7 @@ func newLogger(level string) (*slog.Logger, error) {
 // server is one running gateway: store, router, WebSocket engine, HTTP API.
 type server struct {
 	log    *slog.Logger
-	db     *storage.DB
+	db     storage.Store
 	router *router.Router
 	engine *engine.Engine
 	api    *httpapi.Server
@@ -139,7 +140,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 			s.stop(context.Background())
 		}
 	}()
-	if s.db, err = storage.Open(cfg.DataDir, storage.Options{Logger: log.With("component", "storage")}); err != nil {
+	if s.db, err = pebble.Open(cfg.DataDir, pebble.Options{Logger: log.With("component", "storage")}); err != nil {
 		return nil, err
 	}
 	s.router, err = router.New(s.db, router.Options{

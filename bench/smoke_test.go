@@ -10,7 +10,7 @@ import (
 	"github.com/imgate/imgate/engine"
 	"github.com/imgate/imgate/httpapi"
 	"github.com/imgate/imgate/router"
-	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 // startGateway runs a real gateway in process on loopback ports.
@@ -18,7 +18,7 @@ import (
 // unacknowledged pushes.
 func startGateway(t *testing.T, maxInflight int) (ws, api string) {
 	t.Helper()
-	db, err := storage.Open(t.TempDir(), storage.Options{})
+	db, err := pebble.Open(t.TempDir(), pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/imgate/imgate/httpapi"
 	"github.com/imgate/imgate/router"
 	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 // testEpoch is the injected clock's start: a fixed instant, so expiry
@@ -76,7 +77,7 @@ type harness struct {
 	dir   string
 	clock *testClock
 	ttl   time.Duration
-	db    *storage.DB
+	db    *pebble.DB
 	r     *router.Router
 	srv   *httpapi.Server
 	ln    *fasthttputil.InmemoryListener
@@ -181,11 +182,11 @@ func (h *hub) recorded() []string {
 // openStore opens storage in dir and a router over it with the given
 // clock and token TTL; both are closed by t.Cleanup (closing twice is
 // harmless, so tests may close them early).
-func openStore(t testing.TB, dir string, clock *testClock, ttl time.Duration) (*storage.DB, *router.Router) {
+func openStore(t testing.TB, dir string, clock *testClock, ttl time.Duration) (*pebble.DB, *router.Router) {
 	t.Helper()
-	db, err := storage.Open(dir, storage.Options{})
+	db, err := pebble.Open(dir, pebble.Options{})
 	if err != nil {
-		t.Fatalf("storage.Open(%s): %v", dir, err)
+		t.Fatalf("pebble.Open(%s): %v", dir, err)
 	}
 	t.Cleanup(func() {
 		if err := db.Close(); err != nil {

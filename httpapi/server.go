@@ -68,7 +68,7 @@ func (o Options) withDefaults() Options {
 // Server is the HTTP API. Create it with New and run it with Serve.
 type Server struct {
 	r    *router.Router
-	db   *storage.DB
+	db   storage.Store
 	opts Options
 	log  *slog.Logger
 	srv  *fasthttp.Server
@@ -77,7 +77,7 @@ type Server struct {
 }
 
 // New returns a Server over r and db.
-func New(r *router.Router, db *storage.DB, opts Options) (*Server, error) {
+func New(r *router.Router, db storage.Store, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
 	if opts.MaxBodySize < 0 {
 		return nil, errors.New("httpapi: negative max body size")

@@ -137,7 +137,7 @@ func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.Appen
 	push := pushFrame(m)
 	if res.Delivery != (storage.Delivery{}) {
 		// Followed to the socket: written by a connection of the
-		// receiver, or else queued for it (storage.Settle).
+		// receiver, or else queued for it (storage.Delivery.Settle).
 		p := pushPool.Get().(*trackedPush)
 		p.r, p.d = r, res.Delivery
 		p.t.Init(p)
@@ -164,7 +164,7 @@ func (p *trackedPush) Followed(_ *Tracker, written bool) {
 	if !written {
 		p.r.lost.Add(1)
 	}
-	p.r.db.Settle(p.d, written)
+	p.d.Settle(written)
 	p.r, p.d = nil, storage.Delivery{}
 	pushPool.Put(p)
 }

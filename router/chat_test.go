@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 func TestTracker(t *testing.T) {
@@ -124,7 +125,7 @@ func (s *pushSession) Exempt()                                            {}
 // it stays in the offline queue; a written one leaves it.
 func TestSection4_3_UnwrittenPushIsQueued(t *testing.T) {
 	for _, write := range []bool{false, true} {
-		db, err := storage.Open(t.TempDir(), storage.Options{})
+		db, err := pebble.Open(t.TempDir(), pebble.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

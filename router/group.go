@@ -112,7 +112,7 @@ func (r *Router) tellMembers(members []uint64, frame []byte, skip uint64) {
 // must be a member; live members (the sender's connections too) get the
 // push, the others find it in their group offline queue. A push to a member
 // online when the message was stored is followed to the socket: a member
-// no connection wrote it to gets it queued (storage.Settle).
+// no connection wrote it to gets it queued (storage.Delivery.Settle).
 func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 	me, gid := c.Session.Identity(), c.Req.Group()
 	if !ValidID(gid) {
@@ -201,7 +201,7 @@ func (gp *groupPush) Followed(t *Tracker, written bool) {
 	if !written {
 		gp.r.lost.Add(1)
 	}
-	gp.r.db.Settle(gp.d.Member(int(t.Index)), written)
+	gp.d.Member(int(t.Index)).Settle(written)
 }
 
 // recall serves cmd 15 (PROTOCOL §4.5): the sender, within the window,

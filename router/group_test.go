@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 // PROTOCOL §5 with §4.3: a group message pushed to members online when it
@@ -13,7 +14,7 @@ import (
 // them; members whose connection wrote it get nothing queued.
 func TestSection5_UnwrittenGroupPushIsQueued(t *testing.T) {
 	for _, write := range []bool{false, true} {
-		db, err := storage.Open(t.TempDir(), storage.Options{})
+		db, err := pebble.Open(t.TempDir(), pebble.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 // logoutHub records the disconnects Logout asks for; the embedded Hub
@@ -36,9 +36,9 @@ func (h *logoutHub) DisconnectTerminal(uid uint64, terminal string, code uint16,
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
-func newLogoutRouter(t *testing.T) (*Router, *storage.DB, *logoutHub) {
+func newLogoutRouter(t *testing.T) (*Router, *pebble.DB, *logoutHub) {
 	t.Helper()
-	db, err := storage.Open(t.TempDir(), storage.Options{})
+	db, err := pebble.Open(t.TempDir(), pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

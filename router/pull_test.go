@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 // holdSession keeps the Tracker of a followed reply, so the test decides
@@ -39,7 +40,7 @@ func (s *holdSession) Exempt()                                            {}
 // connection's next request is answered: a heartbeat sent right after the
 // pull waits for it, though heartbeats are answered on the loop.
 func TestSection4_4_NextRequestWaitsForThePullsRemoval(t *testing.T) {
-	db, err := storage.Open(t.TempDir(), storage.Options{})
+	db, err := pebble.Open(t.TempDir(), pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,7 +111,7 @@ type route struct {
 // safe for concurrent use.
 type Router struct {
 	_     noCopy
-	db    *storage.DB
+	db    storage.Store
 	opts  Options
 	log   *slog.Logger
 	hub   Hub
@@ -141,7 +141,7 @@ func (*noCopy) Lock()   {}
 func (*noCopy) Unlock() {}
 
 // New returns a Router over db. Call SetHub before the first connection.
-func New(db *storage.DB, opts Options) (*Router, error) {
+func New(db storage.Store, opts Options) (*Router, error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err

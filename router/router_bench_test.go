@@ -9,7 +9,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 // fakeSession is a Session that records what the router asks of it.
@@ -63,7 +63,7 @@ func (s *fakeSession) calls() (sent, closed int) {
 // over it; both are closed when the test ends.
 func newTestRouter(tb testing.TB) *Router {
 	tb.Helper()
-	db, err := storage.Open(tb.TempDir(), storage.Options{})
+	db, err := pebble.Open(tb.TempDir(), pebble.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

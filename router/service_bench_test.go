@@ -10,6 +10,7 @@ import (
 
 	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/storage"
+	"github.com/imgate/imgate/storage/pebble"
 )
 
 type offlineHub struct{}
@@ -24,7 +25,7 @@ func (offlineHub) Ack(uint64, string, bool, uint64, Session)             {}
 // wrote once; every other one got an answer (n/2 pending).
 func agentWithContacts(b *testing.B, n int) (*Router, storage.User) {
 	b.Helper()
-	db, err := storage.Open(b.TempDir(), storage.Options{})
+	db, err := pebble.Open(b.TempDir(), pebble.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import (
 	"errors"
@@ -25,9 +25,6 @@ import (
 // waits for (lazy.go): the removal of queue entries whose push was written
 // and the settling of group pushes. It rides along with the next batch, or
 // commits on its own without a sync when there is nothing else to do.
-
-// ErrOverloaded is returned by submissions when the commit queue is full.
-var ErrOverloaded = errors.New("storage: commit queue full")
 
 const (
 	// commitQueueBytes bounds the bytes of operations waiting for the
@@ -66,7 +63,7 @@ type tx struct {
 func (t *tx) journal() *pending {
 	if t.jr == nil {
 		t.db.journalID++
-		t.jr = &pending{key: keyJournal(t.db.journalID)}
+		t.jr = &pending{db: t.db, key: keyJournal(t.db.journalID)}
 	}
 	return t.jr
 }
@@ -111,12 +108,6 @@ type op struct {
 
 func (o op) apply(t *tx) error { return o.applyFn(t) }
 func (o op) done(err error)    { o.doneFn(err) }
-
-// CommitStats counts the committer's work, for benchmarks and metrics.
-type CommitStats struct {
-	Ops     uint64 // operations committed
-	Batches uint64 // synced commits (fsyncs)
-}
 
 type commitCounters struct{ ops, batches atomic.Uint64 }
 

@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import (
 	"encoding/binary"
@@ -7,35 +7,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 )
-
-// User types of PROTOCOL §1.1.
-const (
-	UserVisitor    = 0
-	UserAgent      = 1
-	UserConsultant = 2
-)
-
-// User is a registered user's profile.
-type User struct {
-	UID      uint64 // internal dense id, assigned at first registration
-	ID       string // the protocol's user id
-	Type     int
-	Nick     string
-	Avatar   string
-	Terminal string
-	Sign     string
-	Created  int64 // ms since the epoch
-	Updated  int64 // ms since the epoch
-}
-
-// Registration is one initUser call: the profile to upsert and, when Token
-// is not empty, the token to bind to it until TokenExpire.
-type Registration struct {
-	User        User // UID, Created are ignored
-	Token       string
-	TokenExpire int64 // ms since the epoch
-	Now         int64 // ms since the epoch
-}
 
 // userRecordV1 is the version byte of encodeUser's format.
 const userRecordV1 = 1

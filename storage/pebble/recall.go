@@ -1,14 +1,6 @@
-package storage
+package pebble
 
-import (
-	"errors"
-)
-
-// Errors of Recall.
-var (
-	ErrTooLate  = errors.New("storage: recall window passed")
-	ErrRecalled = errors.New("storage: already recalled")
-)
+import ()
 
 // Recall replaces the message that from sent with id by a recall marker
 // (content and extras dropped, Recalled set) and removes it from every

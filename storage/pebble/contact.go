@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import (
 	"encoding/binary"
@@ -90,19 +90,6 @@ func keyCounts(owner uint64) []byte {
 
 func keyPartner(visitor uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 10), prefixPartner...), visitor)
-}
-
-// ContactCounts are owner's totals.
-type ContactCounts struct {
-	Contacts uint64 // all contacts
-	Pending  uint64 // contacts whose last message came from them
-	// Waiting counts the visitors waiting for the owner (Contact.Waiting):
-	// an agent's load for assignment (PROTOCOL §1.2 (2)).
-	Waiting uint64
-	// Assigned is when a visitor was last assigned to the owner (ms; 0:
-	// never), kept across reconnects and restarts for the tie-break of
-	// PROTOCOL §1.2 (2).
-	Assigned int64
 }
 
 func (t *tx) counts(owner uint64) (ContactCounts, error) {
@@ -208,18 +195,6 @@ func (t *tx) seal() {
 	}
 	clear(t.db.dirty)
 	clear(t.db.dirtyCounts)
-}
-
-// TouchOptions say what a Touch is besides activity.
-type TouchOptions struct {
-	// Visitor, when set, is the visitor side of a visitor-agent (or
-	// consultant) pair: the other side becomes their partner and, if it
-	// was not already, has them waiting (Contact.Waiting); a previous
-	// partner no longer does.
-	Visitor uint64
-	// Assigned: the other side was picked for Visitor by assignment
-	// (PROTOCOL §1.2 (2)); its ContactCounts.Assigned becomes now.
-	Assigned bool
 }
 
 // Touch makes a and b contacts of each other (if they are not) with

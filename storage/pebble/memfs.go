@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import "github.com/cockroachdb/pebble/v2/vfs"
 

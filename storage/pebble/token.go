@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 // Token lifecycle (PROTOCOL §1.1, §1.5).
 //
@@ -37,25 +37,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 )
-
-// MaxTokensPerTerminal is how many tokens a (user, terminal) keeps: enough
-// for a few tabs and a reconnecting app, few enough that a leaked token is
-// pushed out by the user's next logins.
-const MaxTokensPerTerminal = 4
-
-// ErrTokenRevoked is returned for a v1 token of a user who logged out.
-var ErrTokenRevoked = errors.New("storage: token revoked")
-
-// TokenInfo is what a token is bound to.
-type TokenInfo struct {
-	User User
-	// Terminal is the terminal the token was bound on; for a v1 token,
-	// the terminal of the user's profile.
-	Terminal string
-	IssuedAt int64 // ms since the epoch; 0 for a v1 token
-	ExpireAt int64 // ms since the epoch
-	Legacy   bool  // a v1 record, bound before token lists
-}
 
 // Token record formats.
 const (

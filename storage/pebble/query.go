@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import (
 	"encoding/binary"
@@ -9,27 +9,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 )
-
-// HistoryQuery selects a page of a conversation (PROTOCOL §4.4). Zero
-// fields do not filter. Seqs are gap-free, so offsets and seq bounds turn
-// into key bounds: a page reads exactly the messages it returns.
-type HistoryQuery struct {
-	Begin, End int64  // createTime bounds, inclusive; 0: none
-	AfterSeq   uint64 // keep seq > AfterSeq
-	BeforeSeq  uint64 // keep seq < BeforeSeq; 0: none
-	Desc       bool   // newest first; Offset then counts from the newest
-	Offset     uint64
-	Count      int // at most this many; must be > 0
-	// MaxBytes, when positive, stops the page once the messages read
-	// weigh this much (MessageSize); the first message is always read.
-	MaxBytes int
-}
-
-// MessageSize is what a message weighs against a page's byte budget: its
-// stored text, a lower bound of its size on the wire.
-func MessageSize(m *Message) int {
-	return len(m.Content) + len(m.Extras) + len(m.FromID) + len(m.ToID) + len(m.GroupID)
-}
 
 // History returns the page of the private conversation between a and b
 // that q selects, in the order q asks for, and whether the selection holds
@@ -177,37 +156,6 @@ func (db *DB) timeAt(conv convKey, seq uint64) (int64, error) {
 	return messageTime(v)
 }
 
-// OfflinePage is one conversation's queued messages, oldest first.
-type OfflinePage struct {
-	Peer uint64 // the peer's uid, or the gid of a group page
-	Msgs []Message
-	// More is set when the conversation's queue holds more entries than
-	// the page.
-	More bool
-	// LastSeq is the conversation's last seq when the page was read, for
-	// marking it read (private pages of ReadOffline only).
-	LastSeq uint64
-}
-
-// QueueQuery selects queued messages of a user (PROTOCOL §4.4 types 0, 2).
-type QueueQuery struct {
-	// Peer names one private queue; Group one group queue (a gid). Both
-	// zero: every queue of the user, private ones first.
-	Peer, Group uint64
-	// Limit caps the messages of the page (> 0).
-	Limit int
-	// MaxBytes, when positive, stops the page once its messages weigh
-	// this much (MessageSize); the first message is always read.
-	MaxBytes int
-}
-
-// QueuePage is what ReadOffline returns: pages of private queues, then of
-// group queues, and whether any queue the query covers holds more.
-type QueuePage struct {
-	Friends, Groups []OfflinePage
-	More            bool
-}
-
 // ReadOffline returns the oldest queued messages q selects, grouped by
 // conversation; it removes nothing (PROTOCOL §4.4 type 2; type 0 removes
 // what the client was sent with RemoveOffline). A query of one private
@@ -324,18 +272,6 @@ func queueRead(r reader, lower, upper []byte, b *budget, convOf func(peer uint64
 		pages[len(pages)-1].More = len(k) == 2+24 && binary.BigEndian.Uint64(k[10:]) == pages[len(pages)-1].Peer
 	}
 	return pages, ok, nil
-}
-
-// Removal is what a type 0 pull's reply carried from one queue: removed
-// once the reply was written (PROTOCOL §4.4).
-type Removal struct {
-	Peer  uint64 // the peer's uid, or the gid when Group is set
-	Group bool
-	Seqs  []uint64 // the queue entries the reply carried
-	// ReadTo marks the conversation read up to this seq (0: not at all):
-	// the highest seq carried, or for a private one the conversation's
-	// last seq when the reply emptied the queue.
-	ReadTo uint64
 }
 
 // RemoveOffline removes the queue entries listed and marks the private

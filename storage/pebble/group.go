@@ -1,8 +1,9 @@
-package storage
+package pebble
 
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/imgate/imgate/storage"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -27,12 +28,6 @@ const (
 	prefixMember     = "m|"
 	prefixUserGroup  = "g|"
 	prefixGroupQueue = "Q|"
-)
-
-// Join results (PROTOCOL §5 data.result).
-const (
-	JoinOK   = 1
-	JoinFull = 3
 )
 
 func groupConv(gid uint64) convKey {
@@ -226,7 +221,7 @@ func scanSecond(r reader, prefix string, a uint64) ([]uint64, error) {
 // AppendGroup stores a group message durably: history, idempotency record,
 // the group queue entry of every uid in offline, and a pending record of
 // the members in online (lazy.go), each of whose pushes is settled with
-// Settle(res.Delivery.Member(i)), i its index in online.
+// res.Delivery.Member(i).Settle, i its index in online.
 // m.Group must be set and m.To zero; online and offline are in ascending
 // uid order and do not overlap.
 // done runs on the committer.
@@ -267,12 +262,12 @@ func (db *DB) AppendGroup(m Message, online, offline []uint64, ver uint64, opts 
 			}
 			res = AppendResult{Msg: msg}
 			if len(online) > 0 {
-				p := &pending{key: keyPending(msg.Group, msg.Seq), group: true, gid: msg.Group, seq: msg.Seq, members: online}
+				p := &pending{db: t.db, key: keyPending(msg.Group, msg.Seq), group: true, gid: msg.Group, seq: msg.Seq, members: online}
 				p.states = make([]atomic.Uint32, len(online))
 				p.left.Store(int32(len(online)))
 				t.set(p.key, encodeUIDs(nil, online))
 				t.pend = append(t.pend, p)
-				res.Delivery = Delivery{p: p}
+				res.Delivery = storage.NewDelivery(p, 0)
 			}
 			return nil
 		},

@@ -1,8 +1,9 @@
-package storage
+package pebble
 
 import (
 	"errors"
 	"fmt"
+	"github.com/imgate/imgate/storage"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestSection4_3_OnlineDeliveryJournaled(t *testing.T) {
 	var rs []AppendResult
 	for range 3 {
 		r := <-ch
-		if r.Err != nil || (r.Delivery == Delivery{}) {
+		if r.Err != nil || (r.Delivery == storage.Delivery{}) {
 			t.Fatalf("append %+v", r)
 		}
 		rs = append(rs, r)
@@ -38,8 +39,8 @@ func TestSection4_3_OnlineDeliveryJournaled(t *testing.T) {
 	if got := offline(t, db, 2, 1); len(got) != 0 {
 		t.Fatalf("queued before any outcome: %+v", got)
 	}
-	db.Settle(rs[0].Delivery, true)
-	db.Settle(rs[1].Delivery, false)
+	rs[0].Delivery.Settle(true)
+	rs[1].Delivery.Settle(false)
 	flushLazy(t, db)
 	// The dropped one is queued at once, though the third is pending.
 	if got := offline(t, db, 2, 1); len(got) != 1 || fmt.Sprint(seqs(got[0].Msgs)) != "[2]" {
@@ -61,8 +62,8 @@ func TestSection4_3_OnlineDeliveryJournaled(t *testing.T) {
 	}
 	release()
 	a, b := <-ch, <-ch
-	db.Settle(a.Delivery, true)
-	db.Settle(b.Delivery, false)
+	a.Delivery.Settle(true)
+	b.Delivery.Settle(false)
 	flushLazy(t, db)
 	if got := offline(t, db, 2, 1); len(got) != 1 || fmt.Sprint(seqs(got[0].Msgs)) != fmt.Sprint([]uint64{b.Msg.Seq}) {
 		t.Fatalf("after settling: %+v, want only seq %d", got, b.Msg.Seq)
@@ -121,7 +122,7 @@ func TestSection4_4_PartialPullMarksReadUpToWhatItCarried(t *testing.T) {
 	// queue marks them read.
 	for range 2 {
 		r := appendSync(t, db, private(1, 2, "pushed"), false)
-		db.Settle(r.Delivery, true)
+		r.Delivery.Settle(true)
 	}
 	flushLazy(t, db)
 	if c, _ := db.Contact(2, 1); c.Unread != 2 {
@@ -255,7 +256,7 @@ func TestSection5_GroupDeliverySettled(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := <-ch
-		if r.Err != nil || (r.Delivery == Delivery{}) {
+		if r.Err != nil || (r.Delivery == storage.Delivery{}) {
 			t.Fatalf("append %+v", r)
 		}
 		return r
@@ -272,7 +273,7 @@ func TestSection5_GroupDeliverySettled(t *testing.T) {
 		return fmt.Sprint(s)
 	}
 	r1 := send("one")
-	db.Settle(r1.Delivery.Member(1), false) // member 3's connection died first
+	r1.Delivery.Member(1).Settle(false) // member 3's connection died first
 	flushLazy(t, db)
 	// Member 2's push is still unsettled: 3 does not wait for it.
 	for uid, want := range map[uint64]string{2: "[]", 3: "[1]", 4: "[1]"} {
@@ -280,8 +281,8 @@ func TestSection5_GroupDeliverySettled(t *testing.T) {
 			t.Fatalf("member %d queued %s, want %s", uid, got, want)
 		}
 	}
-	db.Settle(r1.Delivery.Member(0), true)
-	db.Settle(r1.Delivery.Member(0), false) // a second outcome does nothing
+	r1.Delivery.Member(0).Settle(true)
+	r1.Delivery.Member(0).Settle(false) // a second outcome does nothing
 	flushLazy(t, db)
 	if got := queued(2); got != "[]" {
 		t.Fatalf("member 2 queued %s after its push was written", got)
@@ -310,7 +311,7 @@ func TestSection4_3_UnsettledDeliveryExpires(t *testing.T) {
 	}
 	defer func() { _ = db.Close() }()
 	r := appendSync(t, db, private(1, 2, "slow"), false)
-	if r.Delivery == (Delivery{}) {
+	if r.Delivery == (storage.Delivery{}) {
 		t.Fatal("no delivery to settle")
 	}
 	flushLazy(t, db)
@@ -325,7 +326,7 @@ func TestSection4_3_UnsettledDeliveryExpires(t *testing.T) {
 	if got := offline(t, db, 2, 1); len(got) != 1 || len(got[0].Msgs) != 1 {
 		t.Fatalf("after the expiry: %+v, want it queued", got)
 	}
-	db.Settle(r.Delivery, true) // the slow connection wrote it after all
+	r.Delivery.Settle(true) // the slow connection wrote it after all
 	flushLazy(t, db)
 	if got := offline(t, db, 2, 1); len(got) != 1 {
 		t.Fatalf("a late outcome changed the queue: %+v", got)
@@ -347,7 +348,7 @@ func TestSection4_3_UnsettledDeliveryExpires(t *testing.T) {
 // with no later operation to wake the committer.
 func TestSection4_3_ExpiryOnAQuietStore(t *testing.T) {
 	db := openTest(t, t.TempDir())
-	if r := appendSync(t, db, private(1, 2, "never settled"), false); r.Delivery == (Delivery{}) {
+	if r := appendSync(t, db, private(1, 2, "never settled"), false); r.Delivery == (storage.Delivery{}) {
 		t.Fatal("no delivery to settle")
 	}
 	deadline := time.Now().Add(pendingExpiry + 10*time.Second)

@@ -1,37 +1,15 @@
-package storage
+package pebble
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/imgate/imgate/storage"
 	"math"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
-
-// Chat types of PROTOCOL §4.1.
-const (
-	ChatGroup   = 1
-	ChatPrivate = 2
-)
-
-// Message is one chat message as stored.
-type Message struct {
-	ID         [16]byte // 32 hex on the wire
-	From, To   uint64   // uids; To is 0 for group messages
-	FromID     string   // protocol ids, kept so a page renders without lookups
-	ToID       string
-	ChatType   int
-	MsgType    int
-	Content    string // a string, or the compact JSON text of an object/array
-	Extras     []byte // raw JSON object passed through, or nil
-	CreateTime int64  // ms, assigned by the server, non-decreasing per conversation
-	Seq        uint64 // position in the conversation: 1, 2, 3… with no gaps
-	GroupID    string // the group's protocol id, for group messages
-	Group      uint64 // the group's internal id, for group messages
-	Recalled   bool   // replaced by a recall marker: content and extras dropped
-}
 
 // flagRecalled marks a recalled message in its record.
 const flagRecalled = 1
@@ -195,26 +173,6 @@ func decodeMessage(b []byte) (Message, error) {
 		m.Extras = []byte(extras)
 	}
 	return m, nil
-}
-
-// Contact is one entry of owner's contact list (PROTOCOL §4.3).
-type Contact struct {
-	Peer    uint64
-	Unread  uint64 // messages from Peer not yet read by the owner, recalled ones aside
-	Pending bool   // the last message came from Peer: the owner owes a reply
-	// Waiting: Peer is a visitor waiting for the owner, their partner
-	// (PROTOCOL §1.2 (2)): assigned to the owner or last written by Peer,
-	// and not answered by the owner since. Only ever set on an agent's or
-	// consultant's record of a visitor.
-	Waiting     bool
-	LastContact int64 // ms of the last message or assignment
-	// ReadSeq is the seq up to which the owner read the conversation
-	// (never decreases); 0 in records written before it was kept.
-	ReadSeq uint64
-	// LastMessage is the createTime (ms) of the conversation's newest
-	// message and LastSeq its seq; 0 while neither wrote (PROTOCOL §7.4).
-	LastMessage int64
-	LastSeq     uint64
 }
 
 // Contact record versions: v1 has no read seq, v2 no last message.
@@ -411,35 +369,10 @@ func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
 // cacheConv records a conversation's new tail.
 func (t *tx) cacheConv(c convKey, st convState) { t.db.convs[c] = st; t.touched++ }
 
-// AppendOptions qualifies one append.
-type AppendOptions struct {
-	// Offline: the receiver had no live connection (the ack says 10001):
-	// queue the message. Otherwise it is journaled until its push is
-	// settled (lazy.go).
-	Offline bool
-	// ClientID: the sender chose m.ID, so it may be a resend. A server-made
-	// ID is new by construction and skips the idempotency lookup.
-	ClientID bool
-	// Visitor, when set, is the visitor side of a visitor-agent (or
-	// consultant) conversation: the other side becomes their last partner.
-	Visitor uint64
-}
-
-// AppendResult is what AppendPrivate reports once the message is durable.
-type AppendResult struct {
-	Msg       Message // as stored: Seq and CreateTime assigned
-	Duplicate bool    // an earlier message of the same sender had this ID
-	Online    bool    // for a duplicate: the receiver was online the first time
-	// Delivery is to be settled (DB.Settle) once the push of a message
-	// stored for an online receiver is written or dropped; zero otherwise.
-	Delivery Delivery
-	Err      error
-}
-
 // AppendPrivate stores a private message durably: history, idempotency
 // record, the receiver's offline queue entry when opts.Offline (else the
 // batch's journal holds it until its push is settled: AppendResult.
-// Delivery, DB.Settle) and both contact records; a message to oneself gets
+// Delivery.Settle) and both contact records; a message to oneself gets
 // no queue entry and no contact. It returns at once; done runs on the
 // committer goroutine after the WAL is synced and must not block.
 // m.CreateTime is raised if needed so times never go back within a
@@ -448,15 +381,6 @@ type AppendResult struct {
 func (db *DB) AppendPrivate(m Message, opts AppendOptions, done func(AppendResult)) error {
 	return db.AppendPrivateTo(m, opts, AppendedFunc(done))
 }
-
-// Appended is told the outcome of AppendPrivateTo, on the committer.
-type Appended interface{ Appended(AppendResult) }
-
-// AppendedFunc adapts a func to Appended.
-type AppendedFunc func(AppendResult)
-
-// Appended calls f.
-func (f AppendedFunc) Appended(r AppendResult) { f(r) }
 
 // AppendPrivateTo is AppendPrivate reporting to done: a caller that
 // recycles its Appended appends without allocating.
@@ -541,7 +465,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	}
 	// All reads done; from here on only writes, which cannot fail.
 	t.appendCore(conv, st, &m, opts.Offline)
-	var d Delivery
+	var d storage.Delivery
 	if opts.Offline {
 		t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)
 		t.set(t.key, nil)
@@ -550,7 +474,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 		// Acked as pushed: the batch's journal holds it until its push
 		// is settled (lazy.go), so no crash can lose it.
 		j := t.journal()
-		d = Delivery{p: j, i: int32(len(j.msgs))}
+		d = storage.NewDelivery(j, len(j.msgs))
 		j.msgs = append(j.msgs, offlineKey{m.To, m.From, m.Seq})
 		t.touched++
 	}

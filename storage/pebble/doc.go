@@ -1,6 +1,7 @@
-// Package storage is imgate's durable state on Pebble: users, connection
-// tokens and, in later layers, conversations, offline queues, contacts and
-// counters. It imports nothing of imgate and no Pebble type leaves it.
+// Package pebble is imgate's embedded store: storage.Store on a Pebble
+// directory of one machine's disk, the default (`go run .` needs nothing
+// else). It imports nothing of imgate but storage, and no Pebble type
+// leaves it.
 //
 // # Concurrency
 //
@@ -150,4 +151,4 @@
 //   - x|conv|createTime|seq, a time index of h|, is no longer written or
 //     read (time windows search h| instead). Keys left by older versions
 //     are inert; nothing reads the x| keyspace.
-package storage
+package pebble

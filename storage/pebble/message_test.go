@@ -1,8 +1,9 @@
-package storage
+package pebble
 
 import (
 	"crypto/rand"
 	"fmt"
+	"github.com/imgate/imgate/storage"
 	"sync"
 	"testing"
 	"time"
@@ -114,7 +115,7 @@ func seqs(ms []Message) []uint64 {
 func TestSection4_3_AppendPrivate(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const a, b = 1, 2
-	var online []Delivery
+	var online []storage.Delivery
 	for i := 1; i <= 5; i++ {
 		m := Message{ID: msgID(), From: a, To: b, FromID: "a", ToID: "b", ChatType: ChatPrivate, Content: fmt.Sprint("m", i), CreateTime: int64(1000 + i)}
 		if i == 3 {
@@ -122,7 +123,7 @@ func TestSection4_3_AppendPrivate(t *testing.T) {
 			m.Extras = []byte(`{"k":1}`)
 		}
 		r := appendSync(t, db, m, i%2 == 0)
-		if r.Msg.Seq != uint64(i) || r.Duplicate || (r.Delivery == Delivery{}) != (i%2 == 0) {
+		if r.Msg.Seq != uint64(i) || r.Duplicate || (r.Delivery == storage.Delivery{}) != (i%2 == 0) {
 			t.Fatalf("message %d: %+v", i, r)
 		}
 		if i%2 != 0 {
@@ -155,7 +156,7 @@ func TestSection4_3_AppendPrivate(t *testing.T) {
 		t.Fatalf("offline %+v", pages)
 	}
 	for _, d := range online {
-		db.Settle(d, true)
+		d.Settle(true)
 	}
 	flushLazy(t, db)
 	pages = offline(t, db, b, a)

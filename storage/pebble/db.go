@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import (
 	"crypto/rand"
@@ -14,14 +14,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
-)
-
-// Errors returned by DB methods.
-var (
-	ErrNotFound     = errors.New("storage: not found")
-	ErrTokenTaken   = errors.New("storage: token bound to another user")
-	ErrTokenExpired = errors.New("storage: token expired")
-	ErrClosed       = errors.New("storage: closed")
 )
 
 // Options configures a DB. The zero value is usable.

@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import (
 	"encoding/binary"
@@ -16,14 +16,6 @@ import (
 const prefixGroupRead = "G|"
 
 func keyGroupRead(uid, gid uint64) []byte { return key2(prefixGroupRead, uid, gid) }
-
-// ReadResult is what Read did.
-type ReadResult struct {
-	// ReadSeq is the read cursor after the read; Advanced reports
-	// whether the read moved it.
-	ReadSeq  uint64
-	Advanced bool
-}
 
 // Read marks uid's conversation (with peer, or group peer when group is
 // set) read up to seq upTo (PROTOCOL §7.5): the read cursor never
@@ -87,9 +79,6 @@ func decodeReadSeq(v []byte, err error) (uint64, error) {
 	}
 	return n, nil
 }
-
-// groupUnreadWalk bounds the records GroupUnread reads.
-const groupUnreadWalk = 1000
 
 // GroupUnread counts the messages of group gid after readSeq up to last
 // that are not uid's and not recalled (PROTOCOL §7.4, §7.5). It reads at

@@ -1,4 +1,4 @@
-package storage
+package pebble
 
 import (
 	"encoding/binary"
@@ -69,6 +69,7 @@ const (
 // the commit that wrote it until it is gone. The committer fills it while
 // it builds the batch; Settle calls from any goroutine count it down.
 type pending struct {
+	db      *DB
 	key     []byte
 	group   bool
 	gid     uint64       // group: the group
@@ -88,22 +89,17 @@ func (p *pending) receivers() int {
 	return len(p.msgs)
 }
 
-// Delivery names one receiver of a pending record: its push settles it
-// with Settle. The zero Delivery settles nothing.
-type Delivery struct {
+// delivery names one receiver of a pending record: its push settles it
+// (storage.Delivery wraps it as the record's Settle and the index).
+type delivery struct {
 	p *pending
 	i int32
 }
 
-// Member is the Delivery of the i-th member (in the order given to
-// AppendGroup) of the group message d belongs to.
-func (d Delivery) Member(i int) Delivery { return Delivery{d.p, int32(i)} }
+// Settle settles receiver i of p (storage.Pushes).
+func (p *pending) Settle(i int, written bool) { p.db.settle(delivery{p, int32(i)}, written) }
 
-// Settle reports the outcome of a push: written when a connection of the
-// receiver wrote it to its socket. A receiver no connection wrote it to
-// gets it queued. It never blocks: the writes ride along with a later
-// batch. Settling a Delivery twice, or after it expired, does nothing.
-func (db *DB) Settle(d Delivery, written bool) {
+func (db *DB) settle(d delivery, written bool) {
 	p := d.p
 	if p == nil {
 		return
@@ -134,7 +130,7 @@ func (db *DB) Settle(d Delivery, written bool) {
 
 // lazyWork is deferred work waiting for the committer.
 type lazyWork struct {
-	queue  []Delivery // receivers to queue
+	queue  []delivery // receivers to queue
 	remove [][]byte   // records to remove
 }
 
@@ -214,7 +210,7 @@ func (db *DB) expire(now int64, lz *lazyWork) time.Duration {
 		}
 		for i := range p.states {
 			if p.states[i].CompareAndSwap(recvPending, recvQueued) {
-				d := Delivery{p, int32(i)}
+				d := delivery{p, int32(i)}
 				db.mayQueue(d)
 				lz.queue = append(lz.queue, d)
 			}
@@ -253,7 +249,7 @@ func (t *tx) applyLazy(l *lazyWork) {
 }
 
 // queueDelivery queues one receiver of a record.
-func (t *tx) queueDelivery(d Delivery) error {
+func (t *tx) queueDelivery(d delivery) error {
 	p := d.p
 	if p.group {
 		return t.queueGroup(p.gid, p.seq, p.members[d.i])
@@ -446,7 +442,7 @@ func (p *pending) receiver(i int) uint64 {
 // them). A push of one of them written later is a duplicate. It blocks
 // until the commit.
 func (db *DB) QueuePending(uid uint64) error {
-	var took []Delivery
+	var took []delivery
 	ch := make(chan error, 1)
 	err := db.submit(op{
 		applyFn: func(t *tx) error {
@@ -459,7 +455,7 @@ func (db *DB) QueuePending(uid uint64) error {
 					if p.receiver(i) != uid || p.states[i].Load() != recvPending {
 						continue
 					}
-					d := Delivery{p, int32(i)}
+					d := delivery{p, int32(i)}
 					if err := t.queueDelivery(d); err != nil {
 						return err
 					}
@@ -487,7 +483,7 @@ func (db *DB) QueuePending(uid uint64) error {
 
 // settleQueued settles d as queued when it is still pending, the queue
 // entry being written already.
-func (db *DB) settleQueued(d Delivery) {
+func (db *DB) settleQueued(d delivery) {
 	p := d.p
 	if !p.states[d.i].CompareAndSwap(recvPending, recvQueued) {
 		return
@@ -500,7 +496,7 @@ func (db *DB) settleQueued(d Delivery) {
 // mayQueue clears the empty-queue hint (ack.go) of d's conversation as
 // soon as d is to be queued, before the queue entry is written: an ack in
 // between must not take the queue for empty.
-func (db *DB) mayQueue(d Delivery) {
+func (db *DB) mayQueue(d delivery) {
 	p := d.p
 	if p.group {
 		db.hint.set(hintKey(p.members[d.i], p.gid, true), false)
