@@ -1,0 +1,159 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/imgate/imgate/storage"
+)
+
+// Options configures a DB. The zero value is usable.
+type Options struct {
+	// Logger receives the store's lifecycle and error lines; nil discards
+	// them.
+	Logger *slog.Logger
+	// Now is the clock of the expiry of pending pushes; nil means
+	// time.Now. Tests inject their own.
+	Now func() time.Time
+	// MaxConns caps the pool's connections to the server; 0 means 16.
+	MaxConns int32
+}
+
+// DB is storage.Store on PostgreSQL. Create it with Open and close it with
+// Close.
+type DB struct {
+	pool  *pgxpool.Pool
+	log   *slog.Logger
+	now   func() time.Time
+	epoch string
+
+	q      commitQueue
+	cstats struct{ ops, batches atomic.Uint64 }
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+}
+
+var _ storage.Store = (*DB)(nil)
+
+// Open connects to the database at url (a postgres:// URL or a libpq
+// key=value string), creates or migrates its schema (migrate.go) and starts
+// the committer. Commits are synchronous (synchronous_commit=on whatever
+// the server's default): a done callback runs after the commit is on the
+// server's disk.
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "imgate"
+	cfg.MaxConns = 16
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	db := &DB{log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
+	if db.log == nil {
+		db.log = slog.New(slog.DiscardHandler)
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := db.pool.Ping(ctx); err != nil {
+		db.pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.pool.Close()
+		return nil, err
+	}
+	if db.epoch, err = db.loadEpoch(ctx); err != nil {
+		db.pool.Close()
+		return nil, err
+	}
+	db.q.init()
+	db.wg.Add(1)
+	go db.commitLoop()
+	return db, nil
+}
+
+// loadEpoch reads the store's epoch, drawing it on first use.
+func (db *DB) loadEpoch(ctx context.Context) (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	if _, err := db.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ('epoch', $1) ON CONFLICT (name) DO NOTHING`, hex.EncodeToString(b[:])); err != nil {
+		return "", fmt.Errorf("postgres: epoch: %w", err)
+	}
+	var e string
+	if err := db.pool.QueryRow(ctx, `SELECT value FROM meta WHERE name = 'epoch'`).Scan(&e); err != nil {
+		return "", fmt.Errorf("postgres: epoch: %w", err)
+	}
+	return e, nil
+}
+
+// Epoch identifies this store (PROTOCOL §7.7).
+func (db *DB) Epoch() string { return db.epoch }
+
+// Close stops the committer once the operations queued before it are
+// committed, and closes the pool. Calls after the first return nil.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.closed.Store(true)
+		db.q.mu.Lock()
+		db.q.closed = true
+		db.q.cond.Broadcast()
+		db.q.mu.Unlock()
+		close(db.stop)
+		db.wg.Wait()
+		db.pool.Close()
+	})
+	return nil
+}
+
+// Ping reports whether the store is open and its server answers.
+func (db *DB) Ping() error {
+	if db.closed.Load() {
+		return storage.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return db.pool.Ping(ctx)
+}
+
+// CommitStats returns the committer's counters since Open.
+func (db *DB) CommitStats() storage.CommitStats {
+	return storage.CommitStats{Ops: db.cstats.ops.Load(), Batches: db.cstats.batches.Load()}
+}
+
+// queryTimeout bounds a read; the committer's transactions have their own.
+const queryTimeout = 30 * time.Second
+
+// readCtx is the context of one read outside the committer.
+func readCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), queryTimeout)
+}
+
+// notFound maps pgx's "no rows" to storage.ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return storage.ErrNotFound
+	}
+	return err
+}
