@@ -190,6 +190,7 @@ func putV1Token(t testing.TB, dir, token string, uid uint64, expire int64) {
 // tokens carry no terminal; they log in until they expire, with the
 // profile's terminal, and any logout of their user revokes them.
 func TestSection1_5_LogoutRevokesTokensOfThePreviousRelease(t *testing.T) {
+	pebbleOnly(t)
 	ts := newTestServer(t)
 	ts.post("/im/vanke/initUser", `{"senderId":"agent_1","type":1,"terminal":"h5","nick":"Cai"}`)
 	u, err := ts.s.db.UserByID("agent_1")

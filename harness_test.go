@@ -80,6 +80,9 @@ func newTestServer(t testing.TB, mod ...func(*config)) *testServer {
 	for _, m := range mod {
 		m(&cfg)
 	}
+	if cfg.Store == "" {
+		cfg.Store = storeFor(t, cfg.DataDir)
+	}
 	ts := &testServer{t: t, cfg: cfg, clock: ck}
 	ts.start()
 	t.Cleanup(ts.stop)

@@ -136,6 +136,7 @@ func extractTarGz(t testing.TB, archive, dst string) {
 // old server), group membership and queues work, new messages continue the
 // seqs, and a restart keeps it all.
 func TestSection4_3_DataDirOfReleaseA9f4499(t *testing.T) {
+	pebbleOnly(t)
 	testLegacyDataDir(t, legacyRelease{
 		name: "a9f4499",
 		// a9f4499 never decremented the stored unread counter on recall:
@@ -154,6 +155,7 @@ func TestSection4_3_DataDirOfReleaseA9f4499(t *testing.T) {
 // for a9f4499 (testdata/README.md). 8a27658 already counted recalled
 // messages as read, so its answers are PROTOCOL's.
 func TestSection4_3_DataDirOfRelease8a27658(t *testing.T) {
+	pebbleOnly(t)
 	testLegacyDataDir(t, legacyRelease{name: "8a27658"})
 }
 

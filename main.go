@@ -1,8 +1,10 @@
 // Command imgate is an instant-messaging gateway that speaks the J-IM
 // customer-service protocol: WebSocket clients on one port, a trusted HTTP
-// API on another, durable state in an embedded Pebble store.
+// API on another, durable state in an embedded Pebble store or in
+// PostgreSQL.
 //
 //	go run .            # WebSocket :8889, HTTP API 127.0.0.1:8082, data in ./data
+//	go run . -store postgres://user@host/db   # the store in PostgreSQL
 //	go run . -h         # flags; each has an IMGATE_* environment fallback
 package main
 
@@ -16,6 +18,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -29,6 +32,7 @@ import (
 	"github.com/imgate/imgate/router"
 	"github.com/imgate/imgate/storage"
 	"github.com/imgate/imgate/storage/pebble"
+	"github.com/imgate/imgate/storage/postgres"
 )
 
 // config is everything main reads from flags and the environment.
@@ -36,6 +40,7 @@ type config struct {
 	WSAddr         string
 	HTTPAddr       string
 	DataDir        string
+	Store          string
 	APIKey         string
 	AllowOrigin    string
 	InsecureHTTP   bool
@@ -65,7 +70,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs := flag.NewFlagSet("imgate", flag.ContinueOnError)
 	fs.StringVar(&c.WSAddr, "ws-addr", ":8889", "WebSocket listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP API listen address (trusted backends)")
-	fs.StringVar(&c.DataDir, "data", "./data", "Pebble data directory")
+	fs.StringVar(&c.DataDir, "data", "./data", "Pebble data directory (with the default -store)")
+	fs.StringVar(&c.Store, "store", "", "the store: empty or 'pebble' for the embedded Pebble store in -data; a postgres:// URL for PostgreSQL (-data is then ignored)")
 	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer KEY' on the HTTP API (empty: no key)")
 	fs.StringVar(&c.AllowOrigin, "allow-origin", httpapi.DefaultAllowOrigin, "CORS Access-Control-Allow-Origin of the HTTP API (empty: no CORS headers)")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve the HTTP API on a non-loopback -http-addr without -api-key (logs a warning)")
@@ -113,6 +119,34 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
+// openStore opens the store -store names.
+func openStore(cfg config, log *slog.Logger) (storage.Store, error) {
+	switch {
+	case cfg.Store == "" || cfg.Store == "pebble":
+		return pebble.Open(cfg.DataDir, pebble.Options{Logger: log})
+	case strings.HasPrefix(cfg.Store, "postgres://") || strings.HasPrefix(cfg.Store, "postgresql://"):
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", redactURL(cfg.Store), err)
+		}
+		log.Info("store", "kind", "postgres", "url", redactURL(cfg.Store))
+		return db, nil
+	default:
+		return nil, fmt.Errorf("-store %q: want empty, 'pebble' or a postgres:// URL", redactURL(cfg.Store))
+	}
+}
+
+// redactURL hides the password of a store URL in logs and errors.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
 // server is one running gateway: store, router, WebSocket engine, HTTP API.
 type server struct {
 	log    *slog.Logger
@@ -140,7 +174,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 			s.stop(context.Background())
 		}
 	}()
-	if s.db, err = pebble.Open(cfg.DataDir, pebble.Options{Logger: log.With("component", "storage")}); err != nil {
+	if s.db, err = openStore(cfg, log.With("component", "storage")); err != nil {
 		return nil, err
 	}
 	s.router, err = router.New(s.db, router.Options{

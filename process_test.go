@@ -82,7 +82,8 @@ func startProc(t testing.TB, dataDir string, extra ...string) *proc {
 	t.Helper()
 	// Debug logs name every connection closed and why: printed when the
 	// test fails.
-	args := append([]string{"-ws-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data", dataDir, "-log-level", "debug"}, extra...)
+	args := append([]string{"-ws-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-data", dataDir, "-log-level", "debug"}, storeArgs(t, dataDir)...)
+	args = append(args, extra...)
 	p := &proc{t: t, cmd: exec.Command(imgateBinary(t), args...), exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

@@ -55,12 +55,19 @@ var (
 // Main runs the tests and stops the shared server, if one was started.
 func Main(m *testing.M) {
 	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
+// StopShared stops the shared server, if one was started: for a TestMain
+// that does more than Main.
+func StopShared() {
 	sharedMu.Lock()
+	defer sharedMu.Unlock()
 	if shared != nil {
 		shared.Stop()
+		shared = nil
 	}
-	sharedMu.Unlock()
-	os.Exit(code)
 }
 
 // Shared returns the test binary's server, starting it on first use. It
