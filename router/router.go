@@ -123,11 +123,8 @@ type Router struct {
 	queued    atomic.Int64  // request payload bytes waiting for workers
 	lost      atomic.Uint64 // pushes no connection wrote (left queued)
 
-	pres    presence
-	logouts logouts // orders logins against logouts (logout.go)
-	// assignMu serialises assignments (getReceiver without a receiver):
-	// each reads the load the previous one left (PROTOCOL §1.2).
-	assignMu   sync.Mutex
+	pres       presence
+	logouts    logouts        // orders logins against logouts (logout.go)
 	typingSeen typingThrottle // typing.go
 	mu         struct {
 		sync.RWMutex

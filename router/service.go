@@ -32,12 +32,15 @@ func (r *Router) GetReceiver(req InitUserRequest) (Partner, error) {
 	if req.Type != storage.UserVisitor {
 		return Partner{}, &FieldError{Field: "receiverId", Msg: "receiverId is required unless the sender is a visitor (type 0)"}
 	}
-	// One assignment at a time: each reads the load the one before left,
-	// and two calls for one visitor agree. An assignment holds the lock
-	// for one commit (a few ms), which bounds assignments per node to a
-	// few hundred per second: far above what a desk sees.
-	r.assignMu.Lock()
-	defer r.assignMu.Unlock()
+	// One assignment at a time, on every gateway of the store: each reads
+	// the load the one before left, and two calls for one visitor agree.
+	// An assignment holds the lock for one commit (a few ms), which bounds
+	// assignments to a few hundred per second: far above what a desk sees.
+	unlock, err := r.db.LockAssignment()
+	if err != nil {
+		return Partner{}, err
+	}
+	defer unlock()
 	var known uint64 // the visitor's uid, if registered before
 	switch u, err := r.db.UserByID(req.SenderID); {
 	case err == nil:

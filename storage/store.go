@@ -139,6 +139,11 @@ type Store interface {
 	// LastPartner returns the agent or consultant visitor last talked
 	// to, or 0.
 	LastPartner(visitor uint64) (uint64, error)
+	// LockAssignment takes the store-wide assignment lock (PROTOCOL
+	// §1.2 (2)): every gateway on the store assigns one visitor at a time,
+	// each reading the loads the one before left. unlock releases it; hold
+	// it for one assignment (reads and its Touch), never longer.
+	LockAssignment() (unlock func(), err error)
 
 	// GroupByID returns the gid of a group id, or ErrNotFound.
 	GroupByID(id string) (uint64, error)

@@ -459,3 +459,10 @@ func (db *DB) LastPartner(visitor uint64) (uint64, error) {
 	}
 	return binary.BigEndian.Uint64(v), nil
 }
+
+// LockAssignment takes the assignment lock (storage.Store): one process
+// holds a Pebble directory, so a mutex is the whole store's lock.
+func (db *DB) LockAssignment() (unlock func(), err error) {
+	db.assignMu.Lock()
+	return db.assignMu.Unlock, nil
+}

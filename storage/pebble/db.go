@@ -54,6 +54,8 @@ type DB struct {
 	users   userCache
 	groups  groupCache
 	closed  atomic.Bool
+	// assignMu is the assignment lock (LockAssignment).
+	assignMu sync.Mutex
 
 	// Committer (commit.go). convs is owned by the committer goroutine.
 	cq         commitQueue

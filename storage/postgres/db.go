@@ -86,6 +86,10 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		db.pool.Close()
 		return nil, err
 	}
+	if err := db.ensureAssignmentRow(ctx); err != nil {
+		db.pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	db.q.init()
 	db.wg.Add(1)
 	go db.commitLoop()
