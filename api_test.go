@@ -168,7 +168,7 @@ func TestSection1_5_LogoutClosesConnections(t *testing.T) {
 }
 
 // putV1Token writes a token record as the release before token lists did
-// (storage/doc.go: uid | expireAt, 16 bytes) into a stopped gateway's dir.
+// (storage/pebble/doc.go: uid | expireAt, 16 bytes) into a stopped gateway's dir.
 func putV1Token(t testing.TB, dir, token string, uid uint64, expire int64) {
 	t.Helper()
 	db, err := pebble.Open(dir, &pebble.Options{})

@@ -658,7 +658,7 @@ func TestSection7_4_Recent(t *testing.T) {
 // restart cmd 25 shows the conversation's lastSeq above the client's ack,
 // and cmd 23 from that ack returns every one of the 200. (They are also
 // in the offline queue: the journal that recorded them as awaiting their
-// push queues them at the next start; storage/doc.go.)
+// push queues them at the next start; storage/pebble/doc.go.)
 func TestSection7_2_KillWithPushesInFlight(t *testing.T) {
 	dir := t.TempDir()
 	p := startProc(t, dir, "-rate-limit", "-1")
