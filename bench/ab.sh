@@ -9,6 +9,12 @@
 # ARGS_B (default ARGS) gives side B other load-generator arguments: the
 # same binary twice with ARGS_B="… -ack" measures what a client option costs.
 #
+# STORE_A / STORE_B (default empty: Pebble in a fresh directory) give a
+# side's -store; a postgres:// URL is reset to an empty database before
+# each of its runs with bench/pg.sh reset (start the server with
+# bench/pg.sh start). Pebble against PostgreSQL with one binary:
+#   STORE_B=$(bench/pg.sh start) bench/ab.sh ./imgate ./imgate
+#
 # Build OLD_BINARY from an earlier commit, e.g.:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && go build -o /tmp/imgate-old .)
 # The load generator is this tree's bench. Results stay in OUTDIR as JSON.
@@ -28,7 +34,9 @@ trap stop EXIT
 start() {
   stop
   rm -rf "$out/data"
-  "$1" -data "$out/data" -ws-addr $ws -http-addr $http -log-level error -rate-limit -1 &
+  local store=()
+  if [ -n "$2" ]; then bench/pg.sh reset; store=(-store "$2"); fi
+  "$1" -data "$out/data" "${store[@]}" -ws-addr $ws -http-addr $http -log-level error -rate-limit -1 &
   srv=$!
   for _ in $(seq 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/18082) 2>/dev/null; then return; fi
@@ -40,9 +48,9 @@ start() {
 fa=() fb=()
 for i in $(seq "$runs"); do
   for side in a b; do
-    bin=$a run_args=$args
-    if [ $side = b ]; then bin=$b run_args=$args_b; fi
-    start "$bin"
+    bin=$a run_args=$args store=${STORE_A:-}
+    if [ $side = b ]; then bin=$b run_args=$args_b store=${STORE_B:-}; fi
+    start "$bin" "$store"
     f="$out/$side-$i.json"
     # shellcheck disable=SC2086
     "$out/bench" $run_args -ws $ws -http $http -json > "$f" || echo "run had errors: $f" >&2
@@ -51,7 +59,7 @@ for i in $(seq "$runs"); do
     echo "run $i $side: $f" >&2
   done
 done
-echo "# A = $a: $args"
+echo "# A = $a ${STORE_A:-pebble}: $args"
 "$out/bench" median "${fa[@]}"
-echo "# B = $b: $args_b"
+echo "# B = $b ${STORE_B:-pebble}: $args_b"
 "$out/bench" median "${fb[@]}"
