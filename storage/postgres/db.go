@@ -37,6 +37,8 @@ type DB struct {
 	now   func() time.Time
 	epoch string
 
+	groups groupCache // group.go
+
 	q      commitQueue
 	cstats struct{ ops, batches atomic.Uint64 }
 	stop   chan struct{}
