@@ -54,8 +54,10 @@ const (
 	// expired first, skipping rows another transaction holds (a concurrent
 	// sweep of another node, a registration rebinding them). The outer
 	// condition is checked again on a row updated since the inner read.
-	sqlSweepTokens = `DELETE FROM tokens WHERE expire <= $1 AND token IN (
-		SELECT token FROM tokens WHERE expire <= $1 ORDER BY expire LIMIT $2 FOR UPDATE SKIP LOCKED)`
+	// The tokens are picked as an array, not a join, so that the delete
+	// finds them by the primary key whatever share of the table expired.
+	sqlSweepTokens = `DELETE FROM tokens WHERE expire <= $1 AND token = ANY (ARRAY(
+		SELECT token FROM tokens WHERE expire <= $1 ORDER BY expire LIMIT $2 FOR UPDATE SKIP LOCKED))`
 )
 
 // bindToken binds r.Token to uid on r.User.Terminal inside Register's
