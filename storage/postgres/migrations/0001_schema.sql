@@ -65,8 +65,10 @@ CREATE TABLE messages (
 );
 -- Idempotency of client message ids, and recall's lookup.
 CREATE UNIQUE INDEX messages_sender_id ON messages (from_uid, id);
--- History pages bounded by time (PROTOCOL §4.4).
-CREATE INDEX messages_time ON messages (conv_a, conv_b, create_time);
+-- History pages bounded by time (PROTOCOL §4.4): createTime never
+-- decreases along seq, so the first (last) entry at or after (before) a
+-- time, seq breaking ties, is the window's first (last) seq.
+CREATE INDEX messages_time ON messages (conv_a, conv_b, create_time, seq);
 
 -- Offline queues (PROTOCOL §4.4): peer is the sender's uid, or the gid of
 -- a group queue. A pending entry is a push not yet settled (PROTOCOL
@@ -95,8 +97,10 @@ CREATE TABLE contacts (
     last_seq     bigint  NOT NULL DEFAULT 0,
     PRIMARY KEY (owner, peer)
 );
-CREATE INDEX contacts_recent ON contacts (owner, last_contact DESC, peer);
-CREATE INDEX contacts_conversations ON contacts (owner, last_message DESC, peer) WHERE last_seq > 0;
+-- Both are walked backwards (newest first, peer descending on ties) from
+-- a (time, peer) row bound: keyset pages.
+CREATE INDEX contacts_recent ON contacts (owner, last_contact, peer);
+CREATE INDEX contacts_conversations ON contacts (owner, last_message, peer) WHERE last_seq > 0;
 
 -- An owner's totals, kept with every change of its contacts.
 CREATE TABLE contact_counts (
