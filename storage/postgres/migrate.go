@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The schema is created and moved forward at Open by the SQL files of
@@ -67,10 +68,21 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := db.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
-		one     boolean PRIMARY KEY DEFAULT true CHECK (one),
-		version integer NOT NULL)`); err != nil {
-		return fmt.Errorf("postgres: schema_version: %w", err)
+	// CREATE TABLE IF NOT EXISTS is not atomic: of two nodes creating the
+	// table at once, one may fail on the catalog's unique index (23505) or
+	// find the table or its row type made meanwhile (42P07, 42710). The
+	// other's table is then committed: the next try finds it.
+	for attempt := 0; ; attempt++ {
+		_, err := db.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+			one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+			version integer NOT NULL)`)
+		if err == nil {
+			break
+		}
+		var pe *pgconn.PgError
+		if attempt == maxRetries || !errors.As(err, &pe) || (pe.Code != "23505" && pe.Code != "42P07" && pe.Code != "42710") {
+			return fmt.Errorf("postgres: schema_version: %w", err)
+		}
 	}
 	if _, err := db.pool.Exec(ctx, `INSERT INTO schema_version (one, version) VALUES (true, 0) ON CONFLICT (one) DO NOTHING`); err != nil {
 		return fmt.Errorf("postgres: schema_version: %w", err)
