@@ -38,6 +38,7 @@ type DB struct {
 	epoch string
 
 	groups groupCache // group.go
+	acks   ackQueue   // ack.go
 
 	q      commitQueue
 	cstats struct{ ops, batches atomic.Uint64 }
