@@ -1,0 +1,6 @@
+//go:build !race
+
+package storagetest
+
+// raceScale stretches the suite's bounded waits under the race detector.
+const raceScale = 1
