@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -53,4 +56,40 @@ func pebbleOnly(t testing.TB) {
 	if onPostgres() {
 		t.Skip("reads or writes a Pebble data directory: not a PostgreSQL store's concern")
 	}
+}
+
+// TestFlags_Store: -store (IMGATE_STORE) picks the store; anything but
+// empty, "pebble" or a postgres:// URL is refused at start with a clear
+// error, and a URL's password never reaches the error.
+func TestFlags_Store(t *testing.T) {
+	cfg, err := parseFlags(nil, func(k string) string {
+		if k == "IMGATE_STORE" {
+			return "postgres://u@127.0.0.1:1/x"
+		}
+		return ""
+	})
+	if err != nil || cfg.Store != "postgres://u@127.0.0.1:1/x" {
+		t.Fatalf("IMGATE_STORE: %q, %v", cfg.Store, err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct{ store, want string }{
+		{"mysql://root:secret@db/imgate", "want empty, 'pebble' or a postgres:// URL"},
+		// Nothing listens on port 1: the start fails naming the store.
+		{"postgres://imgate:secret@127.0.0.1:1/imgate?connect_timeout=5", "store postgres://imgate:xxxxx@127.0.0.1:1/imgate"},
+	} {
+		s, err := start(config{WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), Store: tc.store}, log)
+		if err == nil {
+			s.stop(context.Background())
+			t.Fatalf("-store %s started", tc.store)
+		}
+		if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
+			t.Fatalf("-store %s: %v; want it to say %q without the password", tc.store, err, tc.want)
+		}
+	}
+	// "pebble" is the default spelled out.
+	s, err := start(config{WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), Store: "pebble"}, log)
+	if err != nil {
+		t.Fatalf("-store pebble: %v", err)
+	}
+	s.stop(context.Background())
 }

@@ -23,10 +23,11 @@ func queuedSeqs(t *testing.T, db *DB, uid, peer uint64) []uint64 {
 	return seqs
 }
 
-// PROTOCOL §7.2: an ack removes the offline entries it covers, and only
-// those; a conversation whose queue is known empty costs nothing; a new
-// entry makes it known non-empty again.
-func TestSection7_2_AckRemovesQueued(t *testing.T) {
+// PROTOCOL §7.2, the empty-queue hint (ack.go): a conversation whose queue
+// an ack emptied is hinted empty, so the next ack costs nothing; a new
+// entry makes it known non-empty again. (What acks remove is in the
+// storagetest suite.)
+func TestSection7_2_AckKeepsTheEmptyQueueHint(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const a, b = 1, 2
 	for i := 0; i < 3; i++ {

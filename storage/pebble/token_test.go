@@ -53,109 +53,78 @@ func putV1Token(t testing.TB, db *DB, token string, uid uint64, expire int64) {
 
 func tok(i int) string { return fmt.Sprintf("token-%02d-padded-to-16", i) }
 
-// PROTOCOL §1.1 (ext): each (user, terminal) keeps its 4 newest tokens;
-// binding a fifth revokes the oldest; other terminals are untouched; a
-// rebound token counts as new.
-func TestSection1_1_FifthTokenRevokesOldest(t *testing.T) {
+// token.go, K| lists: each (user, terminal) lists its newest tokens,
+// oldest first; a fifth binding drops the oldest, expired entries leave
+// the list, a token moved to another terminal leaves its old list (deleted
+// once empty), and concurrent bindings leave exactly four listed, each of
+// which logs in. (Which tokens log in is in the storagetest suite.)
+func TestTokenListsKeepTheNewest(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const ttl = 1_000_000
-	now := int64(1000)
-	bind(t, db, "agent_1", "app", "app-token-0000000", now, ttl)
-	for i := 0; i < 4; i++ {
-		now++
-		bind(t, db, "agent_1", "pc", tok(i), now, ttl)
+	list := func(uid uint64, terminal string) []string {
+		t.Helper()
+		l, err := db.tokenList(keyTokenList(uid, terminal))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range l {
+			out = append(out, e.token)
+		}
+		return out
 	}
-	for i := 0; i < 4; i++ {
-		expectOwner(t, db, tok(i), "agent_1", now)
+	want := func(uid uint64, terminal string, toks ...int) {
+		t.Helper()
+		var w []string
+		for _, i := range toks {
+			w = append(w, tok(i))
+		}
+		if got := list(uid, terminal); fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Fatalf("list of %d %q: %v, want %v", uid, terminal, got, w)
+		}
 	}
-	now++
-	bind(t, db, "agent_1", "pc", tok(4), now, ttl)
-	expectRefused(t, db, tok(0), now, ErrNotFound)
-	for i := 1; i <= 4; i++ {
-		expectOwner(t, db, tok(i), "agent_1", now)
+	u := bind(t, db, "agent_1", "pc", tok(0), 1, ttl)
+	for i := 1; i < 5; i++ {
+		bind(t, db, "agent_1", "pc", tok(i), int64(1+i), ttl)
 	}
-	expectOwner(t, db, "app-token-0000000", "agent_1", now)
-
-	// Refreshing tok(1), the oldest, makes it the newest: the next binding
-	// revokes tok(2) instead.
-	now++
-	bind(t, db, "agent_1", "pc", tok(1), now, ttl)
-	now++
-	bind(t, db, "agent_1", "pc", tok(5), now, ttl)
-	expectRefused(t, db, tok(2), now, ErrNotFound)
-	for _, i := range []int{1, 3, 4, 5} {
-		expectOwner(t, db, tok(i), "agent_1", now)
-	}
-
-	// Expired tokens leave the list without revoking live ones: after the
-	// four expire, four new ones bind and all of them log in.
-	now += ttl
+	want(u.UID, "pc", 1, 2, 3, 4)
+	bind(t, db, "agent_1", "pc", tok(1), 6, ttl) // refreshed: the newest
+	want(u.UID, "pc", 2, 3, 4, 1)
+	now := int64(6) + ttl
 	for i := 10; i < 14; i++ {
 		now++
 		bind(t, db, "agent_1", "pc", tok(i), now, ttl)
 	}
-	for i := 10; i < 14; i++ {
-		expectOwner(t, db, tok(i), "agent_1", now)
+	want(u.UID, "pc", 10, 11, 12, 13)
+	bind(t, db, "agent_1", "h5", tok(13), now+1, ttl)
+	want(u.UID, "pc", 10, 11, 12)
+	want(u.UID, "h5", 13)
+	bind(t, db, "agent_1", "pc", tok(13), now+2, ttl)
+	want(u.UID, "pc", 10, 11, 12, 13)
+	if _, err := db.get(keyTokenList(u.UID, "h5")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty list not deleted: %v", err)
 	}
-	l, err := db.tokenList(keyTokenList(1, "pc"))
-	if err != nil || len(l) != 4 || l[0].token != tok(10) || l[3].token != tok(13) {
-		t.Fatalf("list %+v %v", l, err)
-	}
-}
 
-// PROTOCOL §1.1: a token moved to another terminal leaves the old
-// terminal's list, so it no longer takes one of its four places.
-func TestSection1_1_TokenMovesTerminal(t *testing.T) {
-	db := openTest(t, t.TempDir())
-	const ttl = 1_000_000
-	bind(t, db, "agent_1", "pc", tok(0), 1, ttl)
-	bind(t, db, "agent_1", "h5", tok(0), 2, ttl)
-	info, err := db.TokenInfo(tok(0), 3)
-	if err != nil || info.Terminal != "h5" || info.IssuedAt != 2 || info.Legacy {
-		t.Fatalf("moved token %+v %v", info, err)
-	}
-	if l, _ := db.tokenList(keyTokenList(1, "pc")); len(l) != 0 {
-		t.Fatalf("old list still holds %+v", l)
-	}
-	if _, err := db.get(keyTokenList(1, "pc")); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("empty old list not deleted: %v", err)
-	}
-	for i := 1; i <= 4; i++ {
-		bind(t, db, "agent_1", "pc", tok(i), int64(2+i), ttl)
-	}
-	// Four more pc tokens fit: tok(0) takes no place in the pc list.
-	for i := 1; i <= 4; i++ {
-		expectOwner(t, db, tok(i), "agent_1", 10)
-	}
-	expectOwner(t, db, tok(0), "agent_1", 10)
-}
-
-// Concurrent bindings of one (user, terminal) leave at most four tokens
-// that log in, and exactly the four newest listed.
-func TestSection1_1_ConcurrentBindingsKeepFour(t *testing.T) {
-	db := openTest(t, t.TempDir())
 	const n = 40
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Go(func() {
-			if _, err := db.Register(Registration{User: User{ID: "agent_1", Terminal: "pc"}, Token: tok(i), TokenExpire: 1000, Now: 1}); err != nil {
+			if _, err := db.Register(Registration{User: User{ID: "agent_2", Terminal: "pc"}, Token: tok(100 + i), TokenExpire: 1000, Now: 1}); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	live := 0
-	for i := 0; i < n; i++ {
-		if _, err := db.TokenUser(tok(i), 2); err == nil {
-			live++
-		}
+	u2, err := db.UserByID("agent_2")
+	if err != nil {
+		t.Fatal(err)
 	}
-	l, err := db.tokenList(keyTokenList(1, "pc"))
-	if live != MaxTokensPerTerminal || err != nil || len(l) != MaxTokensPerTerminal {
-		t.Fatalf("%d tokens log in, list %+v %v; want %d", live, l, err, MaxTokensPerTerminal)
+	l := list(u2.UID, "pc")
+	if len(l) != MaxTokensPerTerminal {
+		t.Fatalf("list after concurrent bindings %v, want %d", l, MaxTokensPerTerminal)
 	}
-	for _, e := range l {
-		expectOwner(t, db, e.token, "agent_1", 2)
+	for _, token := range l {
+		expectOwner(t, db, token, "agent_2", 2)
 	}
 }
 
@@ -182,89 +151,41 @@ func TestSection1_1_LegacyTokenStillLogsIn(t *testing.T) {
 	}
 }
 
-// PROTOCOL §1.5: logout of one terminal revokes that terminal's tokens and
-// every v1 token of the user; logout without a terminal revokes all.
-func TestSection1_5_RevokeTokens(t *testing.T) {
+// PROTOCOL §1.5 with v1 tokens (token.go): any logout of a user, of one
+// terminal or of all, revokes its v1 tokens, which carry no terminal
+// (ErrTokenRevoked); the user's other terminals and other users' v1 tokens
+// stay. (Logout of v2 tokens is in the storagetest suite.)
+func TestSection1_5_RevokeTokensRevokesLegacy(t *testing.T) {
 	db := openTest(t, t.TempDir())
-	const ttl = 1000
-	u := bind(t, db, "agent_1", "pc", tok(0), 1, ttl)
-	bind(t, db, "agent_1", "pc", tok(1), 2, ttl)
-	bind(t, db, "agent_1", "app", tok(2), 3, ttl)
-	bind(t, db, "agent_1", "", tok(3), 4, ttl)
-	bind(t, db, "agent_2", "pc", tok(4), 5, ttl)
-	putV1Token(t, db, "legacy-agent-1", u.UID, ttl)
-
-	got, n, err := db.RevokeTokens("agent_1", "pc", 10)
-	if err != nil || n != 2 || got.UID != u.UID {
-		t.Fatalf("RevokeTokens pc = %+v, %d, %v; want 2 revoked", got, n, err)
+	u := bind(t, db, "agent_1", "pc", tok(0), 1, 1000)
+	u2 := bind(t, db, "agent_2", "pc", tok(1), 1, 1000)
+	putV1Token(t, db, "legacy-agent-1", u.UID, 1000)
+	putV1Token(t, db, "legacy-agent-2", u2.UID, 1000)
+	expectOwner(t, db, "legacy-agent-1", "agent_1", 10)
+	if _, n, err := db.RevokeTokens("agent_1", "app", 10); err != nil || n != 0 {
+		t.Fatalf("RevokeTokens app = %d, %v; want 0 revoked", n, err)
 	}
-	expectRefused(t, db, tok(0), 10, ErrNotFound)
-	expectRefused(t, db, tok(1), 10, ErrNotFound)
 	expectRefused(t, db, "legacy-agent-1", 10, ErrTokenRevoked)
-	expectOwner(t, db, tok(2), "agent_1", 10)
-	expectOwner(t, db, tok(3), "agent_1", 10)
-	expectOwner(t, db, tok(4), "agent_2", 10)
-
-	// A token bound after the logout logs in.
-	bind(t, db, "agent_1", "pc", tok(5), 11, ttl)
-	expectOwner(t, db, tok(5), "agent_1", 12)
-
-	if _, n, err := db.RevokeTokens("agent_1", "", 13); err != nil || n != 3 {
-		t.Fatalf("RevokeTokens all = %d, %v; want 3", n, err)
+	expectOwner(t, db, tok(0), "agent_1", 10)
+	expectOwner(t, db, "legacy-agent-2", "agent_2", 10)
+	if _, n, err := db.RevokeTokens("agent_2", "", 11); err != nil || n != 1 {
+		t.Fatalf("RevokeTokens agent_2 = %d, %v; want 1 revoked", n, err)
 	}
-	for _, i := range []int{2, 3, 5} {
-		expectRefused(t, db, tok(i), 13, ErrNotFound)
-	}
-	expectOwner(t, db, tok(4), "agent_2", 13)
-	if _, n, err := db.RevokeTokens("agent_1", "", 14); err != nil || n != 0 {
-		t.Fatalf("second logout = %d, %v", n, err)
-	}
-	if _, _, err := db.RevokeTokens("nobody", "", 14); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown user: %v", err)
-	}
+	expectRefused(t, db, "legacy-agent-2", 11, ErrTokenRevoked)
 }
 
-// A token that expired and was rebound by another user is that user's:
-// neither the first owner's logout nor its next bindings delete it.
-func TestSection1_5_RevokeSparesReboundToken(t *testing.T) {
-	db := openTest(t, t.TempDir())
-	bind(t, db, "agent_1", "pc", tok(0), 1, 10)
-	bind(t, db, "agent_2", "pc", tok(0), 20, 1000)
-	if _, n, err := db.RevokeTokens("agent_1", "pc", 30); err != nil || n != 0 {
-		t.Fatalf("RevokeTokens = %d, %v; want 0", n, err)
-	}
-	expectOwner(t, db, tok(0), "agent_2", 30)
-
-	bind(t, db, "agent_3", "pc", tok(10), 1, 10)
-	bind(t, db, "agent_2", "app", tok(10), 20, 1000)
-	for i := 11; i <= 14; i++ {
-		bind(t, db, "agent_3", "pc", tok(i), int64(10+i), 1000)
-	}
-	expectOwner(t, db, tok(10), "agent_2", 30)
-	for i := 11; i <= 14; i++ {
-		expectOwner(t, db, tok(i), "agent_3", 30)
-	}
-}
-
-// PROTOCOL §1.1 (ext): expired token records, v1 and v2, are purged by a
-// sweep that reads at most max records per call and wraps around.
-func TestSection1_1_SweepPurgesExpiredTokens(t *testing.T) {
+// PROTOCOL §1.1 with v1 and unreadable token records (token.go): a sweep
+// deletes expired v1 records and unreadable ones and keeps live v1 ones;
+// once all expired, no t| record is left. (The sweep of v2 tokens is in
+// the storagetest suite.)
+func TestSection1_1_SweepPurgesLegacyTokens(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	u := bind(t, db, "agent_1", "pc", tok(0), 1, 100) // expires at 101
-	for i := 1; i < 10; i++ {
-		id := fmt.Sprintf("user_%d", i)
-		ttl := int64(100)
-		if i%2 == 0 {
-			ttl = 10_000 // the even ones outlive the sweep
-		}
-		bind(t, db, id, "pc", tok(i), 1, ttl)
-	}
 	putV1Token(t, db, "legacy-expired", u.UID, 50)
 	putV1Token(t, db, "legacy-live", u.UID, 10_000)
 	if err := db.pdb.Set(keyToken("garbage"), []byte{1, 2, 3}, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
-	const total = 13 // records in t|
 	countTokens := func() int {
 		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixToken), UpperBound: []byte(prefixTokenEnd)})
 		if err != nil {
@@ -277,52 +198,22 @@ func TestSection1_1_SweepPurgesExpiredTokens(t *testing.T) {
 		}
 		return n
 	}
-	if n := countTokens(); n != total {
-		t.Fatalf("%d token records, want %d", n, total)
+	if n := countTokens(); n != 4 {
+		t.Fatalf("%d token records, want 4", n)
 	}
-	// At 100 only the v1 token that expired at 50 and the unreadable
-	// record go.
 	if n, err := db.SweepTokens(100, 1000); err != nil || n != 2 {
-		t.Fatalf("sweep at 100 = %d, %v; want 2", n, err)
+		t.Fatalf("sweep at 100 = %d, %v; want the expired v1 and the unreadable record", n, err)
 	}
-	// At 200, sweeps of at most 4 records cover the 11 left in three calls,
-	// deleting tok 0, 1, 3, 5, 7 and 9, and then wrap.
-	const dead = 6
-	purged := 0
-	for i := 0; i < 3; i++ {
-		n, err := db.SweepTokens(200, 4)
-		if err != nil || n > 4 {
-			t.Fatalf("sweep %d = %d, %v", i, n, err)
-		}
-		purged += n
-	}
-	if purged != dead {
-		t.Fatalf("three sweeps of 4 purged %d, want %d", purged, dead)
-	}
-	if n := countTokens(); n != total-2-dead {
-		t.Fatalf("%d records left, want %d", n, total-2-dead)
-	}
-	for i := 0; i < 10; i++ {
-		if i%2 == 0 && i > 0 {
-			expectOwner(t, db, tok(i), fmt.Sprintf("user_%d", i), 200)
-		} else {
-			expectRefused(t, db, tok(i), 200, ErrNotFound)
-		}
+	if n := countTokens(); n != 2 {
+		t.Fatalf("%d records left, want 2", n)
 	}
 	expectOwner(t, db, "legacy-live", "agent_1", 200)
-	// The cursor reached the end: the next call starts over and finds
-	// nothing more to purge until later.
-	if n, err := db.SweepTokens(200, 100); err != nil || n != 0 {
-		t.Fatalf("sweep after wrap = %d, %v", n, err)
-	}
-	if n, err := db.SweepTokens(20_000, 100); err != nil || n != 5 {
-		t.Fatalf("final sweep = %d, %v; want 5", n, err)
+	expectRefused(t, db, "legacy-expired", 200, ErrNotFound)
+	if n, err := db.SweepTokens(20_000, 1000); err != nil || n != 2 {
+		t.Fatalf("final sweep = %d, %v; want 2", n, err)
 	}
 	if n := countTokens(); n != 0 {
 		t.Fatalf("%d records left after all expired", n)
-	}
-	if n, err := db.SweepTokens(20_000, 0); err != nil || n != 0 {
-		t.Fatalf("sweep of 0 = %d, %v", n, err)
 	}
 }
 
