@@ -45,6 +45,8 @@ type DB struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
+	assignMu sync.Mutex // this process's assigners queue here (LockAssignment)
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
