@@ -656,18 +656,32 @@ func TestSection4_3_NoReceiverWaitsOnAnother(t *testing.T) {
 	defer y.nc.Close()
 	pad := strings.Repeat("p", 60000)
 	toX := map[string]bool{}
-	for i := range 80 {
-		to := "visitor_x"
-		if i%2 == 1 {
-			to = "visitor_y"
+	// 80 private and 80 group messages, at most 16 (~1 MB) unacknowledged:
+	// more could meet the connection's request queue cap (10028).
+	sent := 0
+	send := func() {
+		i := sent / 2
+		if sent%2 == 0 {
+			to := "visitor_x"
+			if i%2 == 1 {
+				to = "visitor_y"
+			}
+			s.send(fmt.Sprintf(`{"cmd":11,"to":%q,"chatType":2,"content":"%d %s"}`, to, i, pad))
+		} else {
+			s.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g1","content":"%d %s"}`, i, pad))
 		}
-		s.send(fmt.Sprintf(`{"cmd":11,"to":%q,"chatType":2,"content":"%d %s"}`, to, i, pad))
-		s.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g1","content":"%d %s"}`, i, pad))
+		sent++
 	}
 	for n := 0; n < 160; {
+		for sent < 160 && sent-n < 16 {
+			send()
+		}
 		f := s.read()
 		m := ackRE.FindStringSubmatch(f)
 		if m == nil {
+			if !strings.HasPrefix(f, `{"command":11,`) {
+				t.Fatalf("the sender got %.200s", f)
+			}
 			continue // the group's pushes to the sender
 		}
 		if m[1] != "10000" {
