@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,7 @@ const (
 	explainGroups   = 20
 	explainGroupLen = 1000 // messages per group
 	explainTime0    = 1_700_000_000_000
+	explainAgent    = 100_000 // the owner of a long contact list
 )
 
 // explainLoad fills messages, conversations, queue, contacts, tokens,
@@ -61,6 +63,13 @@ func explainLoad(t *testing.T, db *DB) {
 		SELECT c.conv_a, c.conv_b, 1, true, c.last_time, c.last_seq - 1, c.last_time, c.last_seq FROM conversations c WHERE c.conv_a > 0
 		UNION ALL
 		SELECT c.conv_b, c.conv_a, 0, false, c.last_time, c.last_seq, c.last_time, c.last_seq FROM conversations c WHERE c.conv_a > 0`,
+		// An agent every visitor has talked to or was assigned to: a
+		// third of them have no message yet.
+		`INSERT INTO contacts (owner, peer, unread, pending, waiting, last_contact, read_seq, last_message, last_seq)
+		SELECT {AG}, v, v % 3, v % 2 = 0, v % 5 = 0, {T0} + v * 7919 % 86400000,
+			CASE WHEN v % 3 = 0 THEN 0 ELSE 3 END, CASE WHEN v % 3 = 0 THEN 0 ELSE {T0} + v * 7919 % 86400000 - 1000 END,
+			CASE WHEN v % 3 = 0 THEN 0 ELSE 4 END
+		FROM generate_series(1, {U}) v`,
 		`INSERT INTO contact_counts (owner, contacts, pending) SELECT owner, count(*), count(*) FILTER (WHERE pending) FROM contacts GROUP BY owner`,
 		// Three tokens per user and terminal, some expired.
 		`INSERT INTO tokens (token, uid, terminal, issued, expire)
@@ -69,7 +78,7 @@ func explainLoad(t *testing.T, db *DB) {
 		`ANALYZE`,
 	}
 	shape := strings.NewReplacer("{T0}", fmt.Sprint(explainTime0), "{U}", fmt.Sprint(explainUsers), "{K}", fmt.Sprint(explainPeers),
-		"{M}", fmt.Sprint(explainMsgs), "{G}", fmt.Sprint(explainGroups), "{GL}", fmt.Sprint(explainGroupLen))
+		"{M}", fmt.Sprint(explainMsgs), "{G}", fmt.Sprint(explainGroups), "{GL}", fmt.Sprint(explainGroupLen), "{AG}", fmt.Sprint(explainAgent))
 	for _, s := range stmts {
 		if _, err := db.pool.Exec(ctx, shape.Replace(s)); err != nil {
 			t.Fatalf("%v\n%s", err, shape.Replace(s))
@@ -91,13 +100,22 @@ type explainCase struct {
 	args []any
 }
 
+// inOrder names the cases whose rows must come in an index's order, not
+// sorted, so that a page reads what it returns however long the list
+// (PROTOCOL §7.4).
+var inOrder = map[string]bool{
+	"agent's chat list": true, "agent's chat list, next page": true,
+	"agent's conversations": true, "agent's conversations before a time": true,
+}
+
 // bigTables are the tables that must never be scanned whole.
 var bigTables = map[string]bool{"messages": true, "queue": true, "contacts": true, "tokens": true, "group_members": true}
 
 func TestExplain(t *testing.T) {
 	db, _ := openTest(t, nil)
 	explainLoad(t, db)
-	now := int64(explainTime0 + 5*86400000)
+	const t0 = int64(explainTime0)
+	now := t0 + 5*86_400_000
 	cases := []explainCase{
 		// Login.
 		{"token lookup", sqlTokenInfo, []any{"tok-17-pc-1"}},
@@ -112,11 +130,38 @@ func TestExplain(t *testing.T) {
 		{"is member", sqlIsMember, []any{int64(3), int64(5)}},
 		{"user groups", sqlUserGroups, []any{int64(5)}},
 		{"leave's queue", sqlLeaveQueue, []any{int64(5), int64(3)}},
-		// TODO(messages): the message helper's statements, once its named
-		// constants land in storage/postgres: the history page in both
-		// orders with time bounds and an offset (sqlHistoryAsc,
-		// sqlHistoryDesc), the chat list (contacts by recency), the recent
-		// conversations (contacts_conversations) and the offline pull.
+		// History (PROTOCOL §4.4): a time window's seq bounds, then the
+		// page, oldest or newest first, an offset applied, private and
+		// group conversations.
+		{"history time bounds", sqlHistoryBounds, []any{int64(17), int64(19), t0 + 3000, t0 + 86_400_000}},
+		{"history page ascending", sqlHistoryAsc, []any{int64(17), int64(19), int64(3), int64(8), int64(20), true, int64(1 << 20)}},
+		{"history page descending", sqlHistoryDesc, []any{int64(17), int64(19), int64(2), int64(7), int64(20), true, int64(1 << 20)}},
+		{"group history time bounds", sqlHistoryBounds, []any{int64(0), int64(3), t0 + 100_000, t0 + 200_000}},
+		{"group history page ascending", sqlHistoryAsc, []any{int64(0), int64(3), int64(200), int64(400), int64(100), true, int64(1 << 20)}},
+		{"group history page descending", sqlHistoryDesc, []any{int64(0), int64(3), int64(1), int64(900), int64(100), false, int64(4096)}},
+		// The chat list (contacts by recency, PROTOCOL §4.6) and the
+		// recent conversations (§7.4): a first page and a later one, of a
+		// visitor's few contacts and of an agent's 2000, which must come
+		// in index order.
+		{"chat list", sqlContactsPage, []any{int64(17), int64(math.MaxInt64), int64(math.MaxInt64), 32}},
+		{"chat list, next page", sqlContactsPage, []any{int64(17), t0 + 40_000_000, int64(20), 128}},
+		{"agent's chat list", sqlContactsPage, []any{int64(explainAgent), int64(math.MaxInt64), int64(math.MaxInt64), 32}},
+		{"agent's chat list, next page", sqlContactsPage, []any{int64(explainAgent), t0 + 40_000_000, int64(20), 128}},
+		{"agent's conversations", sqlConversationsPage, []any{int64(explainAgent), int64(math.MaxInt64), int64(math.MaxInt64), 32}},
+		{"agent's conversations before a time", sqlConversationsPage, []any{int64(explainAgent), t0 + 40_000_000, int64(0), 32}},
+		{"recent count", sqlRecentCount, []any{int64(17), t0 + 40_000_000}},
+		{"conversations", sqlConversationsPage, []any{int64(17), int64(math.MaxInt64), int64(math.MaxInt64), 32}},
+		{"conversations before a time", sqlConversationsPage, []any{int64(17), t0 + 40_000_000, int64(0), 32}},
+		// The offline pull (PROTOCOL §4.4): every private queue, one, the
+		// groups', their conversations' last seqs, and the removal of what
+		// a reply carried.
+		{"offline pull", sqlQueuePrivate, []any{int64(18), int64(0), int64(math.MaxInt64), int64(100), true, int64(1 << 22)}},
+		{"offline pull of one peer", sqlQueuePrivate, []any{int64(18), int64(17), int64(17), int64(100), true, int64(1 << 22)}},
+		{"offline pull of groups", sqlQueueGroups, []any{int64(18), int64(0), int64(math.MaxInt64), int64(100), true, int64(1 << 22)}},
+		{"offline last seqs", sqlLastSeqs, []any{int64(18), []int64{13, 14, 15, 16, 17}}},
+		{"offline removal", sqlRemoveQueued, []any{int64(18), false, int64(17), []int64{9, 10}}},
+		{"ack", sqlAck, []any{int64(18), false, int64(17), int64(10)}},
+		{"group unread", sqlGroupUnread, []any{int64(3), int64(100), int64(1000), int64(18)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -129,15 +174,22 @@ func TestExplain(t *testing.T) {
 				t.Fatalf("plan %s: %v", plan, err)
 			}
 			var scans []string
+			sorted := false
 			walkPlan(root[0]["Plan"], func(node map[string]any) {
-				if node["Node Type"] == "Seq Scan" {
+				switch node["Node Type"] {
+				case "Seq Scan":
 					if rel, _ := node["Relation Name"].(string); bigTables[rel] {
 						scans = append(scans, rel)
 					}
+				case "Sort", "Incremental Sort":
+					sorted = true
 				}
 			})
 			if len(scans) > 0 {
 				t.Fatalf("sequential scan of %v in the plan of\n%s\nplan: %s", scans, c.sql, plan)
+			}
+			if inOrder[c.name] && sorted {
+				t.Fatalf("the rows are sorted, not read in an index's order:\n%s\nplan: %s", c.sql, plan)
 			}
 		})
 	}
