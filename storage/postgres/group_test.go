@@ -178,7 +178,7 @@ func TestSection5_LeaveDropsQueueAndCursor(t *testing.T) {
 // changes.
 func TestSection5_JoinsOnTwoNodes(t *testing.T) {
 	db, url := openTest(t, nil)
-	other := openNode(t, url)
+	other := openGateway(t, url)
 	const max, n = 25, 60
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -251,7 +251,7 @@ func TestMembersCache(t *testing.T) {
 	if len(a) != 2 || &a[0] != &b[0] {
 		t.Fatalf("second read not served from the cache: %v %v", a, b)
 	}
-	join(t, openNode(t, url), "g", 3, 10)
+	join(t, openGateway(t, url), "g", 3, 10)
 	expectMembers(t, db, gid, 1, 2, 3)
 	expectMembers(t, db, gid, 1, 2, 3)
 	for uid := uint64(1); uid <= 3; uid++ {
@@ -264,7 +264,7 @@ func TestMembersCache(t *testing.T) {
 // list read with version v is never older than v.
 func TestMembersConsistentWithVersion(t *testing.T) {
 	db, url := openTest(t, nil)
-	other := openNode(t, url)
+	other := openGateway(t, url)
 	gid := join(t, db, "g", 1, 1000).gid
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -114,7 +114,7 @@ func TestSection1_1_TokenMovesTerminal(t *testing.T) {
 // four tokens that log in.
 func TestSection1_1_ConcurrentBindingsOnTwoNodesKeepFour(t *testing.T) {
 	db, url := openTest(t, nil)
-	nodes := []*DB{db, openNode(t, url)}
+	nodes := []*DB{db, openGateway(t, url)}
 	const n = 40
 	var wg sync.WaitGroup
 	for i := range n {
@@ -246,7 +246,7 @@ func TestSection1_1_SweepPurgesExpiredTokens(t *testing.T) {
 // rebound meanwhile stays.
 func TestSection1_1_SweepsOnTwoNodes(t *testing.T) {
 	db, url := openTest(t, nil)
-	other := openNode(t, url)
+	other := openGateway(t, url)
 	const n = 300
 	if _, err := db.pool.Exec(context.Background(), `INSERT INTO tokens (token, uid, terminal, issued, expire)
 		SELECT 'swept-' || i, 1, 'pc', 1, 10 FROM generate_series(1, $1) i`, n); err != nil {

@@ -10,9 +10,9 @@ import (
 	"github.com/imgate/imgate/storage"
 )
 
-// openNode opens a second store on the database at url, as another gateway
+// openGateway opens a second store on the database at url, as another gateway
 // of the cluster would; it is closed when t ends.
-func openNode(t testing.TB, url string) *DB {
+func openGateway(t testing.TB, url string) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), url, Options{})
 	if err != nil {
@@ -84,7 +84,7 @@ func TestRegisterAndLookup(t *testing.T) {
 // get one uid; of one token, one owner, the others storing nothing.
 func TestRegisterConcurrentNodes(t *testing.T) {
 	db, url := openTest(t, nil)
-	nodes := []*DB{db, openNode(t, url)}
+	nodes := []*DB{db, openGateway(t, url)}
 	const n = 20
 	var wg sync.WaitGroup
 	uids := make(chan uint64, 2*n)
