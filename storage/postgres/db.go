@@ -95,6 +95,10 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		db.pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	if err := db.recoverPending(ctx); err != nil {
+		db.pool.Close()
+		return nil, err
+	}
 	db.q.init()
 	db.wg.Add(1)
 	go db.commitLoop()

@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"context"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/imgate/imgate/storage"
@@ -12,8 +14,12 @@ import (
 // ordinary queue entry. Both ride with the next batch (lazyWork). A row
 // still pending pendingExpiry after it was written, whichever node wrote
 // it and whether or not that node still runs, is made ordinary by the
-// expiry sweep (expirePending), so a crash loses nothing acked: the rule
-// needs no recovery step at Open.
+// expiry sweep (expirePending), so a crash loses nothing acked. At Open,
+// every row still pending is made ordinary at once (recoverPending): the
+// pushes of a gateway that crashed are in the queues before its clients
+// are back to pull them. A gateway sharing the database that was pushing
+// at that moment may see a receiver get one of its messages twice (push
+// and pull): at least once, never lost.
 
 // queueKey names one queue row.
 type queueKey struct {
@@ -109,4 +115,17 @@ func (db *DB) QueuePending(uid uint64) error {
 		_, err := b.tx.Exec(b.ctx, `UPDATE queue SET pending = false WHERE uid = $1 AND pending`, int64(uid))
 		return err
 	})
+}
+
+// recoverPending makes every pending row an ordinary queue entry: what a
+// crash left unsettled (Open).
+func (db *DB) recoverPending(ctx context.Context) error {
+	tag, err := db.pool.Exec(ctx, `UPDATE queue SET pending = false WHERE pending`)
+	if err != nil {
+		return fmt.Errorf("postgres: queueing pushes left pending: %w", err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		db.log.Info("queued pushes left pending by the previous run", "pushes", n)
+	}
+	return nil
 }
