@@ -167,6 +167,14 @@ func TestSection1_1_RealWorldFieldSizes(t *testing.T) {
 			}
 		}
 	}
+	// Text only: a NUL (which SQL text refuses) is a 400 naming the field
+	// on every store, never a 500.
+	for _, f := range []string{"nick", "avatar", "sign", "terminal"} {
+		body := fmt.Sprintf(`{"senderId":"v_over","type":0,"token":%q,%q:"a\u0000b"}`, visitorToken("v_over"), f)
+		if code, b := ts.post("/im/vanke/initUser", body); code != 400 || !strings.Contains(b, f) {
+			t.Fatalf("%s with a NUL: %d %s", f, code, b)
+		}
+	}
 	if c := ts.dial(visitorToken("v_over")); !strings.Contains(c.read(), `"code":10008`) {
 		t.Fatal("a refused registration bound its token")
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -102,6 +103,13 @@ func validateProfile(req *InitUserRequest) error {
 		return &FieldError{Field: "sign", Msg: fmt.Sprintf("sign is longer than %d bytes", maxSignBytes)}
 	case len(req.Terminal) > MaxTerminalBytes:
 		return &FieldError{Field: "terminal", Msg: fmt.Sprintf("terminal is longer than %d bytes", MaxTerminalBytes)}
+	}
+	// Profile fields are display text: valid UTF-8 without NUL, which no
+	// name needs and SQL text columns refuse.
+	for _, f := range [...]struct{ name, v string }{{"nick", req.Nick}, {"avatar", req.Avatar}, {"sign", req.Sign}, {"terminal", req.Terminal}} {
+		if !utf8.ValidString(f.v) || strings.IndexByte(f.v, 0) >= 0 {
+			return &FieldError{Field: f.name, Msg: f.name + " must be UTF-8 text without NUL characters"}
+		}
 	}
 	return nil
 }
