@@ -352,3 +352,39 @@ func TestSection1_4_Metrics(t *testing.T) {
 		}
 	}
 }
+
+// PROTOCOL §4.1: content is kept as sent, whatever text it holds — a NUL,
+// emoji, CJK, an object — through the offline queue, history and a push,
+// on every store (SQL text refuses a NUL: PostgreSQL keeps it as bytes).
+func TestSection4_1_ContentKeptAsSent(t *testing.T) {
+	ts := newTestServer(t)
+	ta, tb := ts.register("visitor_a", 0), ts.register("agent_b", 1)
+	a := ts.login(ta)
+	contents := []string{`"a\u0000b"`, `"顾客 😀 \"q\" \\ \t"`, `{"k":"v\u0000","n":[1,2]}`}
+	want := []string{"a\x00b", "顾客 😀 \"q\" \\ \t", `{"k":"v\u0000","n":[1,2]}`}
+	for _, c := range contents {
+		a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":` + c + `}`)
+		if m := ackRE.FindStringSubmatch(a.read()); m == nil || m[1] != "10001" {
+			t.Fatalf("content %s not acked 10001", c)
+		}
+	}
+	b := ts.login(tb)
+	got := pullOffline(t, b, `"fromUserId":"visitor_a"`)
+	if len(got) != len(want) {
+		t.Fatalf("pulled %d messages, want %d", len(got), len(want))
+	}
+	for i, m := range got {
+		if m.Content != want[i] {
+			t.Fatalf("pulled content %q, want %q", m.Content, want[i])
+		}
+	}
+	b.send(`{"cmd":19,"type":1,"fromUserId":"visitor_a"}`)
+	if h := b.read(); !strings.Contains(h, `"content":"a\u0000b"`) {
+		t.Fatalf("history lost the NUL: %.300s", h)
+	}
+	a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":"x\u0000y"}`)
+	_ = a.read()
+	if p := b.read(); !strings.Contains(p, `"content":"x\u0000y"`) {
+		t.Fatalf("push lost the NUL: %.300s", p)
+	}
+}

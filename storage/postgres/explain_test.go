@@ -37,12 +37,12 @@ func explainLoad(t *testing.T, db *DB) {
 		`INSERT INTO messages (conv_a, conv_b, seq, id, from_uid, to_uid, from_id, to_id, chat_type, msg_type, content, create_time, group_id, gid, queued)
 		SELECT a, a + k, s, uuid_send(gen_random_uuid()),
 			CASE WHEN s % 2 = 1 THEN a ELSE a + k END, CASE WHEN s % 2 = 1 THEN a + k ELSE a END,
-			'u' || a, 'u' || (a + k), 2, 0, 'message ' || s, {T0} + (a * 7919 + k * 104729) % 86400000 + s * 1000, '', 0, s % 3 = 0
+			'u' || a, 'u' || (a + k), 2, 0, convert_to('message ' || s, 'UTF8'), {T0} + (a * 7919 + k * 104729) % 86400000 + s * 1000, '', 0, s % 3 = 0
 		FROM generate_series(1, {U}) a, generate_series(1, {K}) k, generate_series(1, {M}) s`,
 		// Group conversations (0, gid).
 		`INSERT INTO messages (conv_a, conv_b, seq, id, from_uid, to_uid, from_id, to_id, chat_type, msg_type, content, create_time, group_id, gid, queued)
 		SELECT 0, g, s, uuid_send(gen_random_uuid()), 1 + (g * 31 + s) % {U}, 0, 'u' || (1 + (g * 31 + s) % {U}), '', 1, 0,
-			'group message ' || s, {T0} + s * 500, 'g' || g, g, false
+			convert_to('group message ' || s, 'UTF8'), {T0} + s * 500, 'g' || g, g, false
 		FROM generate_series(1, {G}) g, generate_series(1, {GL}) s`,
 		`INSERT INTO conversations (conv_a, conv_b, last_seq, last_time)
 		SELECT conv_a, conv_b, max(seq), max(create_time) FROM messages GROUP BY conv_a, conv_b`,

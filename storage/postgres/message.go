@@ -40,7 +40,7 @@ type messageScan struct {
 	id, extras          []byte
 	fromID, toID, gname string
 	chatType, msgType   int32
-	content             string
+	content             []byte
 	createTime          int64
 	recalled            bool
 }
@@ -52,7 +52,7 @@ func (s *messageScan) dest() []any {
 func (s *messageScan) message() storage.Message {
 	m := storage.Message{
 		From: uint64(s.from), To: uint64(s.to), FromID: s.fromID, ToID: s.toID, ChatType: int(s.chatType),
-		MsgType: int(s.msgType), Content: s.content, CreateTime: s.createTime, Seq: uint64(s.seq),
+		MsgType: int(s.msgType), Content: string(s.content), CreateTime: s.createTime, Seq: uint64(s.seq),
 		GroupID: s.gname, Group: uint64(s.gid), Recalled: s.recalled,
 	}
 	copy(m.ID[:], s.id)
@@ -109,7 +109,7 @@ var sqlAppendPrivate = fmt.Sprintf(`WITH dup AS (
 		RETURNING last_seq, last_time
 	), m AS (
 		INSERT INTO messages (conv_a, conv_b, seq, id, from_uid, to_uid, from_id, to_id, chat_type, msg_type, content, extras, create_time, group_id, gid, queued)
-		SELECT $1, $2, last_seq, $5, $3, $4::bigint, $7::text, $8::text, $9::smallint, $10::integer, $11::text, $12::bytea, last_time, '', 0, $14::boolean FROM c
+		SELECT $1, $2, last_seq, $5, $3, $4::bigint, $7::text, $8::text, $9::smallint, $10::integer, $11::bytea, $12::bytea, last_time, '', 0, $14::boolean FROM c
 	), q AS (
 		INSERT INTO queue (uid, grp, peer, seq, pending, created)
 		SELECT $4, false, $3, last_seq, NOT $14, $15::bigint FROM c WHERE $3 <> $4
@@ -166,7 +166,7 @@ func (db *DB) appendPrivate(b *batch, m storage.Message, opts storage.AppendOpti
 	var toA, fromA, oldC []int64
 	var old *int64
 	err := b.tx.QueryRow(b.ctx, sqlAppendPrivate, a, c, i64(m.From), i64(m.To), m.ID[:], opts.ClientID,
-		m.FromID, m.ToID, int16(m.ChatType), int32(m.MsgType), m.Content, extras(m.Extras), m.CreateTime,
+		m.FromID, m.ToID, int16(m.ChatType), int32(m.MsgType), []byte(m.Content), extras(m.Extras), m.CreateTime,
 		queued, db.now().UnixMilli(), i64(opts.Visitor), i64(partner),
 	).Scan(&seq, &at, &dup, &toA, &fromA, &old, &oldC)
 	if err != nil {
@@ -250,7 +250,7 @@ const sqlAppendGroup = `WITH v AS (
 		RETURNING last_seq, last_time
 	), m AS (
 		INSERT INTO messages (conv_a, conv_b, seq, id, from_uid, to_uid, from_id, to_id, chat_type, msg_type, content, extras, create_time, group_id, gid, queued)
-		SELECT $1, $2, last_seq, $4, $3, 0, $6::text, $7::text, $8::smallint, $9::integer, $10::text, $11::bytea, last_time, $13::text, $2, false FROM c
+		SELECT $1, $2, last_seq, $4, $3, 0, $6::text, $7::text, $8::smallint, $9::integer, $10::bytea, $11::bytea, last_time, $13::text, $2, false FROM c
 	), qo AS (
 		INSERT INTO queue (uid, grp, peer, seq, pending, created)
 		SELECT u, true, $2, last_seq, false, $14::bigint FROM c, unnest($15::bigint[]) AS u
@@ -292,7 +292,7 @@ func (db *DB) appendGroup(b *batch, m storage.Message, online, offline []uint64,
 		var ok, dup bool
 		var seq, at *int64
 		err := b.tx.QueryRow(b.ctx, sqlAppendGroup, int64(0), i64(m.Group), i64(m.From), m.ID[:], opts.ClientID,
-			m.FromID, m.ToID, int16(m.ChatType), int32(m.MsgType), m.Content, extras(m.Extras), m.CreateTime, m.GroupID,
+			m.FromID, m.ToID, int16(m.ChatType), int32(m.MsgType), []byte(m.Content), extras(m.Extras), m.CreateTime, m.GroupID,
 			db.now().UnixMilli(), off, on, check, i64(ver),
 		).Scan(&ok, &seq, &at, &dup)
 		if err != nil {

@@ -37,7 +37,7 @@ const messageSize = `octet_length(m.content) + coalesce(octet_length(m.extras), 
 // taken: inc false, content and extras empty).
 func budgeted(base, order string, n int) string {
 	return fmt.Sprintf(`SELECT inc, peer, seq, id, from_uid, to_uid, from_id, to_id, chat_type, msg_type,
-			CASE WHEN inc THEN content ELSE '' END, CASE WHEN inc THEN extras END, create_time, group_id, gid, recalled
+			CASE WHEN inc THEN content ELSE ''::bytea END, CASE WHEN inc THEN extras END, create_time, group_id, gid, recalled
 		FROM (
 			SELECT s.*, lag(inc, 1, true) OVER (ORDER BY rn) AS prev_inc FROM (
 				SELECT r.*, rn <= $%[3]d::bigint AND ((rn = 1 AND $%[4]d::boolean)

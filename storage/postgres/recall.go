@@ -41,7 +41,7 @@ const sqlRecallCounts = `SELECT
 
 // SQL of a recall's writes.
 const (
-	sqlRecallMessage = `UPDATE messages SET recalled = true, content = '', extras = NULL WHERE conv_a = $1 AND conv_b = $2 AND seq = $3`
+	sqlRecallMessage = `UPDATE messages SET recalled = true, content = ''::bytea, extras = NULL WHERE conv_a = $1 AND conv_b = $2 AND seq = $3`
 	sqlRecallQueued  = `DELETE FROM queue WHERE uid = $1 AND NOT grp AND peer = $2 AND seq = $3`
 	// sqlRecallGroupQueued removes a group message ($2) from the queues
 	// of group $1's members, pending pushes included.

@@ -54,7 +54,7 @@ CREATE TABLE messages (
     to_id       text     NOT NULL,
     chat_type   smallint NOT NULL,
     msg_type    integer  NOT NULL,
-    content     text     NOT NULL,
+    content     bytea    NOT NULL, -- as sent: any text, NUL included
     extras      bytea,             -- raw JSON object, as received
     create_time bigint   NOT NULL,
     group_id    text     NOT NULL,
