@@ -174,6 +174,10 @@ func (t *tx) ack(uid, peer uint64, group bool, upTo uint64) error {
 // LastSeq returns the last seq of a conversation (0: empty): the private
 // one of uid with peer, or group peer when group is set. One seek.
 func (db *DB) LastSeq(uid, peer uint64, group bool) (uint64, error) {
+	if !db.enter() {
+		return 0, ErrClosed
+	}
+	defer db.leave()
 	conv := privateConv(uid, peer)
 	if group {
 		conv = groupConv(peer)

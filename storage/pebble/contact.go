@@ -41,6 +41,10 @@ func keyConv(owner uint64, t int64, peer uint64) []byte {
 // message is older than before (0: all), until fn returns false
 // (PROTOCOL §7.4). It reads only the records it passes to fn.
 func (db *DB) Conversations(owner uint64, before int64, fn func(Contact) bool) error {
+	if !db.enter() {
+		return ErrClosed
+	}
+	defer db.leave()
 	upper := keyConv(owner+1, 0, 0)[:2+8]
 	if before > 0 {
 		upper = keyConv(owner, before, 0)
@@ -414,6 +418,10 @@ func (t *tx) walkBack(conv convKey, lo, hi, skip uint64, fn func(from uint64, re
 
 // Counts returns owner's contact totals.
 func (db *DB) Counts(owner uint64) (ContactCounts, error) {
+	if !db.enter() {
+		return ContactCounts{}, ErrClosed
+	}
+	defer db.leave()
 	v, err := db.get(keyCounts(owner))
 	if errors.Is(err, ErrNotFound) {
 		return ContactCounts{}, nil
@@ -427,6 +435,10 @@ func (db *DB) Counts(owner uint64) (ContactCounts, error) {
 // RecentCount counts owner's contacts with activity at or after since. It
 // reads only those contacts' index keys.
 func (db *DB) RecentCount(owner uint64, since int64) (int, error) {
+	if !db.enter() {
+		return 0, ErrClosed
+	}
+	defer db.leave()
 	it, err := db.pdb.NewIter(&pebble.IterOptions{
 		LowerBound: keyRecent(owner, since, 0),
 		UpperBound: keyRecent(owner+1, 0, 0)[:2+8],
@@ -445,11 +457,19 @@ func (db *DB) RecentCount(owner uint64, since int64) (int, error) {
 // Contacts calls fn with owner's contacts, most recent first, until fn
 // returns false. Each record is read as the walk reaches it.
 func (db *DB) Contacts(owner uint64, fn func(Contact) bool) error {
+	if !db.enter() {
+		return ErrClosed
+	}
+	defer db.leave()
 	return db.walkIndex(owner, keyRecent(owner, 0, 0)[:2+8], keyRecent(owner+1, 0, 0)[:2+8], fn)
 }
 
 // LastPartner returns the agent or consultant visitor last talked to, or 0.
 func (db *DB) LastPartner(visitor uint64) (uint64, error) {
+	if !db.enter() {
+		return 0, ErrClosed
+	}
+	defer db.leave()
 	v, err := db.get(keyPartner(visitor))
 	if errors.Is(err, ErrNotFound) {
 		return 0, nil

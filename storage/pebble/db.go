@@ -54,6 +54,9 @@ type DB struct {
 	users   userCache
 	groups  groupCache
 	closed  atomic.Bool
+	// readers counts reads in progress (enter, leave), which Close waits
+	// for.
+	readers atomic.Int64
 	// assignMu is the assignment lock (LockAssignment).
 	assignMu sync.Mutex
 
@@ -170,12 +173,30 @@ func (db *DB) Close() error {
 	q.work.Broadcast()
 	q.room.Broadcast()
 	<-db.commitDone
+	// Reads that entered before closed was set finish first: Pebble
+	// panics on a closed DB.
+	for db.readers.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
 	// A clean close flushes the memtable so that the next Open replays no WAL.
 	if err := db.pdb.Flush(); err != nil {
 		db.log.Error("storage flush on close", "err", err)
 	}
 	return db.pdb.Close()
 }
+
+// enter admits a read unless the store is closed (then the read returns
+// ErrClosed); leave ends it.
+func (db *DB) enter() bool {
+	db.readers.Add(1)
+	if db.closed.Load() {
+		db.readers.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (db *DB) leave() { db.readers.Add(-1) }
 
 // Ping reports whether the store is open and readable.
 func (db *DB) Ping() error {

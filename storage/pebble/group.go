@@ -66,6 +66,10 @@ func (db *DB) lastGID() (uint64, error) {
 
 // GroupByID returns the gid of a group id, or ErrNotFound.
 func (db *DB) GroupByID(id string) (uint64, error) {
+	if !db.enter() {
+		return 0, ErrClosed
+	}
+	defer db.leave()
 	if gid, ok := db.groups.gid(id); ok {
 		return gid, nil
 	}
@@ -176,6 +180,10 @@ func (db *DB) Leave(gid, uid uint64, done func(left bool, err error)) error {
 
 // IsMember reports whether uid is a member of gid.
 func (db *DB) IsMember(gid, uid uint64) (bool, error) {
+	if !db.enter() {
+		return false, ErrClosed
+	}
+	defer db.leave()
 	_, err := db.get(key2(prefixMember, gid, uid))
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
@@ -186,6 +194,10 @@ func (db *DB) IsMember(gid, uid uint64) (bool, error) {
 // Members returns the uids of gid's members in uid order. The slice is
 // shared: callers must not modify it.
 func (db *DB) Members(gid uint64) ([]uint64, error) {
+	if !db.enter() {
+		return nil, ErrClosed
+	}
+	defer db.leave()
 	m, gen, ok := db.groups.memberList(gid)
 	if ok {
 		return m, nil
@@ -200,6 +212,10 @@ func (db *DB) Members(gid uint64) ([]uint64, error) {
 
 // UserGroups returns the gids of uid's groups in gid order.
 func (db *DB) UserGroups(uid uint64) ([]uint64, error) {
+	if !db.enter() {
+		return nil, ErrClosed
+	}
+	defer db.leave()
 	return scanSecond(db.pdb, prefixUserGroup, uid)
 }
 
@@ -280,6 +296,10 @@ func (db *DB) AppendGroup(m Message, online, offline []uint64, ver uint64, opts 
 
 // GroupHistory is History for a group conversation.
 func (db *DB) GroupHistory(gid uint64, q HistoryQuery) ([]Message, bool, error) {
+	if !db.enter() {
+		return nil, false, ErrClosed
+	}
+	defer db.leave()
 	return db.history(groupConv(gid), q)
 }
 

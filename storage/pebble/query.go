@@ -14,6 +14,10 @@ import (
 // that q selects, in the order q asks for, and whether the selection holds
 // more messages after the page.
 func (db *DB) History(a, b uint64, q HistoryQuery) ([]Message, bool, error) {
+	if !db.enter() {
+		return nil, false, ErrClosed
+	}
+	defer db.leave()
 	return db.history(privateConv(a, b), q)
 }
 
@@ -161,6 +165,10 @@ func (db *DB) timeAt(conv convKey, seq uint64) (int64, error) {
 // what the client was sent with RemoveOffline). A query of one private
 // queue returns its page even when empty, with LastSeq set.
 func (db *DB) ReadOffline(uid uint64, q QueueQuery) (QueuePage, error) {
+	if !db.enter() {
+		return QueuePage{}, ErrClosed
+	}
+	defer db.leave()
 	var res QueuePage
 	if db.closed.Load() {
 		return res, ErrClosed
@@ -315,6 +323,10 @@ func (db *DB) RemoveOffline(uid uint64, rs []Removal, done func(error)) error {
 
 // Contact returns owner's record of peer, or ErrNotFound.
 func (db *DB) Contact(owner, peer uint64) (Contact, error) {
+	if !db.enter() {
+		return Contact{}, ErrClosed
+	}
+	defer db.leave()
 	v, err := db.get(keyContact(owner, peer))
 	if err != nil {
 		return Contact{}, err

@@ -63,6 +63,10 @@ func (t *tx) groupReadSeq(uid, gid uint64) (uint64, error) {
 
 // GroupReadSeq returns uid's read cursor in group gid (0: none).
 func (db *DB) GroupReadSeq(uid, gid uint64) (uint64, error) {
+	if !db.enter() {
+		return 0, ErrClosed
+	}
+	defer db.leave()
 	return decodeReadSeq(db.get(keyGroupRead(uid, gid)))
 }
 
@@ -85,6 +89,10 @@ func decodeReadSeq(v []byte, err error) (uint64, error) {
 // most the newest groupUnreadWalk of them; past that, the older ones count
 // as unread without being read.
 func (db *DB) GroupUnread(uid, gid, readSeq, last uint64) (uint64, error) {
+	if !db.enter() {
+		return 0, ErrClosed
+	}
+	defer db.leave()
 	if last <= readSeq {
 		return 0, nil
 	}

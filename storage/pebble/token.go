@@ -159,6 +159,10 @@ func (db *DB) tokenRecordOf(token string) (rec tokenRecord, ok bool, err error) 
 // out with ErrTokenRevoked, an unknown or revoked v2 one with ErrNotFound.
 // It is safe for concurrent use.
 func (db *DB) TokenInfo(token string, now int64) (TokenInfo, error) {
+	if !db.enter() {
+		return TokenInfo{}, ErrClosed
+	}
+	defer db.leave()
 	if token == "" {
 		return TokenInfo{}, ErrNotFound
 	}
@@ -192,6 +196,10 @@ func (db *DB) TokenInfo(token string, now int64) (TokenInfo, error) {
 
 // TokenUser returns the user a token is bound to; see TokenInfo.
 func (db *DB) TokenUser(token string, now int64) (User, error) {
+	if !db.enter() {
+		return User{}, ErrClosed
+	}
+	defer db.leave()
 	info, err := db.TokenInfo(token, now)
 	return info.User, err
 }

@@ -197,6 +197,10 @@ func (db *DB) listTokenLocked(b *pebble.Batch, uid uint64, r Registration, old t
 
 // UserByID returns the user with protocol id id, or ErrNotFound.
 func (db *DB) UserByID(id string) (User, error) {
+	if !db.enter() {
+		return User{}, ErrClosed
+	}
+	defer db.leave()
 	if uid, ok := db.users.uid(id); ok {
 		return db.UserByUID(uid)
 	}
@@ -214,6 +218,10 @@ func (db *DB) UserByID(id string) (User, error) {
 
 // UserByUID returns the user with internal id uid, or ErrNotFound.
 func (db *DB) UserByUID(uid uint64) (User, error) {
+	if !db.enter() {
+		return User{}, ErrClosed
+	}
+	defer db.leave()
 	u, gen, ok := db.users.user(uid)
 	if ok {
 		return u, nil

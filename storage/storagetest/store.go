@@ -162,6 +162,34 @@ func testPingAndClose(f *fixture) {
 			t.Fatalf("%s on a closed store: %v, want ErrClosed", what, err)
 		}
 	}
+	// Reads too: a read racing shutdown answers ErrClosed, never panics.
+	for what, read := range map[string]func() error{
+		"History":      func() error { _, _, err := s.History(1, 2, storage.HistoryQuery{Count: 10}); return err },
+		"GroupHistory": func() error { _, _, err := s.GroupHistory(gid, storage.HistoryQuery{Count: 10}); return err },
+		"ReadOffline":  func() error { _, err := s.ReadOffline(2, storage.QueueQuery{Limit: 10}); return err },
+		"LastSeq":      func() error { _, err := s.LastSeq(1, 2, false); return err },
+		"Contacts":     func() error { return s.Contacts(1, func(storage.Contact) bool { return true }) },
+		"Conversations": func() error {
+			return s.Conversations(1, 0, func(storage.Contact) bool { return true })
+		},
+		"Contact":      func() error { _, err := s.Contact(1, 2); return err },
+		"Counts":       func() error { _, err := s.Counts(1); return err },
+		"RecentCount":  func() error { _, err := s.RecentCount(1, 0); return err },
+		"LastPartner":  func() error { _, err := s.LastPartner(1); return err },
+		"GroupUnread":  func() error { _, err := s.GroupUnread(1, gid, 0, 5); return err },
+		"GroupReadSeq": func() error { _, err := s.GroupReadSeq(1, gid); return err },
+		"Members":      func() error { _, err := s.Members(gid + 1000); return err },
+		"IsMember":     func() error { _, err := s.IsMember(gid, 1); return err },
+		"UserGroups":   func() error { _, err := s.UserGroups(1); return err },
+		"GroupByID":    func() error { _, err := s.GroupByID("g"); return err },
+		"UserByID":     func() error { _, err := s.UserByID("u"); return err },
+		"UserByUID":    func() error { _, err := s.UserByUID(1); return err },
+		"TokenInfo":    func() error { _, err := s.TokenInfo("0123456789abcdef", 0); return err },
+	} {
+		if err := read(); !errors.Is(err, storage.ErrClosed) {
+			t.Fatalf("%s on a closed store: %v, want ErrClosed", what, err)
+		}
+	}
 	f.reopen()
 	if err := f.s.Ping(); err != nil {
 		t.Fatalf("ping after reopen: %v", err)
