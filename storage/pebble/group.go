@@ -110,6 +110,10 @@ func (db *DB) Join(groupID string, uid uint64, now int64, maxMembers int, done f
 					return err
 				}
 			case errors.Is(err, ErrNotFound):
+				if maxMembers <= 0 {
+					result = JoinFull // no room for a first member: no group
+					return nil
+				}
 				t.db.lastGroup++
 				gid = t.db.lastGroup
 				t.set(append([]byte(prefixGroupID), groupID...), binary.BigEndian.AppendUint64(nil, gid))

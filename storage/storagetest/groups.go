@@ -16,6 +16,14 @@ import (
 // when everyone left.
 func testJoinLeaveAndCap(f *fixture) {
 	t, s := f.t, f.s
+	// A cap of 0 has no room for a first member: no group comes of it,
+	// and a later join with room creates it whole.
+	if _, res := f.join("g", 5, 0); res != storage.JoinFull {
+		t.Fatalf("first join at cap 0: result %d, want JoinFull", res)
+	}
+	if _, err := s.GroupByID("g"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a refused first join left a group: %v", err)
+	}
 	gid, res := f.join("g", 5, 3)
 	if res != storage.JoinOK || gid == 0 {
 		t.Fatalf("first join: gid %d result %d", gid, res)
