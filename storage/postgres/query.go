@@ -217,18 +217,20 @@ func satAdd(a, b uint64) uint64 {
 }
 
 // queueBase is uid's ($1) queue rows of peers in [$2, $3], private or of
-// groups, not pending, joined to their messages, in queue order, at most
-// $4 + 1.
+// groups, not pending, at most $4 + 1 in queue order (a range of queue's
+// primary key, read first), joined to their messages by theirs.
 func queueBase(group bool) string {
-	conv, grp := `m.conv_a = least(q.uid, q.peer) AND m.conv_b = greatest(q.uid, q.peer)`, `NOT q.grp`
+	conv, grp := `m.conv_a = least(q.uid, q.peer) AND m.conv_b = greatest(q.uid, q.peer)`, `NOT grp`
 	if group {
-		conv, grp = `m.conv_a = 0 AND m.conv_b = q.peer`, `q.grp`
+		conv, grp = `m.conv_a = 0 AND m.conv_b = q.peer`, `grp`
 	}
 	return `SELECT q.peer, m.seq, m.id, m.from_uid, m.to_uid, m.from_id, m.to_id, m.chat_type, m.msg_type, m.content,
 			m.extras, m.create_time, m.group_id, m.gid, m.recalled, ` + messageSize + ` AS sz
-		FROM queue q JOIN messages m ON ` + conv + ` AND m.seq = q.seq
-		WHERE q.uid = $1::bigint AND ` + grp + ` AND q.peer BETWEEN $2::bigint AND $3::bigint AND NOT q.pending
-		ORDER BY q.peer, q.seq LIMIT $4::bigint + 1`
+		FROM (
+			SELECT uid, peer, seq FROM queue
+			WHERE uid = $1::bigint AND ` + grp + ` AND peer BETWEEN $2::bigint AND $3::bigint AND NOT pending
+			ORDER BY peer, seq LIMIT $4::bigint + 1
+		) AS q JOIN messages m ON ` + conv + ` AND m.seq = q.seq`
 }
 
 var (
