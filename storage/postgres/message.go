@@ -103,7 +103,7 @@ var sqlAppendPrivate = fmt.Sprintf(`WITH dup AS (
 		SELECT queued FROM messages WHERE $6::boolean AND from_uid = $3::bigint AND id = $5::bytea
 	), c AS (
 		INSERT INTO conversations AS cv (conv_a, conv_b, last_seq, last_time)
-		SELECT $1::bigint, $2::bigint, 1, $13::bigint WHERE NOT EXISTS (SELECT FROM dup)
+		SELECT $1::bigint, $2::bigint, 1, $13::bigint WHERE NOT EXISTS (SELECT 1 FROM dup)
 		ON CONFLICT (conv_a, conv_b) DO UPDATE
 			SET last_seq = cv.last_seq + 1, last_time = greatest(cv.last_time, EXCLUDED.last_time)
 		RETURNING last_seq, last_time
@@ -114,15 +114,15 @@ var sqlAppendPrivate = fmt.Sprintf(`WITH dup AS (
 		INSERT INTO queue (uid, grp, peer, seq, pending, created)
 		SELECT $4, false, $3, last_seq, NOT $14, $15::bigint FROM c WHERE $3 <> $4
 	), kt AS (
-		SELECT %[1]s FROM contacts WHERE owner = $4 AND peer = $3 AND $3 <> $4 AND NOT EXISTS (SELECT FROM dup) FOR UPDATE
+		SELECT %[1]s FROM contacts WHERE owner = $4 AND peer = $3 AND $3 <> $4 AND NOT EXISTS (SELECT 1 FROM dup) FOR UPDATE
 	), kf AS (
-		SELECT %[1]s FROM contacts WHERE owner = $3 AND peer = $4 AND $3 <> $4 AND NOT EXISTS (SELECT FROM dup) FOR UPDATE
+		SELECT %[1]s FROM contacts WHERE owner = $3 AND peer = $4 AND $3 <> $4 AND NOT EXISTS (SELECT 1 FROM dup) FOR UPDATE
 	), pt AS (
-		SELECT partner FROM partners WHERE visitor = $16::bigint AND $16 <> 0 AND $3 <> $4 AND NOT EXISTS (SELECT FROM dup) FOR UPDATE
+		SELECT partner FROM partners WHERE visitor = $16::bigint AND $16 <> 0 AND $3 <> $4 AND NOT EXISTS (SELECT 1 FROM dup) FOR UPDATE
 	), ko AS (
 		SELECT %[2]s FROM contacts k JOIN pt ON k.owner = pt.partner WHERE k.peer = $16 AND pt.partner <> $17::bigint FOR UPDATE OF k
 	)
-	SELECT c.last_seq, c.last_time, EXISTS (SELECT FROM dup), (SELECT * FROM kt), (SELECT * FROM kf), (SELECT partner FROM pt), (SELECT * FROM ko)
+	SELECT c.last_seq, c.last_time, EXISTS (SELECT 1 FROM dup), (SELECT * FROM kt), (SELECT * FROM kf), (SELECT partner FROM pt), (SELECT * FROM ko)
 	FROM (VALUES (1)) AS one (x) LEFT JOIN c ON true`, contactArray(""), contactArray("k."))
 
 // AppendPrivate stores a private message durably (storage.Store). done
@@ -244,21 +244,21 @@ const sqlAppendGroup = `WITH v AS (
 		SELECT queued FROM messages WHERE $5::boolean AND from_uid = $3::bigint AND id = $4::bytea
 	), c AS (
 		INSERT INTO conversations AS cv (conv_a, conv_b, last_seq, last_time)
-		SELECT $1::bigint, $2, 1, $12::bigint WHERE (SELECT ok FROM ok) AND NOT EXISTS (SELECT FROM dup)
+		SELECT $1::bigint, $2, 1, $12::bigint WHERE (SELECT ok FROM ok) AND NOT EXISTS (SELECT 1 FROM dup)
 		ON CONFLICT (conv_a, conv_b) DO UPDATE
 			SET last_seq = cv.last_seq + 1, last_time = greatest(cv.last_time, EXCLUDED.last_time)
 		RETURNING last_seq, last_time
 	), m AS (
 		INSERT INTO messages (conv_a, conv_b, seq, id, from_uid, to_uid, from_id, to_id, chat_type, msg_type, content, extras, create_time, group_id, gid, queued)
 		SELECT $1, $2, last_seq, $4, $3, 0, $6::text, $7::text, $8::smallint, $9::integer, $10::bytea, $11::bytea, last_time, $13::text, $2, false FROM c
-	), qo AS (
+	), q AS (
 		INSERT INTO queue (uid, grp, peer, seq, pending, created)
-		SELECT u, true, $2, last_seq, false, $14::bigint FROM c, unnest($15::bigint[]) AS u
-	), qn AS (
-		INSERT INTO queue (uid, grp, peer, seq, pending, created)
-		SELECT u, true, $2, last_seq, true, $14 FROM c, unnest($16::bigint[]) AS u
+		SELECT r.uid, true, $2, last_seq, r.pending, $14::bigint FROM c, (
+			SELECT uid, false AS pending FROM unnest($15::bigint[]) AS uid
+			UNION ALL SELECT uid, true FROM unnest($16::bigint[]) AS uid
+		) AS r
 	)
-	SELECT (SELECT ok FROM ok), c.last_seq, c.last_time, EXISTS (SELECT FROM dup)
+	SELECT (SELECT ok FROM ok), c.last_seq, c.last_time, EXISTS (SELECT 1 FROM dup)
 	FROM (VALUES (1)) AS one (x) LEFT JOIN c ON true`
 
 // sqlGroupMembers reads the members inside an append whose version moved.
