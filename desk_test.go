@@ -278,7 +278,7 @@ func TestSection1_2_AssignmentProperty(t *testing.T) {
 func runAssignments(t *testing.T, seed uint64, steps, restartAt int) []string {
 	// The model's clock moves a second a step, a few hundred steps: no
 	// connection may go idle on it (liveness is not what this proves).
-	ts := newTestServer(t, func(c *config) { c.IdleTimeout, c.PingInterval = 24 * time.Hour, 12 * time.Hour })
+	ts := newTestServer(t, func(c *config) { c.IdleTimeout, c.PingInterval = 24*time.Hour, 12*time.Hour })
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	const agents = 4
 	type agent struct {
