@@ -177,6 +177,9 @@ func (db *DB) commit(ops []op, lazy *lazyWork, sweep bool) {
 		return nil
 	})
 	if err == nil {
+		if len(ops) > 0 || !lazy.empty() {
+			db.cstats.batches.Add(1) // a sweep that found nothing is no commit of ours
+		}
 		db.cstats.ops.Add(uint64(len(ops)))
 		lazy.reset()
 		for i, o := range ops {
@@ -184,10 +187,28 @@ func (db *DB) commit(ops []op, lazy *lazyWork, sweep bool) {
 		}
 		return
 	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		// The server did not answer (down, unreachable, too slow) or the
+		// store is closing: running the operations one by one would wait
+		// for it once per operation. They fail now; nothing was acked.
+		// The settled pushes stay for the next batch.
+		if len(ops) > 0 {
+			db.log.Error("commit failed: the server did not answer", "ops", len(ops), "err", err)
+		} else {
+			db.log.Debug("sweep failed: the server did not answer", "err", err)
+		}
+		for _, o := range ops {
+			o.done(err)
+		}
+		return
+	}
 	db.log.Warn("commit failed; running its operations one by one", "ops", len(ops), "err", err)
 	if !lazy.empty() {
 		if err := db.runBatch(lazy.apply); err != nil {
 			db.log.Error("settling pushes failed: the expiry sweep queues them", "err", err)
+		} else {
+			db.cstats.batches.Add(1)
 		}
 		lazy.reset()
 	}
@@ -205,6 +226,7 @@ func (db *DB) commit(ops []op, lazy *lazyWork, sweep bool) {
 			continue
 		}
 		db.cstats.ops.Add(1)
+		db.cstats.batches.Add(1)
 		o.done(opErr)
 	}
 }
@@ -222,7 +244,10 @@ func (db *DB) runBatch(fn func(b *batch) error) error {
 }
 
 func (db *DB) runOnce(fn func(b *batch) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), txTimeout)
+	if err := db.ctx.Err(); err != nil {
+		return storage.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(db.ctx, txTimeout)
 	defer cancel()
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -233,11 +258,7 @@ func (db *DB) runOnce(fn func(b *batch) error) error {
 		_ = tx.Rollback(ctx)
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	db.cstats.batches.Add(1)
-	return nil
+	return tx.Commit(ctx)
 }
 
 // aborted reports whether b's transaction can no longer run statements.

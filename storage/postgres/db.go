@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,11 @@ type DB struct {
 
 	assignMu sync.Mutex // this process's assigners queue here (LockAssignment)
 
+	// ctx is the committer's; Close cancels it when the server does not
+	// let the queued work finish.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
@@ -64,12 +70,18 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
-	cfg.ConnConfig.RuntimeParams["application_name"] = "imgate"
-	cfg.MaxConns = 16
+	// The URL's application_name and pool_max_conns win over ours.
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "imgate"
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = 16
+	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
 	db := &DB{log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
+	db.ctx, db.cancel = context.WithCancel(context.Background())
 	if db.log == nil {
 		db.log = slog.New(slog.DiscardHandler)
 	}
@@ -124,8 +136,14 @@ func (db *DB) loadEpoch(ctx context.Context) (string, error) {
 // Epoch identifies this store (PROTOCOL §7.7).
 func (db *DB) Epoch() string { return db.epoch }
 
+// closeGrace is how long Close lets the committer finish what is queued
+// before it cancels the work in flight: a server that does not answer
+// must not hold a gateway's shutdown.
+const closeGrace = 5 * time.Second
+
 // Close stops the committer once the operations queued before it are
-// committed, and closes the pool. Calls after the first return nil.
+// committed, or failed with ErrClosed past closeGrace, and closes the
+// pool. Calls after the first return nil.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closed.Store(true)
@@ -134,8 +152,20 @@ func (db *DB) Close() error {
 		db.q.cond.Broadcast()
 		db.q.mu.Unlock()
 		close(db.stop)
-		db.wg.Wait()
-		db.pool.Close()
+		stopped := make(chan struct{})
+		go func() { db.wg.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+			db.cancel()
+			db.pool.Close()
+		case <-time.After(closeGrace):
+			db.log.Warn("closing the store: the server did not finish the queued work; failing it", "grace", closeGrace)
+			db.cancel()
+			<-stopped
+			// Closing a connection says goodbye to the server and waits
+			// for it (pgxpool: up to 15 s): not for a server that hangs.
+			go db.pool.Close()
+		}
 	})
 	return nil
 }

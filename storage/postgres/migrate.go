@@ -92,6 +92,9 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, `SELECT version FROM schema_version WHERE one FOR UPDATE`).Scan(&have); err != nil {
 			return fmt.Errorf("postgres: schema_version: %w", err)
 		}
+		if have < 0 {
+			return fmt.Errorf("postgres: schema_version holds %d, not a version: the database was altered by hand", have)
+		}
 		if have > len(ms) {
 			return fmt.Errorf("%w: the database is at schema version %d, this binary knows up to %d; run a newer imgate", ErrSchemaTooNew, have, len(ms))
 		}
