@@ -18,7 +18,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"net/url"
+	"regexp"
 	"os"
 	"os/signal"
 	"strconv"
@@ -124,7 +124,7 @@ func openStore(cfg config, log *slog.Logger) (storage.Store, error) {
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
 		return pebble.Open(cfg.DataDir, pebble.Options{Logger: log})
-	case strings.HasPrefix(cfg.Store, "postgres://") || strings.HasPrefix(cfg.Store, "postgresql://"):
+	case hasScheme(cfg.Store, "postgres") || hasScheme(cfg.Store, "postgresql"):
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Logger: log})
@@ -138,14 +138,22 @@ func openStore(cfg config, log *slog.Logger) (storage.Store, error) {
 	}
 }
 
-// redactURL hides the password of a store URL in logs and errors.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
+// hasScheme reports whether s is a URL of scheme (any case, RFC 3986).
+func hasScheme(s, scheme string) bool {
+	return len(s) > len(scheme)+3 && strings.EqualFold(s[:len(scheme)], scheme) && s[len(scheme):len(scheme)+3] == "://"
 }
+
+// redactURL hides the password of a store URL in logs and errors: the
+// user:password@ part, a password= query parameter or key=value pair.
+func redactURL(s string) string {
+	s = userinfoPassword.ReplaceAllString(s, "${1}xxxxx@")
+	return passwordParam.ReplaceAllString(s, "${1}xxxxx")
+}
+
+var (
+	userinfoPassword = regexp.MustCompile(`(://[^:/@?#]*:)[^@/?#]*@`)
+	passwordParam    = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^&\s]*)`)
+)
 
 // server is one running gateway: store, router, WebSocket engine, HTTP API.
 type server struct {

@@ -93,3 +93,23 @@ func TestFlags_Store(t *testing.T) {
 	}
 	s.stop(context.Background())
 }
+
+// TestFlags_StorePasswordNeverLogged: whatever form the store's password
+// takes, the gateway's logs and errors never show it.
+func TestFlags_StorePasswordNeverLogged(t *testing.T) {
+	for _, s := range []string{
+		"postgres://imgate:s3cret@db:5432/imgate?sslmode=disable",
+		"postgres://imgate@db/imgate?sslmode=disable&password=s3cret",
+		"postgresql://imgate:s3cret@%2Ftmp%2Fpg:5432/imgate",
+		"host=db user=imgate password=s3cret dbname=imgate",
+		"host=db user=imgate password = 's3cret' dbname=imgate",
+		"Postgres://imgate:s3cret@db/imgate",
+	} {
+		if r := redactURL(s); strings.Contains(r, "s3cret") || !strings.Contains(r, "xxxxx") {
+			t.Errorf("redactURL(%q) = %q", s, r)
+		}
+	}
+	if r := redactURL("postgres://imgate@db/imgate"); r != "postgres://imgate@db/imgate" {
+		t.Errorf("a URL without a password changed: %q", r)
+	}
+}
