@@ -71,7 +71,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.WSAddr, "ws-addr", ":8889", "WebSocket listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP API listen address (trusted backends)")
 	fs.StringVar(&c.DataDir, "data", "./data", "Pebble data directory (with the default -store)")
-	fs.StringVar(&c.Store, "store", "", "the store: empty or 'pebble' for the embedded Pebble store in -data; a postgres:// URL for PostgreSQL (-data is then ignored)")
+	fs.StringVar(&c.Store, "store", "", "the store: empty or 'pebble' for the embedded Pebble store in -data; a postgres:// (or postgresql://) URL for PostgreSQL, e.g. postgres://imgate:PASS@db:5432/imgate?sslmode=require (-data is then ignored; pool_max_conns, default 16, and application_name in the URL are honoured)")
 	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer KEY' on the HTTP API (empty: no key)")
 	fs.StringVar(&c.AllowOrigin, "allow-origin", httpapi.DefaultAllowOrigin, "CORS Access-Control-Allow-Origin of the HTTP API (empty: no CORS headers)")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve the HTTP API on a non-loopback -http-addr without -api-key (logs a warning)")
