@@ -131,9 +131,16 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	reapOrphans(bin)
 	s := &Server{bin: bin}
 	s.dir, err = os.MkdirTemp("", "imgate-pg-")
 	if err != nil {
+		return nil, err
+	}
+	// The test process that owns the server: a later run stops the server
+	// of one that was killed before it could (reapOrphans).
+	if err := os.WriteFile(filepath.Join(s.dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		s.remove()
 		return nil, err
 	}
 	if os.Geteuid() == 0 {
@@ -173,6 +180,29 @@ func Start() (*Server, error) {
 			s.remove()
 			return nil, fmt.Errorf("pgtest: pg_ctl start: %v\n%s\n%s", err, out, logText)
 		}
+	}
+}
+
+// reapOrphans stops and removes the servers of test processes that died
+// without stopping them (killed, or stopped in a debugger and abandoned).
+func reapOrphans(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "imgate-pg-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "owner"))
+		if err != nil {
+			continue // not ours, or still being created
+		}
+		pid, err := strconv.Atoi(string(b))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // its owner lives
+		}
+		o := &Server{dir: dir, bin: bin}
+		if fi, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && st.Uid != 0 {
+				o.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+			}
+		}
+		o.Stop()
 	}
 }
 

@@ -2,6 +2,10 @@ package pgtest
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -33,5 +37,30 @@ func TestDatabase(t *testing.T) {
 	}
 	if Database(t) == url {
 		t.Fatal("two databases with one URL")
+	}
+}
+
+// TestOrphanReaped: the server of a test process that died without
+// stopping it is stopped and removed by the next Start.
+func TestOrphanReaped(t *testing.T) {
+	s, err := Start()
+	if err != nil {
+		unavailable(t, err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	// s's owner "died": its pid is now one that exited.
+	if err := os.WriteFile(filepath.Join(s.dir, "owner"), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reapOrphans(s.bin)
+	if _, err := os.Stat(s.dir); !os.IsNotExist(err) {
+		s.Stop()
+		t.Fatalf("the orphan's directory is still there: %v", err)
+	}
+	if err := (&Server{port: s.port}).exec("SELECT 1"); err == nil {
+		t.Fatal("the orphan still answers")
 	}
 }
