@@ -23,6 +23,9 @@ var allowedImports = map[string][]string{
 	"engine":  {"codec", "router"},
 	"httpapi": {"router", "storage"},
 	"bench":   {"codec"},
+	// cluster is the NATS bus: a router.Cluster over engine's Hub, which
+	// it reaches through router's interfaces only.
+	"cluster": {"router"},
 }
 
 // importEdge is one import of a package of this module by another, both

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/imgate/imgate/cluster"
 	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/engine"
 	"github.com/imgate/imgate/httpapi"
@@ -41,6 +42,8 @@ type config struct {
 	HTTPAddr       string
 	DataDir        string
 	Store          string
+	NATS           string
+	NATSPrefix     string
 	APIKey         string
 	AllowOrigin    string
 	InsecureHTTP   bool
@@ -72,6 +75,8 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP API listen address (trusted backends)")
 	fs.StringVar(&c.DataDir, "data", "./data", "Pebble data directory (with the default -store)")
 	fs.StringVar(&c.Store, "store", "", "the store: empty or 'pebble' for the embedded Pebble store in -data; a postgres:// (or postgresql://) URL for PostgreSQL, e.g. postgres://imgate:PASS@db:5432/imgate?sslmode=require (-data is then ignored; pool_max_conns, default 16, and application_name in the URL are honoured)")
+	fs.StringVar(&c.NATS, "nats", "", "cluster mode (PROTOCOL §8): NATS server URLs, comma-separated, e.g. nats://h1:4222,nats://h2:4222, or 'embedded' for an in-process NATS server (a one-node cluster to try it); needs a PostgreSQL -store shared by every node (empty: one node)")
+	fs.StringVar(&c.NATSPrefix, "nats-prefix", cluster.DefaultPrefix, "subject prefix of this cluster on NATS; clusters sharing a NATS account need different ones")
 	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer KEY' on the HTTP API (empty: no key)")
 	fs.StringVar(&c.AllowOrigin, "allow-origin", httpapi.DefaultAllowOrigin, "CORS Access-Control-Allow-Origin of the HTTP API (empty: no CORS headers)")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve the HTTP API on a non-loopback -http-addr without -api-key (logs a warning)")
@@ -158,6 +163,8 @@ var (
 // server is one running gateway: store, router, WebSocket engine, HTTP API.
 type server struct {
 	log    *slog.Logger
+	nats   *embeddedNATS // -nats embedded
+	node   *cluster.Node // cluster mode
 	db     storage.Store
 	router *router.Router
 	engine *engine.Engine
@@ -182,6 +189,9 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 			s.stop(context.Background())
 		}
 	}()
+	if cfg.NATS != "" && (cfg.Store == "" || strings.EqualFold(cfg.Store, "pebble")) {
+		return nil, errors.New("-nats needs a shared store: a Pebble directory is one node's disk; set -store to a postgres:// URL that every node uses")
+	}
 	if s.db, err = openStore(cfg, log.With("component", "storage")); err != nil {
 		return nil, err
 	}
@@ -214,7 +224,11 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.router.SetHub(s.engine)
+	if cfg.NATS == "" {
+		s.router.SetHub(s.engine)
+	} else if err = s.joinCluster(cfg, log); err != nil {
+		return nil, err
+	}
 	s.api, err = httpapi.New(s.router, s.db, httpapi.Options{
 		Logger:      log.With("component", "httpapi"),
 		APIKey:      cfg.APIKey,
@@ -303,6 +317,9 @@ func (s *server) metrics(b []byte) []byte {
 	b = strconv.AppendUint(b, st.SlowConsumers, 10)
 	b = append(b, "\n# HELP imgate_unsent_bytes Output accepted for clients and not yet written to their sockets.\n# TYPE imgate_unsent_bytes gauge\nimgate_unsent_bytes "...)
 	b = strconv.AppendInt(b, st.Unsent, 10)
+	if s.node != nil {
+		b = appendClusterMetrics(b, s.node.Stats())
+	}
 	return append(b, '\n')
 }
 
@@ -324,6 +341,9 @@ func (s *server) stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("websocket: %w", err))
 		}
 	}
+	if s.node != nil {
+		s.node.Close() // after the engine: its users' last presence goes first
+	}
 	if s.router != nil {
 		if err := s.router.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("router: %w", err))
@@ -333,6 +353,9 @@ func (s *server) stop(ctx context.Context) error {
 		if err := s.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("storage: %w", err))
 		}
+	}
+	if s.nats != nil {
+		s.nats.stop()
 	}
 	return errors.Join(errs...)
 }

@@ -171,9 +171,24 @@ func (c *conn) loginDone(res router.LoginResult) {
 	if res.Ack {
 		c.SetAcking() // before it joins the registry: every push is followed
 	}
-	_ = c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
-		c.activate(gc, err, res)
-		return nil
+	// In a cluster every node learns of the login before its reply goes
+	// out (PROTOCOL §8); on one node this runs at once.
+	c.e.r.Announce(id, func(ok bool, end func()) {
+		if !ok {
+			c.ident.Store(nil) // never registered: nothing to forget
+			c.Send(loginRefusedFrame)
+			c.Close(ClosePolicy, "too many connections")
+			end()
+			return
+		}
+		err := c.gc.AsyncWritev(nil, func(gc gnet.Conn, err error) error {
+			c.activate(gc, err, res)
+			end()
+			return nil
+		})
+		if err != nil {
+			end()
+		}
 	})
 }
 

@@ -204,7 +204,7 @@ func New(r *router.Router, opts Options) (*Engine, error) {
 		done:   make(chan error, 1),
 	}
 	e.reg.init()
-	e.reg.presence = func(c *conn, online bool) { r.Presence(c.Identity(), online) }
+	e.reg.presence = func(c *conn, conns int) { r.Presence(c.Identity(), conns) }
 	// Sweep often enough that a deadline is met within a quarter of the
 	// shortest interval, but not more than 20 times a second.
 	e.tick = min(opts.PingInterval, opts.IdleTimeout) / 4

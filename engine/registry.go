@@ -13,10 +13,11 @@ import (
 // nothing (TestRegistryDeliverNoAlloc).
 type registry struct {
 	shards [regShards]regShard
-	// presence, if set, hears of each user's first connection and last
-	// disconnection, under the shard lock so that the events of one user
-	// arrive in order. It must not block or take a registry lock.
-	presence func(c *conn, online bool)
+	// presence, if set, hears of each change of a user's connections
+	// with their number after it, under the shard lock so that the events
+	// of one user arrive in order. It must not block or take a registry
+	// lock.
+	presence func(c *conn, conns int)
 }
 
 const regShards = 256
@@ -53,8 +54,8 @@ func (r *registry) add(uid uint64, c *conn, max int) bool {
 		return false
 	}
 	sh.m[uid] = append(sh.m[uid], c)
-	if n == 0 && r.presence != nil {
-		r.presence(c, true)
+	if r.presence != nil {
+		r.presence(c, n+1)
 	}
 	return true
 }
@@ -74,11 +75,11 @@ func (r *registry) remove(uid uint64, c *conn) {
 		l[last] = nil
 		if last == 0 {
 			delete(sh.m, uid)
-			if r.presence != nil {
-				r.presence(c, false)
-			}
 		} else {
 			sh.m[uid] = l[:last]
+		}
+		if r.presence != nil {
+			r.presence(c, last)
 		}
 		return
 	}

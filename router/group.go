@@ -101,11 +101,13 @@ func frameOfNotice(now int64, gid string, u *storage.User, cmd codec.Cmd) []byte
 
 // tellMembers sends frame to the live connections of members but skip.
 func (r *Router) tellMembers(members []uint64, frame []byte, skip uint64) {
+	to := make([]uint64, 0, len(members))
 	for _, uid := range members {
 		if uid != skip {
-			r.hub.Deliver(uid, frame, nil, nil)
+			to = append(to, uid)
 		}
 	}
+	r.deliverEach(to, frame, nil)
 }
 
 // groupChat stores and fans out a group message (PROTOCOL §5): the sender
@@ -161,13 +163,12 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 		}
 		push := pushFrame(&res.Msg)
 		gp := newGroupPush(r, res.Delivery, len(online), gid, g, res.Msg.Seq)
-		for i, uid := range online {
-			r.hub.Deliver(uid, push, nil, &gp.trk[i])
-		}
-		for _, uid := range offline {
-			r.hub.Deliver(uid, push, nil, nil)
-		}
-		r.hub.Deliver(me.UID, push, nil, nil) // every terminal of the sender too (compat)
+		// The online members followed, the others (who may have come
+		// online since) and every terminal of the sender too (compat):
+		// in a cluster one message per node that holds any of them.
+		to := make([]uint64, 0, len(online)+len(offline)+1)
+		to = append(append(append(to, online...), offline...), me.UID)
+		r.deliverEach(to, push, gp.trk)
 		for i := range gp.trk {
 			gp.trk[i].Release()
 		}
@@ -250,9 +251,7 @@ func (r *Router) recall(c *Context) error {
 				r.log.Error("recall fan-out failed", "err", err)
 				return
 			}
-			for _, uid := range members {
-				r.hub.Deliver(uid, frame, nil, nil)
-			}
+			r.deliverEach(members, frame, nil)
 		}()
 	})
 	if err != nil {

@@ -110,12 +110,14 @@ type route struct {
 // Router dispatches client packets to handlers. Create it with New; it is
 // safe for concurrent use.
 type Router struct {
-	_     noCopy
-	db    storage.Store
-	opts  Options
-	log   *slog.Logger
-	hub   Hub
-	table [codec.MaxCmd]route
+	_    noCopy
+	db   storage.Store
+	opts Options
+	log  *slog.Logger
+	hub  Hub
+	// cluster is hub when it spans several nodes (PROTOCOL §8), else nil.
+	cluster Cluster
+	table   [codec.MaxCmd]route
 
 	workers   []*worker
 	wg        sync.WaitGroup
@@ -172,9 +174,12 @@ func New(db storage.Store, opts Options) (*Router, error) {
 	return r, nil
 }
 
-// SetHub wires the connection registry. It must be called once, before
-// any connection is served.
-func (r *Router) SetHub(h Hub) { r.hub = h }
+// SetHub wires the connection registry: engine's for one node, a Cluster
+// for several. It must be called once, before any connection is served.
+func (r *Router) SetHub(h Hub) {
+	r.hub = h
+	r.cluster, _ = h.(Cluster)
+}
 
 // Close stops accepting work, lets the workers finish what is queued and
 // waits for them or for ctx.

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/imgate/imgate/cluster"
+)
+
+// embeddedNATS is the in-process NATS server of -nats embedded.
+type embeddedNATS struct{ ns *natsserver.Server }
+
+func (e *embeddedNATS) stop() {
+	e.ns.Shutdown()
+	e.ns.WaitForShutdown()
+}
+
+// joinCluster connects this gateway to the others over NATS (cfg.NATS)
+// and makes the cluster node the router's hub (PROTOCOL §8).
+func (s *server) joinCluster(cfg config, log *slog.Logger) error {
+	urls := cfg.NATS
+	var extra []nats.Option
+	if cfg.NATS == "embedded" {
+		ns, err := natsserver.NewServer(&natsserver.Options{DontListen: true, NoSigs: true, NoLog: true})
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		ns.Start()
+		s.nats = &embeddedNATS{ns}
+		if !ns.ReadyForConnections(10 * time.Second) {
+			return fmt.Errorf("embedded nats: not ready after 10s")
+		}
+		urls, extra = "", []nats.Option{nats.InProcessServer(ns)}
+	}
+	node, err := cluster.Dial(urls, s.engine, cluster.Options{
+		Logger:          log.With("component", "cluster"),
+		Prefix:          cfg.NATSPrefix,
+		PingInterval:    cfg.PingInterval,
+		MaxConnsPerUser: cfg.MaxConnsUser,
+	}, extra...)
+	if err != nil {
+		return err
+	}
+	s.node = node
+	s.router.SetHub(node)
+	return nil
+}
+
+func appendClusterMetrics(b []byte, st cluster.Stats) []byte {
+	up := int64(0)
+	if st.Connected {
+		up = 1
+	}
+	b = append(b, "\n# HELP imgate_bus_connected 1 while the NATS connection is up.\n# TYPE imgate_bus_connected gauge\nimgate_bus_connected "...)
+	b = strconv.AppendInt(b, up, 10)
+	b = append(b, "\n# HELP imgate_cluster_nodes Other nodes heard from within the presence expiry.\n# TYPE imgate_cluster_nodes gauge\nimgate_cluster_nodes "...)
+	b = strconv.AppendInt(b, int64(st.Nodes), 10)
+	b = append(b, "\n# HELP imgate_bus_pushes_total Pushes sent to other nodes (one per receiver).\n# TYPE imgate_bus_pushes_total counter\nimgate_bus_pushes_total "...)
+	b = strconv.AppendUint(b, st.Pushes, 10)
+	b = append(b, "\n# HELP imgate_bus_pushes_not_written_total Pushes another node did not write or did not answer for in time; the message stayed queued.\n# TYPE imgate_bus_pushes_not_written_total counter\nimgate_bus_pushes_not_written_total "...)
+	b = strconv.AppendUint(b, st.NotWritten, 10)
+	b = append(b, "\n# HELP imgate_bus_push_timeouts_total Pushes another node did not answer for within the push timeout.\n# TYPE imgate_bus_push_timeouts_total counter\nimgate_bus_push_timeouts_total "...)
+	return strconv.AppendUint(b, st.Timeouts, 10)
+}
