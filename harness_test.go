@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +61,14 @@ type testServer struct {
 	clock *clock
 	ws    string // host:port of the WebSocket listener
 	http  string // base URL of the HTTP API
+	// A cluster (IMGATE_TEST_STORE=cluster, or newTestCluster): the other
+	// nodes, and the addresses of all; dial, rawDial and post go to the
+	// next node each time (round robin), unless the view is pinned.
+	others  []*server
+	wsAll   []string
+	httpAll []string
+	rr      *atomic.Uint64
+	pinned  bool
 }
 
 // newTestServer starts a gateway; mod may change the config first.
@@ -83,7 +92,20 @@ func newTestServer(t testing.TB, mod ...func(*config)) *testServer {
 	if cfg.Store == "" {
 		cfg.Store = storeFor(t, cfg.DataDir)
 	}
-	ts := &testServer{t: t, cfg: cfg, clock: ck}
+	nodes := 1
+	if onCluster() && cfg.NATS == "" {
+		nodes = testClusterNodes
+		cfg.NATS, cfg.NATSPrefix = sharedNATS(t), clusterPrefix()
+	}
+	return startTestServer(t, cfg, ck, nodes)
+}
+
+// startTestServer starts nodes gateways of cfg (nodes > 1: a cluster on
+// cfg.NATS and cfg.Store).
+func startTestServer(t testing.TB, cfg config, ck *clock, nodes int) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, cfg: cfg, clock: ck, rr: new(atomic.Uint64)}
+	ts.others = make([]*server, nodes-1)
 	ts.start()
 	t.Cleanup(ts.stop)
 	return ts
@@ -133,25 +155,72 @@ func (l *lockedBuffer) String() string {
 
 func (ts *testServer) start() {
 	ts.t.Helper()
-	s, err := start(ts.cfg, testLogger(ts.t))
-	if err != nil {
-		ts.t.Fatalf("start: %v", err)
+	ts.wsAll, ts.httpAll = ts.wsAll[:0], ts.httpAll[:0]
+	for i := 0; i <= len(ts.others); i++ {
+		s, err := start(ts.cfg, testLogger(ts.t))
+		if err != nil {
+			ts.t.Fatalf("start: %v", err)
+		}
+		if i == 0 {
+			ts.s = s
+		} else {
+			ts.others[i-1] = s
+		}
+		ts.wsAll = append(ts.wsAll, s.engine.Addr().String())
+		ts.httpAll = append(ts.httpAll, "http://"+s.httpLn.Addr().String())
 	}
-	ts.s = s
-	ts.ws = s.engine.Addr().String()
-	ts.http = "http://" + s.httpLn.Addr().String()
+	ts.ws, ts.http = ts.wsAll[0], ts.httpAll[0]
 }
 
 func (ts *testServer) stop() {
-	if ts.s == nil {
+	if ts.pinned {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound())
 	defer cancel()
+	for i, s := range ts.others {
+		if s != nil {
+			if err := s.stop(ctx); err != nil {
+				ts.t.Errorf("stop node %d: %v", i+1, err)
+			}
+			ts.others[i] = nil
+		}
+	}
+	if ts.s == nil {
+		return
+	}
 	if err := ts.s.stop(ctx); err != nil {
 		ts.t.Errorf("stop: %v", err)
 	}
 	ts.s = nil
+}
+
+// nextWS and nextHTTP are the node the next connection or HTTP call goes
+// to: the next one round robin in a cluster.
+func (ts *testServer) nextWS() string {
+	if ts.pinned || len(ts.wsAll) < 2 {
+		return ts.ws
+	}
+	return ts.wsAll[ts.rr.Add(1)%uint64(len(ts.wsAll))]
+}
+
+func (ts *testServer) nextHTTP() string {
+	if ts.pinned || len(ts.httpAll) < 2 {
+		return ts.http
+	}
+	return ts.httpAll[ts.rr.Add(1)%uint64(len(ts.httpAll))]
+}
+
+// node returns a view of node i of a cluster: its connections and calls
+// go to that node only. Stopping it is the whole cluster's business.
+func (ts *testServer) node(i int) *testServer {
+	v := *ts
+	v.pinned = true
+	v.ws, v.http = ts.wsAll[i], ts.httpAll[i]
+	if i > 0 {
+		v.s = ts.others[i-1]
+	}
+	return &v
 }
 
 // restart stops the gateway and starts it again on the same data dir.
@@ -165,7 +234,7 @@ func (ts *testServer) restart() {
 // post sends a JSON body to the HTTP API and returns status and body.
 func (ts *testServer) post(path, body string, header ...string) (int, string) {
 	ts.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, ts.http+path, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, ts.nextHTTP()+path, strings.NewReader(body))
 	if err != nil {
 		ts.t.Fatal(err)
 	}
@@ -208,7 +277,7 @@ type wsClient struct {
 func (ts *testServer) dial(token string) *wsClient {
 	ts.t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: waitBound()}
-	c, resp, err := d.Dial("ws://"+ts.ws+"/?token="+token, nil)
+	c, resp, err := d.Dial("ws://"+ts.nextWS()+"/?token="+token, nil)
 	if err != nil {
 		ts.t.Fatalf("dial: %v", err)
 	}
@@ -289,7 +358,7 @@ const upgradeRequest = "GET /?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocke
 // rawDial opens a TCP connection without upgrading.
 func (ts *testServer) rawDial() *rawConn {
 	ts.t.Helper()
-	nc, err := net.DialTimeout("tcp", ts.ws, waitBound())
+	nc, err := net.DialTimeout("tcp", ts.nextWS(), waitBound())
 	if err != nil {
 		ts.t.Fatalf("dial: %v", err)
 	}

@@ -19,7 +19,12 @@ var testStoreKind = os.Getenv("IMGATE_TEST_STORE")
 
 // onPostgres reports whether this run's gateways keep their store in
 // PostgreSQL.
-func onPostgres() bool { return testStoreKind == "postgres" }
+func onPostgres() bool { return testStoreKind == "postgres" || onCluster() }
+
+// onCluster reports whether this run's gateways are clusters of
+// testClusterNodes nodes on PostgreSQL and NATS (IMGATE_TEST_STORE=cluster),
+// each client connection and HTTP call going to the next node (PROTOCOL §8).
+func onCluster() bool { return testStoreKind == "cluster" }
 
 // storeURLs maps a test's data directory to its database, so that a
 // gateway restarted on the same directory finds the same store.
