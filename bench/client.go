@@ -63,7 +63,6 @@ type client struct {
 	gnet.BuiltinEventEngine
 	cli    *gnet.Client
 	s      *stats
-	addr   string
 	window int          // messages in flight per sender (chat)
 	paced  bool         // senders send only when the pacer says so
 	stop   atomic.Bool  // no new messages
@@ -72,8 +71,8 @@ type client struct {
 	conns  []gnet.Conn
 }
 
-func newClient(s *stats, addr string, window int, paced bool) (*client, error) {
-	c := &client{s: s, addr: addr, window: window, paced: paced}
+func newClient(s *stats, window int, paced bool) (*client, error) {
+	c := &client{s: s, window: window, paced: paced}
 	cli, err := gnet.NewClient(c, gnet.WithMulticore(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(quietLogger{}))
 	if err != nil {
 		return nil, err
@@ -82,16 +81,16 @@ func newClient(s *stats, addr string, window int, paced bool) (*client, error) {
 	return c, cli.Start()
 }
 
-// dial opens one connection from source address src and starts its
-// upgrade.
-func (c *client) dial(src net.IP, w *wsConn) error {
+// dial opens one connection from source address src to gateway addr
+// (host:port) and starts its upgrade.
+func (c *client) dial(src net.IP, addr string, w *wsConn) error {
 	// No keep-alive: the socket lives on as gnet's duplicate, which does
 	// not use it, and its setsockopt calls cost the connect mode's dialers
 	// four syscalls a connection. IP_BIND_ADDRESS_NO_PORT lets the kernel
 	// pick the source port at connect, not in a bind-time search over
 	// every port in use.
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second, KeepAlive: -1, Control: bindNoPort}
-	nc, err := d.Dial("tcp", c.addr)
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -100,7 +99,7 @@ func (c *client) dial(src net.IP, w *wsConn) error {
 	if w.acking {
 		query += "&ack=1"
 	}
-	req := fmt.Sprintf("GET /?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", query, c.addr)
+	req := fmt.Sprintf("GET /?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", query, addr)
 	if _, err := nc.Write([]byte(req)); err != nil {
 		return err
 	}

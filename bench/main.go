@@ -7,6 +7,11 @@
 //	go run ./bench connect -conns 10000 -rate 20000 -server-pid $(pgrep imgate)
 //	go run ./bench http -concurrency 64 -duration 10s
 //
+// -ws and -http take a comma-separated list to load several gateways with
+// no balancer in front; connections and requests go round-robin:
+//
+//	go run ./bench chat -ws 127.0.0.1:8889,127.0.0.1:8899 -http 127.0.0.1:8082,127.0.0.1:8092
+//
 // Every mode prints a progress line a second and a final table (-json for
 // JSON). Errors are counted by status and close code, never hidden; a run
 // with errors says so and exits 1.
@@ -27,22 +32,23 @@ import (
 )
 
 type config struct {
-	ws, http, apiKey string
-	pairs, window    int
-	conns, members   int
-	messages         int
-	rate             float64
-	duration         time.Duration
-	hbInterval       time.Duration
-	sources          int
-	concurrency      int
-	healthz          bool
-	serverPID        int
-	ack              bool
-	jsonOut          bool
-	procs            int
-	part             string // set in child processes of -procs
-	out              io.Writer
+	ws, http       targets
+	apiKey         string
+	pairs, window  int
+	conns, members int
+	messages       int
+	rate           float64
+	duration       time.Duration
+	hbInterval     time.Duration
+	sources        int
+	concurrency    int
+	healthz        bool
+	serverPID      int
+	ack            bool
+	jsonOut        bool
+	procs          int
+	part           string // set in child processes of -procs
+	out            io.Writer
 }
 
 func main() {
@@ -70,11 +76,15 @@ func main() {
 
 func parse(mode string, args []string, out io.Writer) (config, error) {
 	var c config
+	var wsFlag, httpFlag string
 	fs := flag.NewFlagSet("bench "+mode, flag.ContinueOnError)
-	fs.StringVar(&c.ws, "ws", "127.0.0.1:8889", "gateway WebSocket address")
-	fs.StringVar(&c.http, "http", "127.0.0.1:8082", "gateway HTTP API address")
+	fs.StringVar(&wsFlag, "ws", "127.0.0.1:8889", "gateway WebSocket address host:port, or a comma-separated list of gateways with no balancer in front: "+
+		"the i-th connection goes to target i mod n, except in chat and offline, where pair i's sender goes to target i and its receiver to target i+1, "+
+		"so that with two targets or more every message is delivered across nodes")
+	fs.StringVar(&httpFlag, "http", "127.0.0.1:8082", "gateway HTTP API address host:port or http://host:port, or a comma-separated list: "+
+		"the i-th request (user registration, http mode) goes to target i mod n")
 	fs.StringVar(&c.apiKey, "api-key", "", "HTTP API key, if the gateway requires one")
-	fs.IntVar(&c.pairs, "pairs", 200, "chat, offline: sender/receiver pairs")
+	fs.IntVar(&c.pairs, "pairs", 200, "chat, offline: sender/receiver pairs (with several -ws targets, the two sides of a pair are on different ones)")
 	fs.IntVar(&c.window, "inflight", 16, "chat: messages in flight per sender")
 	fs.IntVar(&c.conns, "conns", 1000, "connect: connections to open")
 	fs.IntVar(&c.members, "members", 500, "group: live members of the group")
@@ -97,6 +107,13 @@ func parse(mode string, args []string, out io.Writer) (config, error) {
 	if c.sources < 1 || c.sources > 254 {
 		return c, errors.New("-sources must be 1..254")
 	}
+	var err error
+	if c.ws, err = parseTargets("ws", wsFlag, wsTarget); err != nil {
+		return c, err
+	}
+	if c.http, err = parseTargets("http", httpFlag, httpTarget); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -111,6 +128,7 @@ func run(mode string, args []string, out io.Writer) (Result, error) {
 		if res, err = runProcs(mode, args, c); err != nil {
 			return res, err
 		}
+		c.nameTargets(mode, &res)
 		res.print(out, c.jsonOut)
 		return res, nil
 	}
@@ -131,8 +149,17 @@ func run(mode string, args []string, out io.Writer) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	c.nameTargets(mode, &res)
 	res.print(out, c.jsonOut)
 	return res, nil
+}
+
+// nameTargets puts the targets a mode used in its result.
+func (c config) nameTargets(mode string, res *Result) {
+	if mode != "http" {
+		res.WSTargets = c.ws
+	}
+	res.HTTPTargets = c.http
 }
 
 // checkFiles fails clearly when this process may not open n sockets.
@@ -164,15 +191,18 @@ func runChat(c config) (Result, error) {
 	s := newStats(c.part != "")
 	reg := newRegistrar(c)
 	nonce := c.nonce()
-	cl, err := newClient(s, c.ws, c.window, c.rate > 0)
+	cl, err := newClient(s, c.window, c.rate > 0)
 	if err != nil {
 		return Result{}, err
 	}
 	defer cl.close()
 	senders := make([]*wsConn, c.pairs)
 	// Receivers first, all logged in before any sender starts, so every
-	// message finds its receiver online.
+	// message finds its receiver online. The two sides of a pair are on
+	// different targets when there are several: cross-node delivery is
+	// what a cluster run measures.
 	for i := 0; i < c.pairs; i++ {
+		_, rcvAddr := c.ws.pair(i)
 		rcv := &wsConn{id: 2*i + 1, role: roleReceiver, userID: fmt.Sprintf("br%s_%d", nonce, i), acking: c.ack}
 		senders[i] = &wsConn{id: 2 * i, role: roleSender, userID: fmt.Sprintf("bs%s_%d", nonce, i), peer: rcv.userID}
 		for _, w := range []*wsConn{rcv, senders[i]} {
@@ -180,7 +210,7 @@ func runChat(c config) (Result, error) {
 				return Result{}, err
 			}
 		}
-		if err := cl.dial(source(i, c.sources), rcv); err != nil {
+		if err := cl.dial(source(i, c.sources), rcvAddr, rcv); err != nil {
 			return Result{}, err
 		}
 	}
@@ -188,7 +218,8 @@ func runChat(c config) (Result, error) {
 		return s.result("chat", time.Second), err
 	}
 	for i, snd := range senders {
-		if err := cl.dial(source(i, c.sources), snd); err != nil {
+		sndAddr, _ := c.ws.pair(i)
+		if err := cl.dial(source(i, c.sources), sndAddr, snd); err != nil {
 			return Result{}, err
 		}
 	}
@@ -265,7 +296,7 @@ func runConnect(c config) (Result, error) {
 	reg := newRegistrar(c)
 	nonce := c.nonce()
 	rssBefore := rss(c.serverPID)
-	cl, err := newClient(s, c.ws, 0, true)
+	cl, err := newClient(s, 0, true)
 	if err != nil {
 		return Result{}, err
 	}
@@ -293,7 +324,7 @@ func runConnect(c config) (Result, error) {
 			defer dwg.Done()
 			for i := range next {
 				w := &wsConn{id: i, token: tokens[i/connsPerUser]}
-				if err := cl.dial(source(i, c.sources), w); err != nil {
+				if err := cl.dial(source(i, c.sources), c.ws.at(i), w); err != nil {
 					dialMu.Lock()
 					if dialErr == nil {
 						dialErr = fmt.Errorf("connection %d: %w", i, err)

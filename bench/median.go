@@ -37,6 +37,20 @@ func runMedian(files []string, out io.Writer) error {
 	for _, m := range modes {
 		rs := byMode[m]
 		fmt.Fprintf(out, "mode %s, %d runs\n", m, len(rs))
+		targets := func(name string, f func(Result) []string) {
+			first := f(rs[0])
+			for _, r := range rs[1:] {
+				if !slices.Equal(f(r), first) {
+					fmt.Fprintf(out, "  %-22s differ between runs: see the JSON files\n", name)
+					return
+				}
+			}
+			if len(first) > 0 {
+				fmt.Fprintf(out, "  %-22s %s\n", name, strings.Join(first, ", "))
+			}
+		}
+		targets("ws targets", func(r Result) []string { return r.WSTargets })
+		targets("http targets", func(r Result) []string { return r.HTTPTargets })
 		rate := func(name string, f func(Result) float64) {
 			if f(rs[0]) == 0 {
 				return

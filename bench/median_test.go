@@ -14,7 +14,8 @@ func TestMedianOfResults(t *testing.T) {
 	dir := t.TempDir()
 	var files []string
 	for i, rate := range []float64{300, 100, 200} {
-		r := Result{Mode: "chat", AckRate: rate, Ack: Latency{P99: time.Duration(i+1) * time.Millisecond}}
+		r := Result{Mode: "chat", AckRate: rate, Ack: Latency{P99: time.Duration(i+1) * time.Millisecond},
+			WSTargets: []string{"a:1", "b:2"}, HTTPTargets: []string{"c:3", "d:" + string(rune('4'+i))}}
 		b, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
@@ -29,7 +30,7 @@ func TestMedianOfResults(t *testing.T) {
 	if err := runMedian(files, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"mode chat, 3 runs", "200   (runs: 300, 100, 200)", "2ms   (runs: 1ms, 2ms, 3ms)"} {
+	for _, want := range []string{"mode chat, 3 runs", "ws targets             a:1, b:2\n", "http targets           differ between runs", "200   (runs: 300, 100, 200)", "2ms   (runs: 1ms, 2ms, 3ms)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

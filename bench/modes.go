@@ -16,7 +16,7 @@ func runGroup(c config) (Result, error) {
 	reg := newRegistrar(c)
 	nonce := c.nonce()
 	group := "bg" + nonce
-	cl, err := newClient(s, c.ws, c.window, false)
+	cl, err := newClient(s, c.window, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -26,7 +26,7 @@ func runGroup(c config) (Result, error) {
 		if w.token, err = reg.register(w.userID, false); err != nil {
 			return Result{}, err
 		}
-		if err := cl.dial(source(i, c.sources), w); err != nil {
+		if err := cl.dial(source(i, c.sources), c.ws.at(i), w); err != nil {
 			return Result{}, err
 		}
 	}
@@ -37,7 +37,7 @@ func runGroup(c config) (Result, error) {
 	if snd.token, err = reg.register(snd.userID, true); err != nil {
 		return Result{}, err
 	}
-	if err := cl.dial(source(0, c.sources), snd); err != nil {
+	if err := cl.dial(source(0, c.sources), c.ws.at(c.members), snd); err != nil { // the connection after the members'
 		return Result{}, err
 	}
 	if err := waitCount(&s.joined, int64(c.members+1), "sender joined"); err != nil {
@@ -61,7 +61,8 @@ func runGroup(c config) (Result, error) {
 
 // runOffline: -pairs senders each queue -messages messages for an offline
 // receiver; then the receivers connect and take their queues with cmd 19
-// type 0 until empty. It times the pulls.
+// type 0 until empty. It times the pulls. As in chat, a receiver connects
+// to the target after its sender's.
 func runOffline(c config) (Result, error) {
 	if err := checkFiles(2 * c.pairs); err != nil {
 		return Result{}, err
@@ -69,7 +70,7 @@ func runOffline(c config) (Result, error) {
 	s := newStats(c.part != "")
 	reg := newRegistrar(c)
 	nonce := c.nonce()
-	cl, err := newClient(s, c.ws, c.window, false)
+	cl, err := newClient(s, c.window, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -87,7 +88,8 @@ func runOffline(c config) (Result, error) {
 		if snd.token, err = reg.register(snd.userID, false); err != nil {
 			return Result{}, err
 		}
-		if err := cl.dial(source(i, c.sources), snd); err != nil {
+		sndAddr, _ := c.ws.pair(i)
+		if err := cl.dial(source(i, c.sources), sndAddr, snd); err != nil {
 			return Result{}, err
 		}
 	}
@@ -100,7 +102,8 @@ func runOffline(c config) (Result, error) {
 	}
 	start := time.Now()
 	for i, p := range pullers {
-		if err := cl.dial(source(i, c.sources), p); err != nil {
+		_, pullAddr := c.ws.pair(i)
+		if err := cl.dial(source(i, c.sources), pullAddr, p); err != nil {
 			close(done)
 			return Result{}, err
 		}

@@ -9,19 +9,25 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// registrar registers users through the gateway's HTTP API.
+// registrar registers users through the gateways' HTTP APIs: the i-th
+// request it makes goes to -http target i mod n. Safe for concurrent use.
 type registrar struct {
-	c  config
-	hc *fasthttp.HostClient
+	c    config
+	hcs  []*fasthttp.HostClient // one per target, in c.http's order
+	next atomic.Uint64          // requests started
 }
 
 func newRegistrar(c config) *registrar {
-	// One connection per request in flight: -concurrency above the pool
-	// would otherwise fail with "no free connections".
-	return &registrar{c: c, hc: &fasthttp.HostClient{
-		Addr: c.http, MaxConns: max(256, c.concurrency), MaxConnWaitTimeout: 10 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-	}}
+	r := &registrar{c: c}
+	for _, addr := range c.http {
+		// One connection per request in flight: -concurrency above the
+		// pool would otherwise fail with "no free connections".
+		r.hcs = append(r.hcs, &fasthttp.HostClient{
+			Addr: addr, MaxConns: max(256, c.concurrency), MaxConnWaitTimeout: 10 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		})
+	}
+	return r
 }
 
 // register creates user id (an agent when agent is set) with a token of
@@ -47,10 +53,11 @@ func (r *registrar) post(body string) (int, []byte, error) {
 }
 
 func (r *registrar) do(method, path, body string) (int, []byte, error) {
+	hc := r.hcs[(r.next.Add(1)-1)%uint64(len(r.hcs))]
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + r.c.http + path)
+	req.SetRequestURI("http://" + hc.Addr + path)
 	req.Header.SetMethod(method)
 	if r.c.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+r.c.apiKey)
@@ -59,7 +66,7 @@ func (r *registrar) do(method, path, body string) (int, []byte, error) {
 		req.Header.SetContentType("application/json")
 		req.SetBodyString(body)
 	}
-	if err := r.hc.Do(req, resp); err != nil {
+	if err := hc.Do(req, resp); err != nil {
 		return 0, nil, err
 	}
 	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil

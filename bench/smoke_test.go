@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,15 +19,31 @@ import (
 // unacknowledged pushes.
 func startGateway(t *testing.T, maxInflight int) (ws, api string) {
 	t.Helper()
+	_, ws, api = startGatewayOn(t, openStore(t), maxInflight)
+	return ws, api
+}
+
+// openStore opens a Pebble store that is closed after every gateway
+// started on it (cleanups run last-in, first-out).
+func openStore(t *testing.T) *pebble.DB {
+	t.Helper()
 	db, err := pebble.Open(t.TempDir(), pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// startGatewayOn runs a gateway over db: several of them over one store
+// are the nodes of a cluster with no bus between them.
+func startGatewayOn(t *testing.T, db *pebble.DB, maxInflight int) (e *engine.Engine, ws, api string) {
+	t.Helper()
 	r, err := router.New(db, router.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(r, engine.Options{Addr: "127.0.0.1:0", RateLimit: -1, MaxInflight: maxInflight})
+	e, err = engine.New(r, engine.Options{Addr: "127.0.0.1:0", RateLimit: -1, MaxInflight: maxInflight})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +66,8 @@ func startGateway(t *testing.T, maxInflight int) (ws, api string) {
 		_ = srv.Shutdown(ctx)
 		_ = e.Shutdown(ctx)
 		_ = r.Close(ctx)
-		_ = db.Close()
 	})
-	return e.Addr().String(), ln.Addr().String()
+	return e, e.Addr().String(), ln.Addr().String()
 }
 
 // Each mode runs for a second against a real gateway, so the tool cannot
@@ -68,6 +84,10 @@ func TestModesSmoke(t *testing.T) {
 	}{
 		{"chat", []string{"-pairs", "10", "-inflight", "4"}, func(r Result) bool { return r.Acks > 0 && r.Deliveries > 0 && r.OfflineAcks == 0 }},
 		{"chat", []string{"-pairs", "5", "-rate", "200"}, func(r Result) bool { return r.Acks > 50 && r.Acks < 400 }},
+		// One target in the URL form: as the host:port one, and named.
+		{"chat", []string{"-http", "http://" + api + "/", "-pairs", "2"}, func(r Result) bool {
+			return r.Acks > 0 && r.OfflineAcks == 0 && slices.Equal(r.WSTargets, []string{ws}) && slices.Equal(r.HTTPTargets, []string{api})
+		}},
 		// Acknowledging receivers: unacknowledged, they would pass 50 in
 		// flight and be closed (a close code is an error).
 		{"chat", []string{"-ws", ackWS, "-http", ackAPI, "-pairs", "10", "-inflight", "4", "-ack"}, func(r Result) bool { return r.Acks > 1000 && r.Deliveries > 1000 }},

@@ -91,6 +91,8 @@ func (s *stats) errorf(format string, args ...any) {
 // Result is a run's outcome, printed as a table or, with -json, as JSON.
 type Result struct {
 	Mode        string           `json:"mode"`
+	WSTargets   []string         `json:"ws_targets,omitempty"`   // -ws, in order; none in http mode
+	HTTPTargets []string         `json:"http_targets,omitempty"` // -http, in order
 	Duration    float64          `json:"duration_s"`
 	Conns       int64            `json:"connections"`
 	Logins      int64            `json:"logins"`
@@ -212,6 +214,12 @@ func (r Result) print(w io.Writer, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "\nmode %s, %.1f s\n", r.Mode, r.Duration)
+	if len(r.WSTargets) > 0 {
+		fmt.Fprintf(w, "  ws targets      %s\n", strings.Join(r.WSTargets, ", "))
+	}
+	if len(r.HTTPTargets) > 0 {
+		fmt.Fprintf(w, "  http targets    %s\n", strings.Join(r.HTTPTargets, ", "))
+	}
 	fmt.Fprintf(w, "  connections     %d (logged in %d, closed %d)\n", r.Conns, r.Logins, r.Closed)
 	if r.LoginRate > 0 {
 		fmt.Fprintf(w, "  logins/s        %.0f\n", r.LoginRate)
