@@ -183,6 +183,12 @@ func clusterPrefix() string {
 // newTestCluster starts three gateways on one throwaway PostgreSQL
 // database and nc, sharing one clock. mod may change the config first.
 func newTestCluster(t *testing.T, nc *natsCluster, mod ...func(*config)) *testServer {
+	return newTestClusterEach(t, nc, nil, mod...)
+}
+
+// newTestClusterEach is newTestCluster with perNode giving each node its
+// own config (nil: the same).
+func newTestClusterEach(t *testing.T, nc *natsCluster, perNode func(int, config) config, mod ...func(*config)) *testServer {
 	t.Helper()
 	ck := newClock()
 	cfg := config{
@@ -202,7 +208,11 @@ func newTestCluster(t *testing.T, nc *natsCluster, mod ...func(*config)) *testSe
 	for _, m := range mod {
 		m(&cfg)
 	}
-	ts := startTestServer(t, cfg, ck, 3)
+	var each []func(int, config) config
+	if perNode != nil {
+		each = append(each, perNode)
+	}
+	ts := startTestServer(t, cfg, ck, 3, each...)
 	// Every node knows the two others before the test starts.
 	waitFor(t, "nodes to meet", func() bool {
 		for _, s := range append([]*server{ts.s}, ts.others...) {

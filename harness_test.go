@@ -69,6 +69,8 @@ type testServer struct {
 	httpAll []string
 	rr      *atomic.Uint64
 	pinned  bool
+	// perNode, if set, gives node i its own config.
+	perNode func(i int, c config) config
 }
 
 // newTestServer starts a gateway; mod may change the config first.
@@ -102,9 +104,12 @@ func newTestServer(t testing.TB, mod ...func(*config)) *testServer {
 
 // startTestServer starts nodes gateways of cfg (nodes > 1: a cluster on
 // cfg.NATS and cfg.Store).
-func startTestServer(t testing.TB, cfg config, ck *clock, nodes int) *testServer {
+func startTestServer(t testing.TB, cfg config, ck *clock, nodes int, perNode ...func(int, config) config) *testServer {
 	t.Helper()
 	ts := &testServer{t: t, cfg: cfg, clock: ck, rr: new(atomic.Uint64)}
+	if len(perNode) > 0 {
+		ts.perNode = perNode[0]
+	}
 	ts.others = make([]*server, nodes-1)
 	ts.start()
 	t.Cleanup(ts.stop)
@@ -157,7 +162,11 @@ func (ts *testServer) start() {
 	ts.t.Helper()
 	ts.wsAll, ts.httpAll = ts.wsAll[:0], ts.httpAll[:0]
 	for i := 0; i <= len(ts.others); i++ {
-		s, err := start(ts.cfg, testLogger(ts.t))
+		cfg := ts.cfg
+		if ts.perNode != nil {
+			cfg = ts.perNode(i, cfg)
+		}
+		s, err := start(cfg, testLogger(ts.t))
 		if err != nil {
 			ts.t.Fatalf("start: %v", err)
 		}
