@@ -360,3 +360,41 @@ func between(s, from, to string) string {
 	}
 	return s
 }
+
+// PROTOCOL §8: -max-conns-per-user counts a user's connections on every
+// node; the one past it is refused with 10008 and close 1008 whichever
+// node it reaches.
+func TestSection8_MaxConnsPerUserIsClusterWide(t *testing.T) {
+	nc := startNATS(t, 3)
+	ts := newTestCluster(t, nc, func(c *config) { c.MaxConnsUser = 2 })
+	tok := ts.node(0).register("agent_a", 1)
+	ts.node(0).login(tok)
+	ts.node(1).login(tok)
+	c := ts.node(2).dial(tok)
+	if got := c.read(); !strings.HasPrefix(got, `{"code":10008,`) {
+		t.Fatalf("third connection on a third node: %s, want 10008", got)
+	}
+	c.expectClose(1008)
+}
+
+// -nats needs a store every node shares: Pebble is refused with a clear
+// error, and -nats embedded runs a one-node cluster on PostgreSQL.
+func TestFlags_NATS(t *testing.T) {
+	cfg := config{WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATS: "embedded"}
+	if _, err := start(cfg, testLogger(t)); err == nil || !strings.Contains(err.Error(), "-nats needs a shared store") {
+		t.Fatalf("-nats on Pebble: %v", err)
+	}
+	ts := newTestServer(t, func(c *config) {
+		c.Store, c.NATS = pgtest.Database(t), "embedded"
+	})
+	if ts.s.node == nil || !ts.s.node.Stats().Connected {
+		t.Fatal("-nats embedded: not a connected cluster node")
+	}
+	a := ts.login(ts.register("agent_a", 1))
+	v := ts.login(ts.register("visitor_v", 0))
+	v.send(`{"cmd":11,"to":"agent_a","chatType":2,"content":"hello"}`)
+	if ack := v.readUntil(`"command":12`); !strings.Contains(ack, `"code":10000`) {
+		t.Fatalf("ack = %s", ack)
+	}
+	a.readUntil("hello")
+}
