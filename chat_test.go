@@ -335,7 +335,7 @@ func TestSection4_4_HistoryBothDirections(t *testing.T) {
 // PROTOCOL §1.4: /metrics reports the gateway's gauges and the durable
 // commits behind acknowledged messages.
 func TestSection1_4_Metrics(t *testing.T) {
-	ts := newTestServer(t)
+	ts := newTestServer(t).node(0) // one gateway's figures, in a cluster too
 	a := ts.login(ts.register("visitor_a", 0))
 	ts.register("agent_b", 1)
 	a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":"x"}`)

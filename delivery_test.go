@@ -179,7 +179,7 @@ func TestSection4_4_UnwrittenPullRemovesNothing(t *testing.T) {
 		_ = tc.SetLinger(0)
 	}
 	rc.nc.Close()
-	waitFor(t, "the connection to close", func() bool { return ts.s.engine.Stats().Conns == 1 })
+	waitFor(t, "the connection to close", func() bool { return ts.stats().Conns == 1 })
 	b := ts.login(tb)
 	if got := pullAll(t, b, "visitor_a", 0); fmt.Sprint(got) != fmt.Sprint(sent) {
 		t.Fatalf("after the unread pull: %d of %d messages left", len(got), len(sent))
@@ -422,7 +422,7 @@ func TestSection2_OutputBudgetSheds(t *testing.T) {
 	go func() {
 		defer close(watched)
 		for {
-			if n := ts.s.engine.Stats().Unsent; n > peak.Load() {
+			if n := ts.stats().Unsent; n > peak.Load() {
 				peak.Store(n)
 			}
 			select {
@@ -441,12 +441,12 @@ func TestSection2_OutputBudgetSheds(t *testing.T) {
 	if p := peak.Load(); p > 2*budget {
 		t.Fatalf("unsent output peaked at %d bytes, over twice the %d budget", p, budget)
 	}
-	waitFor(t, "slow consumers shed", func() bool { return ts.s.engine.Stats().SlowConsumers > 0 })
-	waitFor(t, "unsent output back within the budget", func() bool { return ts.s.engine.Stats().Unsent <= budget })
+	waitFor(t, "slow consumers shed", func() bool { return ts.stats().SlowConsumers > 0 })
+	waitFor(t, "unsent output back within the budget", func() bool { return ts.stats().Unsent <= budget })
 	for _, rc := range readers {
 		rc.nc.Close()
 	}
-	waitFor(t, "the readers to go", func() bool { return ts.s.engine.Stats().Conns == 1 })
+	waitFor(t, "the readers to go", func() bool { return ts.stats().Conns == 1 })
 	// Each connection wrote a prefix of the messages before it was shed
 	// (its kernel took them); a message leaves the queue once any
 	// connection wrote it. So the queue holds exactly the messages after
@@ -644,7 +644,7 @@ func TestSection4_3_NoReceiverWaitsOnAnother(t *testing.T) {
 	}
 	s.send(`{"cmd":7,"groupId":"g1"}`)
 	_ = s.read()
-	waitFor(t, "the joiners to go", func() bool { return ts.s.engine.Stats().Conns == 1 })
+	waitFor(t, "the joiners to go", func() bool { return ts.stats().Conns == 1 })
 	x, err := dialReceiver(ts.ws, tx, 4096)
 	if err != nil {
 		t.Fatal(err)
@@ -823,7 +823,7 @@ func TestSection4_4_PullsAmidPushesKeepTheConnection(t *testing.T) {
 	if pulled != 1500 {
 		t.Fatalf("pulled %d of 1500", pulled)
 	}
-	if n := ts.s.engine.Stats().SlowConsumers; n != 0 {
+	if n := ts.stats().SlowConsumers; n != 0 {
 		t.Fatalf("%d connections closed as slow consumers", n)
 	}
 }

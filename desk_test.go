@@ -58,7 +58,7 @@ func TestSection1_2_TieBreakSurvivesReconnectAndRestart(t *testing.T) {
 	answer(x, "v1") // x has nobody waiting again: x and y are idle-equal
 	// x's page reloads.
 	x.c.Close()
-	waitFor(t, "x offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "agent_x")) })
+	waitFor(t, "x offline", func() bool { return !ts.online(uidOf(t, ts, "agent_x")) })
 	x = ts.login(tokX)
 	ts.clock.Advance(time.Second)
 	if got := ts.assignTo("v2"); got != "agent_y" {
@@ -329,7 +329,7 @@ func runAssignments(t *testing.T, seed uint64, steps, restartAt int) []string {
 		a.conn.c.Close()
 		a.conn, a.state = nil, "offline"
 		uid := uidOf(t, ts, a.id)
-		waitFor(t, a.id+" offline", func() bool { return !ts.s.engine.Online(uid) })
+		waitFor(t, a.id+" offline", func() bool { return !ts.online(uid) })
 	}
 	for step := 0; step < steps; step++ {
 		if step == restartAt {

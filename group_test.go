@@ -85,7 +85,7 @@ func TestSection5_GroupChat(t *testing.T) {
 		}
 	}
 	c.c.Close() // c goes offline
-	waitFor(t, "c offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "c")) })
+	waitFor(t, "c offline", func() bool { return !ts.online(uidOf(t, ts, "c")) })
 
 	a.send(`{"cmd":11,"chatType":1,"groupId":"team","content":"hello team","extras":{"x":1}}`)
 	m := ackRE.FindStringSubmatch(a.read())

@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/imgate/imgate/engine"
 )
 
 // waitBound bounds every wait in the end-to-end tests; it grows under the
@@ -185,23 +188,30 @@ func (ts *testServer) stop() {
 	if ts.pinned {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound())
-	defer cancel()
+	// Every node at once, as a cluster's nodes stop: each has the whole
+	// bound.
+	var wg sync.WaitGroup
+	stop := func(s *server, name string) {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), waitBound())
+		defer cancel()
+		if err := s.stop(ctx); err != nil {
+			ts.t.Errorf("stop%s: %v", name, err)
+		}
+	}
 	for i, s := range ts.others {
 		if s != nil {
-			if err := s.stop(ctx); err != nil {
-				ts.t.Errorf("stop node %d: %v", i+1, err)
-			}
+			wg.Add(1)
+			go stop(s, fmt.Sprintf(" node %d", i+1))
 			ts.others[i] = nil
 		}
 	}
-	if ts.s == nil {
-		return
+	if ts.s != nil {
+		wg.Add(1)
+		go stop(ts.s, "")
+		ts.s = nil
 	}
-	if err := ts.s.stop(ctx); err != nil {
-		ts.t.Errorf("stop: %v", err)
-	}
-	ts.s = nil
+	wg.Wait()
 }
 
 // nextWS and nextHTTP are the node the next connection or HTTP call goes
@@ -523,4 +533,73 @@ func (c *wsClient) expectLogin(want string) {
 	if got = epochRE.ReplaceAllString(got, ""); got != want {
 		c.t.Fatalf("got  %s\nwant %s", got, want)
 	}
+}
+
+// servers returns the gateways of ts: one, or a cluster's nodes.
+func (ts *testServer) servers() []*server {
+	if ts.pinned {
+		return []*server{ts.s}
+	}
+	return append([]*server{ts.s}, ts.others...)
+}
+
+// online reports whether any node counts uid online: in a cluster, by
+// its cluster-wide view (PROTOCOL §8), so "not online" means no node will
+// push to uid or ack 10000 for it.
+func (ts *testServer) online(uid uint64) bool {
+	for _, s := range ts.servers() {
+		if s.node != nil && s.node.Online(uid) || s.engine.Online(uid) {
+			return true
+		}
+	}
+	return false
+}
+
+// stats sums the engine figures of every node.
+func (ts *testServer) stats() engine.Stats {
+	var st engine.Stats
+	for _, s := range ts.servers() {
+		x := s.engine.Stats()
+		st.Conns += x.Conns
+		st.Users += x.Users
+		st.SlowConsumers += x.SlowConsumers
+		st.Unsent += x.Unsent
+	}
+	return st
+}
+
+// undelivered sums the pushes no connection wrote, over every node.
+func (ts *testServer) undelivered() uint64 {
+	var n uint64
+	for _, s := range ts.servers() {
+		n += s.router.Undelivered()
+	}
+	return n
+}
+
+// settled reports whether every push sent across nodes is settled and
+// its settling committed: no node awaits another's word, and no queue row
+// is pending. On one node it is always true: a push settles when its
+// connections are done, in the order of the one committer.
+func (ts *testServer) settled() bool {
+	if len(ts.others) == 0 {
+		return true
+	}
+	for _, s := range ts.servers() {
+		if s.node != nil && s.node.Stats().Awaiting > 0 {
+			return false
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound())
+	defer cancel()
+	conn, err := pgx.Connect(ctx, ts.cfg.Store)
+	if err != nil {
+		ts.t.Fatalf("settled: %v", err)
+	}
+	defer conn.Close(ctx)
+	var pending bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM queue WHERE pending)`).Scan(&pending); err != nil {
+		ts.t.Fatalf("settled: %v", err)
+	}
+	return !pending
 }

@@ -361,7 +361,7 @@ func (w *legacyWorld) byeAll(user string) {
 	w.t.Helper()
 	uid := uidOf(w.t, w.ts, user)
 	deadline := time.Now().Add(waitBound())
-	for w.ts.s.engine.Online(uid) {
+	for w.ts.online(uid) {
 		if time.Now().After(deadline) {
 			w.t.Fatalf("%s still online %v after its connections closed", user, waitBound())
 		}

@@ -138,7 +138,7 @@ func TestSection3_Close(t *testing.T) {
 		victim.expect(heartbeatReply(ts))
 		attacker.send(`{"cmd":13}`)
 		attacker.expect(heartbeatReply(ts))
-		if !ts.s.engine.Online(uidOf(t, ts, "b")) {
+		if !ts.online(uidOf(t, ts, "b")) {
 			t.Fatal("victim offline")
 		}
 	})
@@ -471,7 +471,7 @@ func TestSection2_Upgrade(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		if got := ts.s.engine.Stats(); got.Users < len(toks) || got.Conns < n {
+		if got := ts.stats(); got.Users < len(toks) || got.Conns < n {
 			t.Fatalf("stats %+v, want %d users and %d connections at least", got, len(toks), n)
 		}
 	})
@@ -735,7 +735,7 @@ func waitSlowConsumers(t *testing.T, ts *testServer, n uint64, a *slowSender) {
 func slowConsumers(t *testing.T, ts *testServer) uint64 {
 	t.Helper()
 	ch := make(chan uint64, 1)
-	go func() { ch <- ts.s.engine.Stats().SlowConsumers }()
+	go func() { ch <- ts.stats().SlowConsumers }()
 	select {
 	case n := <-ch:
 		return n

@@ -167,11 +167,11 @@ func TestSection7_2_CutConnectionQueuesTheUnacknowledged(t *testing.T) {
 					c.readUntil(`"command":8`)
 				}
 				b.c.Close()
-				waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+				waitFor(t, "b offline", func() bool { return !ts.online(uidOf(t, ts, "b")) })
 				conv, pullArg = `"groupId":"g"`, `"groupId":"g"`
 			}
 			rc := ts.rawAckLogin(tokB)
-			lost := ts.s.router.Undelivered()
+			lost := ts.undelivered()
 			for i := 0; i < 50; i++ {
 				if tc.group {
 					a.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g","content":"m%d"}`, i))
@@ -199,8 +199,8 @@ func TestSection7_2_CutConnectionQueuesTheUnacknowledged(t *testing.T) {
 			}
 			rc.nc.Close() // what it holds unacknowledged is lost with it
 			want := 50 - tc.read
-			waitFor(t, "the unacknowledged pushes settled", func() bool { return ts.s.router.Undelivered()-lost >= uint64(want) })
-			if n := ts.s.router.Undelivered() - lost; n != uint64(want) {
+			waitFor(t, "the unacknowledged pushes settled", func() bool { return ts.undelivered()-lost >= uint64(want) })
+			if n := ts.undelivered() - lost; n != uint64(want) {
 				t.Fatalf("%d pushes undelivered, want %d", n, want)
 			}
 			b := ts.login(tokB)
@@ -228,7 +228,7 @@ func TestSection7_2_OtherTerminalAcknowledged(t *testing.T) {
 				b1 = ts.dialAck(tokB)
 			}
 			b2 := ts.rawAckLogin(tokB)
-			lost := ts.s.router.Undelivered()
+			lost := ts.undelivered()
 			for i := 0; i < 20; i++ {
 				a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"m%d"}`, i))
 				a.readUntil(`"command":12`)
@@ -242,12 +242,13 @@ func TestSection7_2_OtherTerminalAcknowledged(t *testing.T) {
 			b1.send(`{"cmd":13}`) // the ack took effect before this is answered
 			b1.readUntil(`"command":13`)
 			b2.nc.Close()
-			waitFor(t, "b2 gone", func() bool { return ts.s.engine.Stats().Conns == 2 })
+			waitFor(t, "b2 gone", func() bool { return ts.stats().Conns == 2 })
+			waitFor(t, "pushes settled", ts.settled) // across nodes, in a cluster
 			b1.send(`{"cmd":19,"type":0,"fromUserId":"a"}`)
 			if p := decodePull(t, b1.readUntil(`"command":20`)); len(p.Data.Friends["a"]) != 0 {
 				t.Fatalf("queued though a terminal had them: %d", len(p.Data.Friends["a"]))
 			}
-			if n := ts.s.router.Undelivered() - lost; n != 0 {
+			if n := ts.undelivered() - lost; n != 0 {
 				t.Fatalf("%d pushes counted undelivered", n)
 			}
 		})
@@ -297,7 +298,7 @@ func TestSection7_2_MaxInflight(t *testing.T) {
 		a.readUntil(`"command":12`)
 	}
 	rc.expectClose(1008)
-	waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+	waitFor(t, "b offline", func() bool { return !ts.online(uidOf(t, ts, "b")) })
 	b := ts.login(tokB)
 	if got := seqsOf(t, pullOffline(t, b, `"fromUserId":"a"`)); !slices.Equal(got, seqRange(1, 10)) {
 		t.Fatalf("queued %v, want 1..10", got)
@@ -510,7 +511,7 @@ func TestSection7_5_Read(t *testing.T) {
 	// Offline entries up to the read go; the rest stay.
 	b1.c.Close()
 	b2.c.Close()
-	waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+	waitFor(t, "b offline", func() bool { return !ts.online(uidOf(t, ts, "b")) })
 	for i := 6; i <= 8; i++ {
 		a.send(fmt.Sprintf(`{"cmd":11,"chatType":2,"to":"b","content":"m%d"}`, i))
 		if ack := a.readUntil(`"command":12`); !strings.Contains(ack, `"code":10001`) {
@@ -990,8 +991,9 @@ func TestSection7_2_AckRightAfterAnotherTerminalDied(t *testing.T) {
 	rcA.readPushes(1)
 	c := ts.dialAck(tokB)
 	rcA.nc.Close() // A dies holding seq 2 unacknowledged: it is queued
-	waitFor(t, "A gone", func() bool { return ts.s.engine.Stats().Conns == 2 })
-	c.send(`{"cmd":21,"peer":"a","seq":2}`) // the user has it (synced)
+	waitFor(t, "A gone", func() bool { return ts.stats().Conns == 2 })
+	waitFor(t, "pushes settled", ts.settled) // across nodes, in a cluster
+	c.send(`{"cmd":21,"peer":"a","seq":2}`)  // the user has it (synced)
 	c.send(`{"cmd":13}`)
 	c.readUntil(`"command":13`)
 	if got := pullOffline(t, c, `"fromUserId":"a"`); len(got) != 0 {
@@ -1036,7 +1038,7 @@ func TestSection7_5_GroupPullMarksRead(t *testing.T) {
 		c.readUntil(`"command":8,`)
 	}
 	b.c.Close()
-	waitFor(t, "b offline", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "b")) })
+	waitFor(t, "b offline", func() bool { return !ts.online(uidOf(t, ts, "b")) })
 	for i := 0; i < 3; i++ {
 		a.send(fmt.Sprintf(`{"cmd":11,"chatType":1,"groupId":"g","content":"m%d"}`, i))
 		a.readUntil(`"command":12`)

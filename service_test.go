@@ -127,7 +127,7 @@ func TestSection1_2_GetReceiver(t *testing.T) {
 	x.c.Close()
 	y.c.Close()
 	xu, yu := uidOf(t, ts, "agent_x"), uidOf(t, ts, "agent_y")
-	waitFor(t, "agents offline", func() bool { return !ts.s.engine.Online(xu) && !ts.s.engine.Online(yu) })
+	waitFor(t, "agents offline", func() bool { return !ts.online(xu) && !ts.online(yu) })
 	if _, r := ts.getReceiver(`{"senderId":"new_3","type":0}`); r.Code != 500 || r.Msg != busy {
 		t.Fatalf("no agent online: %+v", r)
 	}
@@ -199,11 +199,11 @@ func TestSection4_6_ContactList(t *testing.T) {
 	a.send(`{"cmd":"17","type":"1"}`)
 	a.expect(list("online"))
 	t1.c.Close()
-	waitFor(t, "one tab closed", func() bool { return ts.s.engine.Stats().Conns == 2 })
+	waitFor(t, "one tab closed", func() bool { return ts.stats().Conns == 2 })
 	a.send(`{"cmd":17,"type":1}`)
 	a.expect(list("online"))
 	t2.c.Close()
-	waitFor(t, "both tabs closed", func() bool { return !ts.s.engine.Online(uidOf(t, ts, "visitor_1")) })
+	waitFor(t, "both tabs closed", func() bool { return !ts.online(uidOf(t, ts, "visitor_1")) })
 	a.send(`{"cmd":17,"type":1}`)
 	a.expect(list("offline"))
 	a.send(`{"cmd":17,"type":1,"userid":"visitor_1"}`)

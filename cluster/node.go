@@ -158,10 +158,13 @@ type pendingPush struct {
 	deadline time.Time
 }
 
+// pendingAnnounce waits for every node alive to answer a presence
+// message (or a counted close, whose answers sum).
 type pendingAnnounce struct {
 	need     map[uint64]bool
 	fns      []func()
 	deadline time.Time
+	sum      int
 }
 
 // Dial connects to the NATS servers of urls (comma-separated, as nats.go
@@ -205,6 +208,9 @@ func Dial(urls string, local router.Hub, opts Options, extra ...nats.Option) (*N
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			n.up.Store(false)
+			if n.closed.Load() {
+				return // Close's own
+			}
 			n.log.Warn("bus disconnected: other nodes count as offline", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -314,6 +320,9 @@ type Stats struct {
 	Connected bool   // the bus connection is up
 	Nodes     int    // other nodes heard from within the expiry
 	Pushes    uint64 // pushes sent to other nodes
+	// Awaiting is the followed pushes sent to other nodes whose outcome
+	// is not known yet.
+	Awaiting int
 	// NotWritten counts pushes another node did not write, said so, or
 	// did not answer for within PushTimeout (Timeouts of them): their
 	// messages stayed queued.
@@ -331,6 +340,9 @@ func (n *Node) Stats() Stats {
 		}
 	}
 	n.rmu.RUnlock()
+	n.pmu.Lock()
+	st.Awaiting = len(n.pushes)
+	n.pmu.Unlock()
 	return st
 }
 
@@ -647,27 +659,54 @@ func (n *Node) DisconnectTerminal(uid uint64, terminal string, code uint16, reas
 }
 
 func (n *Node) disconnect(uid uint64, byTerminal bool, terminal string, code uint16, reason string) int {
-	var k int
-	if byTerminal {
-		k = n.local.DisconnectTerminal(uid, terminal, code, reason)
-	} else {
-		k = n.local.Disconnect(uid, code, reason)
-	}
+	k := n.closeLocal(uid, byTerminal, terminal, code, reason)
 	if !n.up.Load() {
 		return k
 	}
-	// Every node, not only those presence names: a login announced
-	// there a moment ago must close too.
-	msg := binary.AppendUvarint(nil, uid)
-	msg = binary.BigEndian.AppendUint16(msg, code)
-	msg = append(msg, boolByte(byTerminal))
-	msg = appendString(msg, terminal)
-	msg = append(msg, reason...)
 	if !byTerminal {
 		k += n.remoteConns(uid)
 	}
-	_ = n.nc.Publish(n.opts.Prefix+".p", append(n.appendHeader(nil, kindCloseAll, 0), msg...))
+	// Every node, not only those presence names: a login announced
+	// there a moment ago must close too.
+	_ = n.nc.Publish(n.subjPresence, n.closeMessage(uid, byTerminal, terminal, code, reason))
 	return k
+}
+
+// DisconnectCounted implements router.Cluster: it waits, at most
+// AnnounceTimeout, for the other nodes to say how many they closed.
+func (n *Node) DisconnectCounted(uid uint64, terminal string, code uint16, reason string) int {
+	byTerminal := terminal != ""
+	k := n.closeLocal(uid, byTerminal, terminal, code, reason)
+	if !n.up.Load() {
+		return k
+	}
+	done := make(chan struct{})
+	var a *pendingAnnounce
+	reply := n.awaitInto(&a, func() { close(done) })
+	if err := n.publish(n.subjPresence, reply, n.closeMessage(uid, byTerminal, terminal, code, reason)); err != nil || reply == "" {
+		return k
+	}
+	<-done // bounded: expire runs it past the deadline
+	n.pmu.Lock()
+	k += a.sum
+	n.pmu.Unlock()
+	return k
+}
+
+func (n *Node) closeLocal(uid uint64, byTerminal bool, terminal string, code uint16, reason string) int {
+	if byTerminal {
+		return n.local.DisconnectTerminal(uid, terminal, code, reason)
+	}
+	return n.local.Disconnect(uid, code, reason)
+}
+
+func (n *Node) closeMessage(uid uint64, byTerminal bool, terminal string, code uint16, reason string) []byte {
+	msg := n.appendHeader(nil, kindCloseAll, 0)
+	msg = binary.AppendUvarint(msg, uid)
+	msg = binary.BigEndian.AppendUint16(msg, code)
+	msg = append(msg, boolByte(byTerminal))
+	msg = appendString(msg, terminal)
+	return append(msg, reason...)
 }
 
 func boolByte(b bool) byte {

@@ -213,6 +213,12 @@ func (n *Node) publish(subj, reply string, msg []byte) error {
 // next presence message, or AnnounceTimeout passed, and returns the reply
 // subject to ask for it; "" when there is nobody to wait for (fns ran).
 func (n *Node) awaitAll(fns []func()) string {
+	return n.awaitInto(nil, fns...)
+}
+
+// await is awaitAll; a non-nil *into receives the wait, whose sum the
+// answers add to (read it under pmu once the fns ran).
+func (n *Node) awaitInto(into **pendingAnnounce, fns ...func()) string {
 	now := n.opts.Now()
 	need := make(map[uint64]bool)
 	if n.up.Load() {
@@ -231,8 +237,12 @@ func (n *Node) awaitAll(fns []func()) string {
 		return ""
 	}
 	id := n.reqID.Add(1)
+	a := &pendingAnnounce{need: need, fns: fns, deadline: now.Add(n.opts.AnnounceTimeout)}
+	if into != nil {
+		*into = a
+	}
 	n.pmu.Lock()
-	n.announces[id] = &pendingAnnounce{need: need, fns: fns, deadline: now.Add(n.opts.AnnounceTimeout)}
+	n.announces[id] = a
 	n.pmu.Unlock()
 	return n.subjReply + strconv.FormatUint(id, 10)
 }
@@ -305,11 +315,9 @@ func (n *Node) onPresence(m *nats.Msg) {
 		if r.err != nil {
 			return
 		}
-		reason := string(r.b)
-		if byTerminal {
-			n.local.DisconnectTerminal(uid, terminal, code, reason)
-		} else {
-			n.local.Disconnect(uid, code, reason)
+		k := n.closeLocal(uid, byTerminal, terminal, code, string(r.b))
+		if m.Reply != "" {
+			_ = n.nc.Publish(m.Reply, binary.AppendUvarint(binary.BigEndian.AppendUint64(nil, n.id), uint64(k)))
 		}
 		return
 	case kindQuery:
@@ -466,11 +474,19 @@ func (n *Node) onReply(m *nats.Msg) {
 		return
 	}
 	a := n.announces[id]
-	if a == nil || noResponders || len(m.Data) != 8 {
+	if a == nil || noResponders || len(m.Data) < 8 {
 		n.pmu.Unlock()
 		return
 	}
-	delete(a.need, binary.BigEndian.Uint64(m.Data))
+	node := binary.BigEndian.Uint64(m.Data)
+	if !a.need[node] {
+		n.pmu.Unlock()
+		return
+	}
+	delete(a.need, node)
+	if k, w := binary.Uvarint(m.Data[8:]); w > 0 {
+		a.sum += int(min(k, 1<<20))
+	}
 	if len(a.need) > 0 {
 		n.pmu.Unlock()
 		return

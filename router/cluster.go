@@ -22,6 +22,11 @@ type Cluster interface {
 	// login's owner calls end once its connection is registered, or
 	// abandoned.
 	Announce(id Identity, done func(ok bool, end func()))
+	// DisconnectCounted closes uid's connections on every node (those of
+	// terminal only, when it is not "") and counts them, waiting a bounded
+	// time for the other nodes' counts: it blocks, so only the HTTP
+	// API's logout uses it (PROTOCOL §1.5).
+	DisconnectCounted(uid uint64, terminal string, code uint16, reason string) int
 	// RemoteAgents appends to dst the agents (type 1) with a live
 	// connection on another node.
 	RemoteAgents(dst []uint64) []uint64

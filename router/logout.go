@@ -45,6 +45,9 @@ func (r *Router) Logout(senderID, terminal string) (closed int, err error) {
 	if r.hub == nil { // no connections are served (tests of the HTTP API alone)
 		return 0, nil
 	}
+	if r.cluster != nil {
+		return r.cluster.DisconnectCounted(u.UID, terminal, ClosePolicy, logoutReason), nil
+	}
 	if terminal == "" {
 		return r.hub.Disconnect(u.UID, ClosePolicy, logoutReason), nil
 	}

@@ -15,8 +15,11 @@ import (
 // rate-limited, so they are gathered: an ack adds its conversation's
 // bound to a set, and at most one operation waiting for the committer
 // applies the whole set, one range delete of queue's primary key per
-// conversation. Pending rows (pushes not yet settled) are left to their
-// settling, as storage/pebble leaves its pending records.
+// conversation. Pending rows (pushes not yet settled) covered by the ack
+// go too: the user holds those messages, and in a cluster the settling of
+// a push may come from another gateway after the ack (a settling that
+// finds no row does nothing). storage/pebble, one process, leaves its
+// pending records to their settling, which its one committer orders.
 //
 // storage/pebble also keeps a hint of the conversations whose queue is
 // known empty, so that most acks write nothing at all. A hint in one
@@ -37,7 +40,7 @@ type ackQueue struct {
 }
 
 // sqlAck removes a conversation's queue rows up to a seq.
-const sqlAck = `DELETE FROM queue WHERE uid = $1 AND grp = $2 AND peer = $3 AND seq <= $4 AND NOT pending`
+const sqlAck = `DELETE FROM queue WHERE uid = $1 AND grp = $2 AND peer = $3 AND seq <= $4`
 
 func queueAck(q *pgx.Batch, uid, peer uint64, group bool, upTo uint64) {
 	if upTo != 0 {
