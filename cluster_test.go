@@ -398,3 +398,21 @@ func TestFlags_NATS(t *testing.T) {
 	}
 	a.readUntil("hello")
 }
+
+// PROTOCOL §8: a connection is online cluster-wide before its 10007
+// login frame is sent: a message sent from another node as soon as the
+// login frame was read is acked 10000 and pushed to it.
+func TestSection8_OnlineEverywhereBeforeLoginReply(t *testing.T) {
+	nc := startNATS(t, 3)
+	ts := newTestCluster(t, nc)
+	v := ts.node(0).login(ts.node(0).register("visitor_v", 0))
+	for i := 0; i < 20; i++ {
+		agent := fmt.Sprintf("agent_%d", i)
+		a := ts.node(1 + i%2).login(ts.node(0).register(agent, 1))
+		v.send(fmt.Sprintf(`{"cmd":11,"to":%q,"chatType":2,"content":"right after your login %d"}`, agent, i))
+		if ack := v.readUntil(`"command":12`); !strings.Contains(ack, `"code":10000`) {
+			t.Fatalf("login %d: ack %s, want 10000: the login frame went out before the other nodes knew", i, ack)
+		}
+		a.readUntil(fmt.Sprintf("right after your login %d", i))
+	}
+}
