@@ -42,6 +42,7 @@ func (s *server) joinCluster(cfg config, log *slog.Logger) error {
 		Prefix:          cfg.NATSPrefix,
 		PingInterval:    cfg.PingInterval,
 		MaxConnsPerUser: cfg.MaxConnsUser,
+		UserGroups:      s.db.UserGroups,
 	}, extra...)
 	if err != nil {
 		return err

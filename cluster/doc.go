@@ -11,15 +11,21 @@
 //
 // Subjects, under Options.Prefix ("imgate"):
 //
-//	imgate.p             presence: deltas, snapshots, heartbeats, queries, byes
-//	imgate.n.<node>      what one node must do: pushes, acks, closes
+//	imgate.p             presence: deltas, snapshots, heartbeats, queries,
+//	                     byes, closes, membership changes
+//	imgate.n.<node>      pushes and acks for one node's connections
+//	imgate.g.<gid>       a group's messages and notices; held by the nodes
+//	                     with a live member (group.go)
 //	imgate.r.<node>.<id> replies to that node: push outcomes, presence acks
 //
-// Routing is by interest: every node knows, from presence, which nodes
-// hold a connection of which user, and sends a push only to those (one
-// message per node, whatever the number of the receivers it holds there).
-// Nothing is sent per message to every node; presence changes (a user's
-// first connection on a node, or their last) are.
+// Routing is by interest. Every node knows, from presence, which nodes
+// hold a connection of which user: a private push goes only to those
+// nodes (one message each; usually one node), on their node subject. A
+// group message is one publish on the group's subject, which only nodes
+// with a live member hold. Nothing is sent per message to every node;
+// presence and membership changes (a user's first connection on a node,
+// or their last; a join or a leave) are. A followed push awaits the
+// answer of each node that holds a followed receiver, by presence.
 //
 // Presence. Each node publishes, on every change of its users'
 // connections, their new number (absolute, so a repeat is harmless) in a

@@ -59,6 +59,11 @@ type Options struct {
 	// (PROTOCOL §8); zero or negative: no cap here (engine's per-node cap
 	// still holds).
 	MaxConnsPerUser int
+	// UserGroups returns the groups uid is a member of (the store's);
+	// with it, a group message is one publish on the group's subject,
+	// which nodes hold while a local user is a member. Nil: one message
+	// per node with live members.
+	UserGroups func(uid uint64) ([]uint64, error)
 	// PushTimeout and AnnounceTimeout: zero means their defaults.
 	PushTimeout     time.Duration
 	AnnounceTimeout time.Duration
@@ -117,6 +122,13 @@ type Node struct {
 	rmu     sync.RWMutex
 	remotes map[uint64]*remote
 
+	// Group subjects (gmu; see group.go). gmu is taken before mu, never
+	// while holding it.
+	gmu     sync.Mutex
+	gsubs   map[uint64]*groupSub
+	members map[uint64][]uint64       // local uid → its groups, once loaded
+	loading map[uint64][]memberChange // local uid → changes while loading
+
 	// Requests awaiting replies (pmu).
 	pmu       sync.Mutex
 	pushes    map[uint64]*pendingPush
@@ -153,9 +165,36 @@ type remoteUser struct {
 	typ   int8
 }
 
+// pendingPush is a followed push sent to other nodes: trk[i] follows the
+// message's i-th receiver; expect names, for each node whose answer is
+// awaited, the receivers it holds (by presence). Each such node took one
+// reference on each of its receivers' trackers.
 type pendingPush struct {
 	trk      []*router.Tracker
+	expect   map[uint64][]int
 	deadline time.Time
+}
+
+// settle gives back the references of a node that held the receivers
+// idx: bits[i] says whether it wrote trk[i]'s push (nil: none). The
+// caller owns idx (taken out of p.expect) and holds no lock.
+func (n *Node) settle(p *pendingPush, idx []int, bits []byte) {
+	for _, i := range idx {
+		w := i/8 < len(bits) && bits[i/8]&(1<<(i%8)) != 0
+		if !w {
+			n.stats.notWritten.Add(1)
+		}
+		p.trk[i].Done(w)
+	}
+}
+
+// settleAll gives back every reference still awaited, as not written.
+// The caller owns p (taken out of n.pushes).
+func (n *Node) settleAll(p *pendingPush) {
+	for node, idx := range p.expect {
+		delete(p.expect, node)
+		n.settle(p, idx, nil)
+	}
 }
 
 // pendingAnnounce waits for every node alive to answer a presence
@@ -190,6 +229,9 @@ func Dial(urls string, local router.Hub, opts Options, extra ...nats.Option) (*N
 		remotes:   make(map[uint64]*remote),
 		pushes:    make(map[uint64]*pendingPush),
 		announces: make(map[uint64]*pendingAnnounce),
+		gsubs:     make(map[uint64]*groupSub),
+		members:   make(map[uint64][]uint64),
+		loading:   make(map[uint64][]memberChange),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -303,10 +345,7 @@ func (n *Node) failPending() {
 	n.pushes, n.announces = make(map[uint64]*pendingPush), make(map[uint64]*pendingAnnounce)
 	n.pmu.Unlock()
 	for _, p := range pushes {
-		n.stats.notWritten.Add(uint64(len(p.trk)))
-		for _, t := range p.trk {
-			t.Done(false)
-		}
+		n.settleAll(p)
 	}
 	for _, a := range announces {
 		for _, f := range a.fns {
@@ -391,21 +430,41 @@ func (n *Node) Presence(id router.Identity, conns int) {
 	n.mu.Lock()
 	u := n.users[id.UID]
 	u.conns, u.typ = int32(conns), int8(id.Type)
-	n.setLocked(id.UID, u)
+	up, down := n.setLocked(id.UID, u)
 	n.mu.Unlock()
 	n.signal()
+	n.groupsOnChange(id.UID, up, down)
 }
 
-func (n *Node) setLocked(uid uint64, u localUser) {
-	if u.conns <= 0 && u.announcing <= 0 {
+// setLocked records uid's connections and logins here; up and down say
+// whether uid just came (from none) or just went (to none).
+func (n *Node) setLocked(uid uint64, u localUser) (up, down bool) {
+	old := n.users[uid]
+	was := old.conns+old.announcing > 0
+	now := u.conns+u.announcing > 0
+	if !now {
 		delete(n.users, uid)
 	} else {
 		n.users[uid] = u
 	}
 	n.dirty[uid] = struct{}{}
+	return !was && now, was && !now
 }
 
-// Announce implements router.Cluster.
+// groupsOnChange follows uid's groups as it comes and goes: the read runs
+// on a goroutine of its own (Presence must not block).
+func (n *Node) groupsOnChange(uid uint64, up, down bool) {
+	switch {
+	case up && n.opts.UserGroups != nil:
+		go n.loadGroups(uid)
+	case down:
+		n.dropGroups(uid)
+	}
+}
+
+// Announce implements router.Cluster. A user's first login here reads
+// their groups and subscribes to them, then waits for every node to
+// confirm the presence that says so.
 func (n *Node) Announce(id router.Identity, done func(ok bool, end func())) {
 	n.mu.Lock()
 	u := n.users[id.UID]
@@ -414,28 +473,35 @@ func (n *Node) Announce(id router.Identity, done func(ok bool, end func())) {
 		done(false, func() {})
 		return
 	}
-	first := u.conns+u.announcing == 0
 	u.announcing++
 	u.typ = int8(id.Type)
-	n.setLocked(id.UID, u)
+	first, _ := n.setLocked(id.UID, u)
+	n.mu.Unlock()
 	end := func() {
 		n.mu.Lock()
 		u := n.users[id.UID]
 		u.announcing--
-		n.setLocked(id.UID, u)
+		_, down := n.setLocked(id.UID, u)
 		n.mu.Unlock()
 		n.signal()
+		n.groupsOnChange(id.UID, false, down)
 	}
 	if !first || !n.up.Load() || n.closed.Load() {
 		// Online here already, so everywhere; or no bus: nobody to wait for.
-		n.mu.Unlock()
+		if first {
+			go n.loadGroups(id.UID)
+		}
 		n.signal()
 		done(true, end)
 		return
 	}
-	n.waiters = append(n.waiters, func() { done(true, end) })
-	n.mu.Unlock()
-	n.signal()
+	go func() {
+		n.loadGroups(id.UID) // before the login reply: the group subjects are held
+		n.mu.Lock()
+		n.waiters = append(n.waiters, func() { done(true, end) })
+		n.mu.Unlock()
+		n.signal()
+	}()
 }
 
 // remoteConns counts uid's connections on the other nodes alive.
@@ -569,42 +635,69 @@ func (n *Node) DeliverEach(uids []uint64, frame []byte, trk []router.Tracker) {
 // of uids. A push the bus refuses counts as not written at once.
 func (n *Node) sendPush(node uint64, uids []uint64, trk []*router.Tracker, frame []byte) {
 	n.stats.pushes.Add(uint64(len(uids)))
-	msg := make([]byte, 0, len(frame)+32+10*len(uids))
-	msg = append(msg, kindPush)
 	var meta *router.Tracker
 	if len(trk) > 0 {
 		meta = trk[0]
 	}
-	msg = appendMeta(msg, meta)
-	msg = binary.AppendUvarint(msg, uint64(len(trk)))
-	msg = binary.AppendUvarint(msg, uint64(len(uids)))
-	for _, uid := range uids {
-		msg = binary.AppendUvarint(msg, uid)
-	}
-	msg = append(msg, frame...)
+	msg := appendPush(nil, meta, len(trk), uids, frame)
 	subj := n.opts.Prefix + ".n." + fmt.Sprintf("%016x", node)
 	if len(trk) == 0 {
 		_ = n.nc.Publish(subj, msg)
 		return
 	}
+	p := &pendingPush{trk: trk, expect: map[uint64][]int{node: seq(len(trk))}}
 	for _, t := range trk {
 		t.Acquire()
 	}
+	n.request(subj, msg, p)
+}
+
+// appendPush appends a push message: what an acknowledging connection
+// needs (meta's), the number of followed receivers (the first nt of
+// uids), the receivers, the frame.
+func appendPush(msg []byte, meta *router.Tracker, nt int, uids []uint64, frame []byte) []byte {
+	if msg == nil {
+		msg = make([]byte, 0, len(frame)+32+10*len(uids))
+	}
+	msg = append(msg, kindPush)
+	msg = appendMeta(msg, meta)
+	msg = binary.AppendUvarint(msg, uint64(nt))
+	msg = binary.AppendUvarint(msg, uint64(len(uids)))
+	for _, uid := range uids {
+		msg = binary.AppendUvarint(msg, uid)
+	}
+	return append(msg, frame...)
+}
+
+// seq returns 0, 1, …, k-1.
+func seq(k int) []int {
+	s := make([]int, k)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// request publishes a followed push and awaits the answers p expects;
+// one the bus refuses, or past the cap of pushes awaited, counts as not
+// written at once.
+func (n *Node) request(subj string, msg []byte, p *pendingPush) {
 	id := n.reqID.Add(1)
+	p.deadline = n.opts.Now().Add(n.opts.PushTimeout)
 	n.pmu.Lock()
 	full := len(n.pushes) >= maxPendingPushes
 	if !full {
-		n.pushes[id] = &pendingPush{trk: trk, deadline: n.opts.Now().Add(n.opts.PushTimeout)}
+		n.pushes[id] = p
 	}
 	n.pmu.Unlock()
 	if full {
 		_ = n.nc.Publish(subj, msg) // delivered maybe; counted as not
-		n.settlePush(0, &pendingPush{trk: trk}, nil)
+		n.settleAll(p)
 		return
 	}
 	if err := n.nc.PublishRequest(subj, n.subjReply+strconv.FormatUint(id, 10), msg); err != nil {
 		if p := n.takePush(id); p != nil {
-			n.settlePush(0, p, nil)
+			n.settleAll(p)
 		}
 	}
 }
@@ -615,18 +708,6 @@ func (n *Node) takePush(id uint64) *pendingPush {
 	p := n.pushes[id]
 	delete(n.pushes, id)
 	return p
-}
-
-// settlePush gives back a push's references: written[i] says whether
-// the other node wrote trk[i]'s push (nil: none was).
-func (n *Node) settlePush(_ uint64, p *pendingPush, written []byte) {
-	for i, t := range p.trk {
-		w := i/8 < len(written) && written[i/8]&(1<<(i%8)) != 0
-		if !w {
-			n.stats.notWritten.Add(1)
-		}
-		t.Done(w)
-	}
 }
 
 // Ack implements router.Hub: here, and on every other node of uid.

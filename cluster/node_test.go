@@ -973,10 +973,16 @@ func FuzzBusMessages(f *testing.F) {
 		// A reply to a push awaiting three receivers' outcomes, and to
 		// an announce awaiting the node b's first 8 bytes name.
 		pid := n.reqID.Add(1)
+		expect := map[uint64][]int{other.id: {0, 1, 2}}
+		if len(b) >= 8 {
+			expect[binary.BigEndian.Uint64(b)] = []int{0, 1, 2}
+		}
 		var trk []*router.Tracker
 		for range 3 {
 			tk := router.NewTracker(nil)
-			tk.Acquire() // sendPush's reference
+			for range expect {
+				tk.Acquire() // one reference per node awaited
+			}
 			tk.Release() // the creator's
 			trk = append(trk, tk)
 		}
@@ -986,7 +992,7 @@ func FuzzBusMessages(f *testing.F) {
 			need[binary.BigEndian.Uint64(b)] = true
 		}
 		n.pmu.Lock()
-		n.pushes[pid] = &pendingPush{trk: trk, deadline: n.opts.Now().Add(time.Hour)}
+		n.pushes[pid] = &pendingPush{trk: trk, expect: expect, deadline: n.opts.Now().Add(time.Hour)}
 		n.announces[aid] = &pendingAnnounce{need: need, fns: []func(){func() {}}, deadline: n.opts.Now().Add(time.Hour)}
 		n.pmu.Unlock()
 		for _, id := range []uint64{pid, aid, 0} {
@@ -998,4 +1004,112 @@ func FuzzBusMessages(f *testing.F) {
 		delete(n.announces, aid)
 		n.pmu.Unlock()
 	})
+}
+
+// groupOf is a store's UserGroups for tests: fixed memberships.
+func groupOf(m map[uint64][]uint64) func(uint64) ([]uint64, error) {
+	var mu sync.Mutex
+	return func(uid uint64) ([]uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]uint64(nil), m[uid]...), nil
+	}
+}
+
+// subscribed waits until n holds the subject of group gid (want) or not.
+func (n *testNode) subscribed(tb testing.TB, gid uint64, want bool) {
+	tb.Helper()
+	waitFor(tb, fmt.Sprintf("group %d's subject held: %v", gid, want), func() bool {
+		n.gmu.Lock()
+		_, ok := n.gsubs[gid]
+		n.gmu.Unlock()
+		return ok == want && n.nc.Flush() == nil
+	})
+}
+
+// PROTOCOL §5, §8: a group message is one publish on the group's subject,
+// held only by nodes with live members; each followed member's outcome
+// comes from its node. A join heard from another node makes its node
+// hold the subject; the last local member leaving lets it go.
+func TestSection8_GroupMessageIsOnePublish(t *testing.T) {
+	c := newTestCluster(t)
+	const gid = 9
+	groups := groupOf(map[uint64][]uint64{31: {gid}, 32: {gid}})
+	a := c.join(t, Options{UserGroups: groups})
+	b := c.join(t, Options{UserGroups: groups})
+	d := c.join(t, Options{UserGroups: groups})
+	e := c.join(t, Options{UserGroups: groups})
+	c.meet(t)
+	b.hold(31, 1)
+	d.hold(32, 1)
+	e.hold(33, 1) // not a member
+	b.subscribed(t, gid, true)
+	d.subscribed(t, gid, true)
+	a.sees(t, 31, 1)
+	a.sees(t, 32, 1)
+	a.sees(t, 33, 1)
+	watch := c.watch(t, c.prefix+".g.9")
+
+	out := make(outcomes, 2)
+	trk := make([]router.Tracker, 2)
+	for i := range trk {
+		trk[i].Init(out)
+		trk[i].Index = int32(i)
+		trk[i].Seq, trk[i].Conv, trk[i].ConvID, trk[i].Group = 4, "g9", gid, true
+	}
+	a.DeliverGroup(gid, []uint64{31, 32}, []byte("to the group"), trk)
+	for i := range trk {
+		trk[i].Release()
+	}
+	b.hub.waitDelivery(t, 31, 1).t.Done(true)
+	d.hub.waitDelivery(t, 32, 1).t.Done(false)
+	want := map[int]int{0: 1, 1: 0}
+	for range 2 {
+		select {
+		case o := <-out:
+			if want[o[0]] != o[1] {
+				t.Errorf("member %d: written=%d, want %d", o[0], o[1], want[o[0]])
+			}
+		case <-time.After(waitBound):
+			t.Fatal("a member's outcome is missing")
+		}
+	}
+	// A marker a publishes after the message ends what it published:
+	// one connection's messages arrive in order. One publish, not one
+	// per node with members.
+	publishes := func() int {
+		t.Helper()
+		if err := a.nc.Publish(c.prefix+".g.9", []byte("marker")); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; ; n++ {
+			select {
+			case m := <-watch:
+				if string(m.Data) == "marker" {
+					return n
+				}
+			case <-time.After(waitBound):
+				t.Fatal("the marker did not come")
+			}
+		}
+	}
+	if n := publishes(); n != 1 {
+		t.Fatalf("%d publishes on the group's subject for one message, want 1", n)
+	}
+	e.Membership(33, gid, true) // 33 joins on e
+	e.subscribed(t, gid, true)
+	a.DeliverGroup(gid, []uint64{31, 32, 33}, []byte("second"), nil)
+	e.hub.waitDelivery(t, 33, 1)
+	if n := publishes(); n != 1 {
+		t.Fatalf("%d publishes for the second message, want 1", n)
+	}
+	if got := len(e.hub.deliveries(33)); got != 1 {
+		t.Fatalf("33 got %d pushes, want only the one after its join", got)
+	}
+	// 33 leaves its last connection on e: e lets the subject go.
+	e.hold(33, 0)
+	e.subscribed(t, gid, false)
+	b.Membership(31, gid, false) // 31 leaves the group
+	b.subscribed(t, gid, false)
+	d.subscribed(t, gid, true)
 }

@@ -22,6 +22,7 @@ const (
 	kindQuery     = 'Q' // uvarint node to send its snapshot, 0: every node
 	kindBye       = 'B' // the node leaves: its users are offline
 	kindCloseAll  = 'C' // close body: every node closes the user's connections
+	kindMember    = 'M' // uvarint uid, uvarint gid, joined byte: a membership changed
 	// On a node's subject, no header.
 	kindPush = 'P' // meta, uvarint followed, uvarint n, n × uvarint uid, frame
 	kindAck  = 'A' // uvarint uid, uvarint seq, group byte, conv
@@ -284,8 +285,10 @@ func (n *Node) expire() {
 	}
 	n.pmu.Unlock()
 	for _, p := range pushes {
-		n.stats.timeouts.Add(uint64(len(p.trk)))
-		n.settlePush(0, p, nil)
+		for _, idx := range p.expect {
+			n.stats.timeouts.Add(uint64(len(idx)))
+		}
+		n.settleAll(p)
 	}
 	for _, f := range fns {
 		f()
@@ -318,6 +321,13 @@ func (n *Node) onPresence(m *nats.Msg) {
 		k := n.closeLocal(uid, byTerminal, terminal, code, string(r.b))
 		if m.Reply != "" {
 			_ = n.nc.Publish(m.Reply, binary.AppendUvarint(binary.BigEndian.AppendUint64(nil, n.id), uint64(k)))
+		}
+		return
+	case kindMember:
+		uid, gid := r.uvarint(), r.uvarint()
+		in := r.byte() == 1
+		if r.err == nil {
+			n.applyMembership(uid, gid, in)
 		}
 		return
 	case kindQuery:
@@ -448,9 +458,9 @@ func (c *collect) Followed(t *router.Tracker, written bool) {
 	}
 	if c.left.Add(-1) == 0 {
 		c.mu.Lock()
-		bits := c.bits
+		msg := append(binary.BigEndian.AppendUint64(nil, c.n.id), c.bits...)
 		c.mu.Unlock()
-		_ = c.n.nc.Publish(c.reply, bits)
+		_ = c.n.nc.Publish(c.reply, msg)
 	}
 }
 
@@ -464,13 +474,24 @@ func (n *Node) onReply(m *nats.Msg) {
 	noResponders := len(m.Data) == 0 && m.Header.Get("Status") == "503" // nats.go's no-responders status
 	n.pmu.Lock()
 	if p := n.pushes[id]; p != nil {
-		delete(n.pushes, id)
-		n.pmu.Unlock()
-		if noResponders {
-			n.settlePush(id, p, nil) // the node is gone
-		} else {
-			n.settlePush(id, p, m.Data)
+		switch {
+		case noResponders: // nobody listens: the nodes are gone
+			delete(n.pushes, id)
+			n.pmu.Unlock()
+			n.settleAll(p)
+			return
+		case len(m.Data) < 8:
+			n.pmu.Unlock()
+			return
 		}
+		node := binary.BigEndian.Uint64(m.Data)
+		idx := p.expect[node]
+		delete(p.expect, node)
+		if len(p.expect) == 0 {
+			delete(n.pushes, id)
+		}
+		n.pmu.Unlock()
+		n.settle(p, idx, m.Data[8:])
 		return
 	}
 	a := n.announces[id]

@@ -11,6 +11,12 @@ type Cluster interface {
 	// one message per node that holds any of them; uids[i] with i <
 	// len(trk) is followed by &trk[i], the others are not followed.
 	DeliverEach(uids []uint64, frame []byte, trk []Tracker)
+	// DeliverGroup is DeliverEach for members of group gid (PROTOCOL
+	// §5): one publish that reaches only the nodes with live members.
+	DeliverGroup(gid uint64, uids []uint64, frame []byte, trk []Tracker)
+	// Membership tells every node that uid joined (member) or left gid,
+	// once the store has it.
+	Membership(uid, gid uint64, member bool)
 	// Presence hears of every change of this node's connections of id:
 	// conns is how many are registered after it. Calls for one user
 	// arrive in order. It must not block.
@@ -48,11 +54,11 @@ func (r *Router) Announce(id Identity, done func(ok bool, end func())) {
 
 func noEnd() {}
 
-// deliverEach sends frame to the live connections of every uid, the
-// first len(trk) followed by trk (Cluster.DeliverEach).
-func (r *Router) deliverEach(uids []uint64, frame []byte, trk []Tracker) {
+// deliverGroup sends frame to the live connections of every uid, members
+// of gid, the first len(trk) followed by trk (Cluster.DeliverGroup).
+func (r *Router) deliverGroup(gid uint64, uids []uint64, frame []byte, trk []Tracker) {
 	if r.cluster != nil {
-		r.cluster.DeliverEach(uids, frame, trk)
+		r.cluster.DeliverGroup(gid, uids, frame, trk)
 		return
 	}
 	for i, uid := range uids {

@@ -38,6 +38,9 @@ func (r *Router) join(c *Context) error {
 		return nil
 	}
 	c.Reply(codec.CodeJoinOK, codec.CmdJoinResp, data)
+	if r.cluster != nil {
+		r.cluster.Membership(me.UID, g, true)
+	}
 	r.notifyMembers(g, gid, me, codec.CmdJoinNotify)
 	return nil
 }
@@ -66,6 +69,9 @@ func (r *Router) exit(c *Context) error {
 	}
 	c.Reply(codec.CodeExitOK, codec.CmdExitResp, nil)
 	if left {
+		if r.cluster != nil {
+			r.cluster.Membership(me.UID, g, false)
+		}
 		r.notifyMembers(g, gid, me, codec.CmdExitNotify)
 	}
 	return nil
@@ -80,7 +86,7 @@ func (r *Router) notifyMembers(g uint64, gid string, me Identity, cmd codec.Cmd)
 	if err == nil {
 		var members []uint64
 		if members, err = r.db.Members(g); err == nil {
-			r.tellMembers(members, frameOfNotice(r.now().UnixMilli(), gid, &u, cmd), me.UID)
+			r.tellMembers(g, members, frameOfNotice(r.now().UnixMilli(), gid, &u, cmd), me.UID)
 			return
 		}
 	}
@@ -99,15 +105,15 @@ func frameOfNotice(now int64, gid string, u *storage.User, cmd codec.Cmd) []byte
 	return codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, 0, cmd, o.End()))
 }
 
-// tellMembers sends frame to the live connections of members but skip.
-func (r *Router) tellMembers(members []uint64, frame []byte, skip uint64) {
+// tellMembers sends frame to the live connections of g's members but skip.
+func (r *Router) tellMembers(g uint64, members []uint64, frame []byte, skip uint64) {
 	to := make([]uint64, 0, len(members))
 	for _, uid := range members {
 		if uid != skip {
 			to = append(to, uid)
 		}
 	}
-	r.deliverEach(to, frame, nil)
+	r.deliverGroup(g, to, frame, nil)
 }
 
 // groupChat stores and fans out a group message (PROTOCOL §5): the sender
@@ -168,7 +174,7 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 		// in a cluster one message per node that holds any of them.
 		to := make([]uint64, 0, len(online)+len(offline)+1)
 		to = append(append(append(to, online...), offline...), me.UID)
-		r.deliverEach(to, push, gp.trk)
+		r.deliverGroup(g, to, push, gp.trk)
 		for i := range gp.trk {
 			gp.trk[i].Release()
 		}
@@ -251,7 +257,7 @@ func (r *Router) recall(c *Context) error {
 				r.log.Error("recall fan-out failed", "err", err)
 				return
 			}
-			r.deliverEach(members, frame, nil)
+			r.deliverGroup(m.Group, members, frame, nil)
 		}()
 	})
 	if err != nil {
