@@ -496,7 +496,14 @@ func (n *Node) Announce(id router.Identity, done func(ok bool, end func())) {
 		return
 	}
 	go func() {
-		n.loadGroups(id.UID) // before the login reply: the group subjects are held
+		// Before the login reply the group subjects are held, unless the
+		// store is slow to say which: the wait is bounded.
+		loaded := make(chan struct{})
+		go func() { n.loadGroups(id.UID); close(loaded) }()
+		select {
+		case <-loaded:
+		case <-time.After(n.opts.AnnounceTimeout):
+		}
 		n.mu.Lock()
 		n.waiters = append(n.waiters, func() { done(true, end) })
 		n.mu.Unlock()
