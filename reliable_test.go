@@ -875,6 +875,9 @@ func TestSection7_2_AtLeastOnceProperty(t *testing.T) {
 			t.Fatalf("the schedule never had %q", e)
 		}
 	}
+	// In a cluster a push crosses the bus after its ack (PROTOCOL §4.2:
+	// ack, then push): every push is settled before the last reads.
+	waitFor(t, "pushes settled", ts.settled)
 	for _, r := range rcvs {
 		if r.conn == nil {
 			r.conn = ts.dialAck(r.token)
