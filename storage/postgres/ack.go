@@ -15,11 +15,13 @@ import (
 // rate-limited, so they are gathered: an ack adds its conversation's
 // bound to a set, and at most one operation waiting for the committer
 // applies the whole set, one range delete of queue's primary key per
-// conversation. Pending rows (pushes not yet settled) covered by the ack
-// go too: the user holds those messages, and in a cluster the settling of
-// a push may come from another gateway after the ack (a settling that
-// finds no row does nothing). storage/pebble, one process, leaves its
-// pending records to their settling, which its one committer orders.
+// conversation. Pending rows (pushes not yet settled) are left to their
+// settling, as storage/pebble leaves its pending records. So an ack and a
+// settling never lock the same rows: in a cluster they come from
+// different gateways' transactions, which would otherwise deadlock (and
+// stall a second) when they meet. The price: a push settled as lost on
+// another gateway after an ack that covers it queues an acknowledged
+// message again — a duplicate, never a loss.
 //
 // storage/pebble also keeps a hint of the conversations whose queue is
 // known empty, so that most acks write nothing at all. A hint in one
@@ -40,7 +42,7 @@ type ackQueue struct {
 }
 
 // sqlAck removes a conversation's queue rows up to a seq.
-const sqlAck = `DELETE FROM queue WHERE uid = $1 AND grp = $2 AND peer = $3 AND seq <= $4`
+const sqlAck = `DELETE FROM queue WHERE uid = $1 AND grp = $2 AND peer = $3 AND seq <= $4 AND NOT pending`
 
 func queueAck(q *pgx.Batch, uid, peer uint64, group bool, upTo uint64) {
 	if upTo != 0 {
