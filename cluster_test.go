@@ -416,3 +416,50 @@ func TestSection8_OnlineEverywhereBeforeLoginReply(t *testing.T) {
 		a.readUntil(fmt.Sprintf("right after your login %d", i))
 	}
 }
+
+// Two clusters on one NATS with one prefix but different databases never
+// hear each other: the subjects carry the store's epoch (PROTOCOL §7.7).
+// A prefix with wildcards is refused, and so is a -max-message-size the
+// NATS servers cannot carry.
+func TestSection8_ClustersOnOneBusStayApart(t *testing.T) {
+	nc := startNATS(t, 1)
+	one := newTestCluster(t, nc, func(c *config) { c.NATSPrefix = "shared" })
+	cfg := one.cfg
+	cfg.Store = pgtest.Database(t)
+	other := startTestServer(t, cfg, newClock(), 1)
+	waitFor(t, "the other cluster's node up", func() bool { return other.s.node.Stats().Connected })
+	for _, s := range one.servers() {
+		if n := s.node.Stats().Nodes; n != 2 {
+			t.Fatalf("a node of the first cluster counts %d others, want its 2", n)
+		}
+	}
+	// Same uids on both databases: a message to a user offline in the
+	// other cluster is not pushed to this cluster's user of that uid.
+	a := one.node(0).login(one.node(0).register("agent_a", 1))
+	ov := other.login(other.register("visitor_x", 0))
+	other.register("agent_y", 1)
+	ov.send(`{"cmd":11,"to":"agent_y","chatType":2,"content":"for agent_y only"}`)
+	if ack := ov.readUntil(`"command":12`); !strings.Contains(ack, `"code":10001`) {
+		t.Fatalf("ack = %s, want 10001: agent_y is on no node of its cluster", ack)
+	}
+	a.send(`{"cmd":13}`)
+	if got := a.readUntil(`"command":13`); strings.Contains(got, "for agent_y only") {
+		t.Fatal("a user of another cluster got the message")
+	}
+	if other.s.node.Stats().Nodes != 0 {
+		t.Fatalf("the other cluster's node counts %d nodes, want 0", other.s.node.Stats().Nodes)
+	}
+
+	for _, bad := range []string{"*", "imgate.>", "a..b", "x y"} {
+		c := cfg
+		c.NATSPrefix = bad
+		if _, err := start(c, testLogger(t)); err == nil || !strings.Contains(err.Error(), "-nats-prefix") {
+			t.Errorf("-nats-prefix %q: %v, want a refusal", bad, err)
+		}
+	}
+	c := cfg
+	c.MaxMessageSize = 2 << 20
+	if _, err := start(c, testLogger(t)); err == nil || !strings.Contains(err.Error(), "max_payload") {
+		t.Errorf("-max-message-size 2 MiB over NATS's 1 MiB: %v, want a refusal", err)
+	}
+}

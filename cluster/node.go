@@ -155,9 +155,13 @@ type remote struct {
 	seq    uint64
 	heard  time.Time
 	synced bool // a snapshot arrived: users is whole
-	asked  time.Time
-	users  map[uint64]remoteUser
-	stage  map[uint64]remoteUser // a snapshot being received
+	// suspect: it did not confirm an announce in time. Announces do not
+	// wait for it until it is heard from again (a node killed without a
+	// word must not slow every login until it expires).
+	suspect bool
+	asked   time.Time
+	users   map[uint64]remoteUser
+	stage   map[uint64]remoteUser // a snapshot being received
 }
 
 type remoteUser struct {
@@ -214,6 +218,9 @@ type pendingAnnounce struct {
 // nats.go reconnects with backoff, forever.
 func Dial(urls string, local router.Hub, opts Options, extra ...nats.Option) (*Node, error) {
 	opts = opts.withDefaults()
+	if !ValidPrefix(opts.Prefix) {
+		return nil, fmt.Errorf("cluster: subject prefix %q: want dot-separated tokens of [A-Za-z0-9_-]", opts.Prefix)
+	}
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
 	n := &Node{
@@ -256,7 +263,7 @@ func Dial(urls string, local router.Hub, opts Options, extra ...nats.Option) (*N
 			n.log.Warn("bus disconnected: other nodes count as offline", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			n.log.Info("bus reconnected", "server", nc.ConnectedUrlRedacted())
+			n.log.Info("bus reconnected", "server", redact(nc.ConnectedUrl()))
 			n.up.Store(true)
 			n.rejoin()
 		}),
@@ -283,6 +290,7 @@ func Dial(urls string, local router.Hub, opts Options, extra ...nats.Option) (*N
 	} {
 		sub, err := nc.Subscribe(s.subj, s.h)
 		if err != nil {
+			n.closed.Store(true) // its disconnection is no news
 			nc.Close()
 			return nil, fmt.Errorf("cluster: subscribing %s: %w", s.subj, err)
 		}
@@ -291,30 +299,58 @@ func Dial(urls string, local router.Hub, opts Options, extra ...nats.Option) (*N
 		n.subs = append(n.subs, sub)
 	}
 	if err := nc.Flush(); err != nil {
+		n.closed.Store(true)
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.up.Store(true)
 	go n.run()
 	n.rejoin()
-	n.log.Info("joined the cluster", "node", n.Name(), "server", nc.ConnectedUrlRedacted())
+	n.log.Info("joined the cluster", "node", n.Name(), "prefix", opts.Prefix, "server", redact(nc.ConnectedUrl()))
 	return n, nil
 }
 
-// redact hides passwords in NATS URLs (user:pass@host).
+// redact hides secrets in NATS URLs: the password of user:pass@host, or
+// a token (token@host) whole.
 func redact(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
-		if at := strings.LastIndexByte(p, '@'); at >= 0 {
-			if s := strings.Index(p, "://"); s >= 0 && s < at {
-				if c := strings.IndexByte(p[s+3:at], ':'); c >= 0 {
-					parts[i] = p[:s+3+c+1] + "xxxxx" + p[at:]
-				}
-			}
+		at := strings.LastIndexByte(p, '@')
+		s := strings.Index(p, "://")
+		if at < 0 || s < 0 || s > at {
+			continue
+		}
+		if c := strings.IndexByte(p[s+3:at], ':'); c >= 0 {
+			parts[i] = p[:s+3+c+1] + "xxxxx" + p[at:]
+		} else {
+			parts[i] = p[:s+3] + "xxxxx" + p[at:]
 		}
 	}
 	return strings.Join(parts, ",")
 }
+
+// ValidPrefix reports whether p may prefix the cluster's subjects: one or
+// more dot-separated tokens of [A-Za-z0-9_-] (no wildcards).
+func ValidPrefix(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" {
+			return false
+		}
+		for i := 0; i < len(tok); i++ {
+			c := tok[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// MaxPayload is the largest message the NATS servers carry, in bytes.
+func (n *Node) MaxPayload() int64 { return n.nc.MaxPayload() }
 
 // Name is the node's boot id in hex: a new one every process.
 func (n *Node) Name() string { return fmt.Sprintf("%016x", n.id) }
@@ -357,7 +393,7 @@ func (n *Node) failPending() {
 // Stats is a snapshot of the node's view of the cluster.
 type Stats struct {
 	Connected bool   // the bus connection is up
-	Nodes     int    // other nodes heard from within the expiry
+	Nodes     int    // other nodes known (their presence whole) and heard from within the expiry; 0 while the bus is down
 	Pushes    uint64 // pushes sent to other nodes
 	// Awaiting is the followed pushes sent to other nodes whose outcome
 	// is not known yet.
@@ -372,13 +408,15 @@ type Stats struct {
 func (n *Node) Stats() Stats {
 	now := n.opts.Now()
 	st := Stats{Connected: n.up.Load(), Pushes: n.stats.pushes.Load(), NotWritten: n.stats.notWritten.Load(), Timeouts: n.stats.timeouts.Load()}
-	n.rmu.RLock()
-	for _, r := range n.remotes {
-		if n.alive(r, now) {
-			st.Nodes++
+	if st.Connected {
+		n.rmu.RLock()
+		for _, r := range n.remotes {
+			if r.synced && n.alive(r, now) {
+				st.Nodes++
+			}
 		}
+		n.rmu.RUnlock()
 	}
-	n.rmu.RUnlock()
 	n.pmu.Lock()
 	st.Awaiting = len(n.pushes)
 	n.pmu.Unlock()

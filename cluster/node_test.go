@@ -907,7 +907,55 @@ func TestSection8_Announce(t *testing.T) {
 		case <-time.After(waitBound):
 			t.Fatal("done did not run after AnnounceTimeout")
 		}
+		// d is suspect now: the next first login does not wait for it.
+		next := make(chan bool, 1)
+		a.Announce(router.Identity{UID: 37}, func(ok bool, end func()) {
+			end()
+			next <- ok
+		})
+		select {
+		case ok := <-next:
+			if !ok {
+				t.Error("ok = false for the next login")
+			}
+		case <-time.After(waitBound):
+			t.Fatal("the next login waited again for the node that did not answer")
+		}
 	})
+}
+
+// Bytes on the presence subject that are not a node's (a stray "Hello
+// world") make no phantom node: logins do not wait for it and the
+// metrics do not count it.
+func TestSection8_StrayPresenceMakesNoNode(t *testing.T) {
+	c := newTestCluster(t)
+	a := c.join(t, Options{})
+	b := c.join(t, Options{})
+	c.meet(t)
+	probe := c.connect(t)
+	for _, junk := range []string{"Hello world, testing", "B12345678x", "Zzzzzzzzzzzz"} {
+		if err := probe.Publish(c.prefix+".p", []byte(junk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.drain(t, a)
+	if n := a.Stats().Nodes; n != 1 {
+		t.Fatalf("a counts %d nodes after stray bytes, want 1 (b)", n)
+	}
+	a.rmu.RLock()
+	known := len(a.remotes)
+	a.rmu.RUnlock()
+	if known != 1 {
+		t.Fatalf("a knows %d remotes, want 1", known)
+	}
+	done := make(chan struct{})
+	a.Announce(router.Identity{UID: 41}, func(bool, func()) { close(done) })
+	select {
+	case <-done: // b answered; nothing else awaited
+	case <-time.After(waitBound):
+		t.Fatal("the login waited for a phantom node")
+	}
+	_ = b
 }
 
 // FuzzBusMessages feeds arbitrary bytes to every handler of bus

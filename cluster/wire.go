@@ -225,7 +225,7 @@ func (n *Node) awaitInto(into **pendingAnnounce, fns ...func()) string {
 	if n.up.Load() {
 		n.rmu.RLock()
 		for id, r := range n.remotes {
-			if n.alive(r, now) {
+			if r.synced && !r.suspect && n.alive(r, now) {
 				need[id] = true
 			}
 		}
@@ -277,13 +277,27 @@ func (n *Node) expire() {
 			delete(n.pushes, id)
 		}
 	}
+	var suspects []uint64
 	for id, a := range n.announces {
 		if now.After(a.deadline) {
 			fns = append(fns, a.fns...)
+			for node := range a.need {
+				suspects = append(suspects, node)
+			}
 			delete(n.announces, id)
 		}
 	}
 	n.pmu.Unlock()
+	if len(suspects) > 0 {
+		n.rmu.Lock()
+		for _, node := range suspects {
+			if r := n.remotes[node]; r != nil && !r.suspect {
+				r.suspect = true
+				n.log.Warn("node did not confirm a login in time: logins stop waiting for it until it is heard again", "node", strconv.FormatUint(node, 16))
+			}
+		}
+		n.rmu.Unlock()
+	}
 	for _, p := range pushes {
 		for _, idx := range p.expect {
 			n.stats.timeouts.Add(uint64(len(idx)))
@@ -302,6 +316,15 @@ func (n *Node) onPresence(m *nats.Msg) {
 	node := r.uint64()
 	seq := r.uvarint()
 	if r.err != nil || node == n.id {
+		return
+	}
+	switch kind {
+	case kindHeartbeat, kindBye:
+		if len(r.b) != 0 {
+			return // not ours: a heartbeat or bye has nothing after its header
+		}
+	case kindDelta, kindSnapshot, kindQuery, kindCloseAll, kindMember:
+	default:
 		return
 	}
 	switch kind {
@@ -347,6 +370,8 @@ func (n *Node) onPresence(m *nats.Msg) {
 		n.remotes[node] = rm
 	}
 	rm.heard = now
+	rm.suspect = false
+	wasSynced := rm.synced
 	switch kind {
 	case kindHeartbeat:
 		ask = !rm.synced || seq != rm.seq
@@ -371,6 +396,9 @@ func (n *Node) onPresence(m *nats.Msg) {
 		if last && r.err == nil {
 			rm.users, rm.stage, rm.seq, rm.synced = rm.stage, nil, seq, true
 		}
+	}
+	if rm.synced && !wasSynced {
+		n.log.Info("node joined: its presence is known", "node", strconv.FormatUint(node, 16), "users", len(rm.users))
 	}
 	if ask && now.Sub(rm.asked) >= n.hb {
 		rm.asked = now
