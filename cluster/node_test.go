@@ -439,7 +439,7 @@ func TestSection8_DeadNodeExpires(t *testing.T) {
 	if n := b.Stats().Nodes; n != 0 {
 		t.Errorf("b counts %d other nodes; want 0", n)
 	}
-	if k := b.Deliver(7, []byte("x"), nil, nil); k != 0 {
+	if k := b.Deliver(7, textFrameOf("x"), nil, nil); k != 0 {
 		t.Errorf("Deliver to uid 7 reached %d; want 0", k)
 	}
 }
@@ -486,7 +486,7 @@ func TestSection8_PushOutcomeCrossesNodes(t *testing.T) {
 			got := make(chan bool, 2)
 			tr := router.NewTracker(func(w bool) { got <- w })
 			tr.Seq, tr.Conv, tr.ConvID, tr.Group = 42, tc.conv, tc.convID, tc.group
-			frame := []byte(`{"command":11,"data":{"seq":42}}`)
+			frame := textFrameOf(`{"command":11,"data":{"seq":42}}`)
 			if k := a.Deliver(tc.uid, frame, nil, tr); k != 1 {
 				t.Fatalf("Deliver reached %d; want 1 (b)", k)
 			}
@@ -543,7 +543,7 @@ func TestSection8_UnansweredPushNotWritten(t *testing.T) {
 
 		got := make(chan bool, 2)
 		tr := router.NewTracker(func(w bool) { got <- w })
-		a.Deliver(7, []byte("late"), nil, tr)
+		a.Deliver(7, textFrameOf("late"), nil, tr)
 		tr.Release()
 		late := b.hub.waitDelivery(t, 7, 1) // b's connection never says
 		if n := a.Stats().Awaiting; n != 1 {
@@ -564,7 +564,7 @@ func TestSection8_UnansweredPushNotWritten(t *testing.T) {
 		late.t.Done(true)
 		got2 := make(chan bool, 1)
 		tr2 := router.NewTracker(func(w bool) { got2 <- w })
-		a.Deliver(7, []byte("second"), nil, tr2)
+		a.Deliver(7, textFrameOf("second"), nil, tr2)
 		tr2.Release()
 		b.hub.waitDelivery(t, 7, 2).t.Done(true)
 		if w := waitOutcome(t, got2); !w {
@@ -595,7 +595,7 @@ func TestSection8_UnansweredPushNotWritten(t *testing.T) {
 
 		got := make(chan bool, 1)
 		tr := router.NewTracker(func(w bool) { got <- w })
-		if k := a.Deliver(7, []byte("x"), nil, tr); k != 1 {
+		if k := a.Deliver(7, textFrameOf("x"), nil, tr); k != 1 {
 			t.Fatalf("Deliver reached %d; want 1 (b, by presence)", k)
 		}
 		tr.Release()
@@ -654,7 +654,7 @@ func TestSection8_DeliverEachOneMessagePerNode(t *testing.T) {
 		trk[i].Index = int32(i)
 		trk[i].Seq, trk[i].Conv, trk[i].ConvID, trk[i].Group = 5, "g", 77, true
 	}
-	frame := []byte("group push")
+	frame := textFrameOf("group push")
 	a.DeliverEach(uids, frame, trk)
 	for i := range trk {
 		trk[i].Release()
@@ -1105,7 +1105,7 @@ func TestSection8_GroupMessageIsOnePublish(t *testing.T) {
 		trk[i].Index = int32(i)
 		trk[i].Seq, trk[i].Conv, trk[i].ConvID, trk[i].Group = 4, "g9", gid, true
 	}
-	a.DeliverGroup(gid, []uint64{31, 32}, []byte("to the group"), trk)
+	a.DeliverGroup(gid, []uint64{31, 32}, textFrameOf("to the group"), trk)
 	for i := range trk {
 		trk[i].Release()
 	}
@@ -1146,7 +1146,7 @@ func TestSection8_GroupMessageIsOnePublish(t *testing.T) {
 	}
 	e.Membership(33, gid, true) // 33 joins on e
 	e.subscribed(t, gid, true)
-	a.DeliverGroup(gid, []uint64{31, 32, 33}, []byte("second"), nil)
+	a.DeliverGroup(gid, []uint64{31, 32, 33}, textFrameOf("second"), nil)
 	e.hub.waitDelivery(t, 33, 1)
 	if n := publishes(); n != 1 {
 		t.Fatalf("%d publishes for the second message, want 1", n)
@@ -1160,4 +1160,33 @@ func TestSection8_GroupMessageIsOnePublish(t *testing.T) {
 	b.Membership(31, gid, false) // 31 leaves the group
 	b.subscribed(t, gid, false)
 	d.subscribed(t, gid, true)
+}
+
+// textFrameOf is s as one WebSocket text frame, as pushes are (s shorter
+// than 126 bytes).
+func textFrameOf(s string) []byte {
+	return append([]byte{0x81, byte(len(s))}, s...)
+}
+
+// A push whose bytes are not one WebSocket text frame reaches no client:
+// bytes on the bus go to sockets only in the shape of a push.
+func TestSection8_ForeignBytesReachNoClient(t *testing.T) {
+	c := newTestCluster(t)
+	b := c.join(t, Options{})
+	b.hold(7, 1)
+	probe := c.connect(t)
+	for _, frame := range [][]byte{[]byte("plain text"), {0x82, 1, 'x'}, {0x81, 5, 'x'}, {0x81, 0x81, 0, 0, 0, 0, 'x'}} {
+		msg := appendPush(nil, nil, 0, []uint64{7}, frame)
+		if err := probe.Publish(c.prefix+".n."+b.Name(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := textFrameOf("a push")
+	if err := probe.Publish(c.prefix+".n."+b.Name(), appendPush(nil, nil, 0, []uint64{7}, good)); err != nil {
+		t.Fatal(err)
+	}
+	d := b.hub.waitDelivery(t, 7, 1)
+	if got := b.hub.deliveries(7); len(got) != 1 || string(d.frame) != string(good) {
+		t.Fatalf("deliveries to 7: %d, first %q; want only the well-formed push", len(got), d.frame)
+	}
 }

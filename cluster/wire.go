@@ -437,6 +437,9 @@ func (n *Node) onNode(m *nats.Msg) {
 			return
 		}
 		frame := r.b // the message's own copy: nats.go does not reuse it
+		if !textFrame(frame) {
+			return // not a push a node made: nothing reaches a client
+		}
 		var col *collect
 		if nt > 0 && m.Reply != "" {
 			col = &collect{n: n, reply: m.Reply, trk: make([]router.Tracker, nt), bits: make([]byte, (nt+7)/8)}
@@ -464,6 +467,29 @@ func (n *Node) onNode(m *nats.Msg) {
 			n.local.Ack(uid, string(r.b), group, seq, nil)
 		}
 	}
+}
+
+// textFrame reports whether b is exactly one unmasked, final WebSocket
+// text frame (RFC 6455 §5.2), as every push is: bytes from the bus go to
+// clients' sockets only in that shape.
+func textFrame(b []byte) bool {
+	if len(b) < 2 || b[0] != 0x81 || b[1]&0x80 != 0 {
+		return false
+	}
+	n, h := uint64(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return false
+		}
+		n, h = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return false
+		}
+		n, h = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	return uint64(len(b)-h) == n
 }
 
 // collect gathers this node's outcome of a push another node follows,
