@@ -83,7 +83,7 @@ func appendClusterMetrics(b []byte, st cluster.Stats) []byte {
 	b = strconv.AppendInt(b, up, 10)
 	b = append(b, "\n# HELP imgate_cluster_nodes Other nodes heard from within the presence expiry.\n# TYPE imgate_cluster_nodes gauge\nimgate_cluster_nodes "...)
 	b = strconv.AppendInt(b, int64(st.Nodes), 10)
-	b = append(b, "\n# HELP imgate_bus_pushes_total Pushes sent to other nodes (one per receiver).\n# TYPE imgate_bus_pushes_total counter\nimgate_bus_pushes_total "...)
+	b = append(b, "\n# HELP imgate_bus_pushes_total Pushes sent to other nodes: one per receiver of a private push, one per group message.\n# TYPE imgate_bus_pushes_total counter\nimgate_bus_pushes_total "...)
 	b = strconv.AppendUint(b, st.Pushes, 10)
 	b = append(b, "\n# HELP imgate_bus_pushes_not_written_total Pushes another node did not write or did not answer for in time; the message stayed queued.\n# TYPE imgate_bus_pushes_not_written_total counter\nimgate_bus_pushes_not_written_total "...)
 	b = strconv.AppendUint(b, st.NotWritten, 10)
