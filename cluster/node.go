@@ -306,7 +306,11 @@ func Dial(urls string, local router.Hub, opts Options, extra ...nats.Option) (*N
 	n.up.Store(true)
 	go n.run()
 	n.rejoin()
-	n.log.Info("joined the cluster", "node", n.Name(), "prefix", opts.Prefix, "server", redact(nc.ConnectedUrl()))
+	server := redact(nc.ConnectedUrl())
+	if urls == "" {
+		server = "in-process" // nats.InProcessServer: no URL is dialled
+	}
+	n.log.Info("joined the cluster", "node", n.Name(), "prefix", opts.Prefix, "server", server)
 	return n, nil
 }
 
