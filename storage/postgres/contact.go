@@ -167,6 +167,28 @@ func (s *serve) write(w *writes) {
 	}
 }
 
+// refreshOld re-reads the previous partner's record of the visitor when
+// the statement that locked the visitor's partners row found none. That
+// statement may have waited for the lock while another gateway changed
+// the partner: it then sees the partners row as committed, but keeps its
+// snapshot for everything else, which misses a contact record inserted
+// by that change (READ COMMITTED). A new statement sees it; the partners
+// lock is held, so nothing moves meanwhile. Without this, two gateways
+// assigning one visitor at once could both leave it waiting for them.
+func refreshOld(b *batch, visitor, partner uint64, old *int64, oldC []int64) ([]int64, error) {
+	if visitor == 0 || old == nil || *old == 0 || uint64(*old) == partner || oldC != nil {
+		return oldC, nil
+	}
+	var a []int64
+	err := b.tx.QueryRow(b.ctx, sqlOldPartnerRecord, *old, i64(visitor)).Scan(&a)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return a, err
+}
+
+var sqlOldPartnerRecord = `SELECT ` + contactArray("") + ` FROM contacts WHERE owner = $1 AND peer = $2 FOR UPDATE`
+
 // serveFrom builds a serve from what sqlLockPair (or the append) read:
 // the visitor's partner (nil: no row) and the previous partner's record of
 // the visitor (nil: none, or the partner is not changing).
@@ -230,11 +252,14 @@ func (db *DB) touch(bt *batch, a, b uint64, now int64, opts storage.TouchOptions
 	if err := bt.tx.QueryRow(bt.ctx, sqlLockPair, i64(a), i64(b), i64(opts.Visitor), i64(partner)).Scan(&ab, &ba, &old, &oldC); err != nil {
 		return err
 	}
+	oldC, err := refreshOld(bt, opts.Visitor, partner, old, oldC)
+	if err != nil {
+		return err
+	}
 	sides := [2]struct {
 		owner uint64
 		st    contactState
 	}{{owner: a}, {owner: b}}
-	var err error
 	if sides[0].st, err = contactFrom(b, ab); err != nil {
 		return err
 	}

@@ -192,6 +192,9 @@ func (db *DB) appendPrivate(b *batch, m storage.Message, opts storage.AppendOpti
 	if err != nil {
 		return storage.AppendResult{}, abort(b, err)
 	}
+	if oldC, err = refreshOld(b, opts.Visitor, partner, old, oldC); err != nil {
+		return storage.AppendResult{}, abort(b, err)
+	}
 	sv, err := serveFrom(opts.Visitor, partner, old, oldC)
 	if err != nil {
 		return storage.AppendResult{}, abort(b, err)
