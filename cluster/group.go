@@ -203,11 +203,7 @@ func (n *Node) DeliverGroup(gid uint64, uids []uint64, frame []byte, trk []route
 	for i := range trk {
 		ptrs[i] = &trk[i]
 	}
-	var meta *router.Tracker
-	if len(ptrs) > 0 {
-		meta = ptrs[0]
-	}
-	msg := appendPush(nil, meta, len(trk), uids, frame)
+	msg := appendPush(nil, ptrs, uids, frame)
 	if expect == nil {
 		_ = n.nc.Publish(n.groupSubject(gid), msg)
 		return

@@ -684,11 +684,7 @@ func (n *Node) DeliverEach(uids []uint64, frame []byte, trk []router.Tracker) {
 // of uids. A push the bus refuses counts as not written at once.
 func (n *Node) sendPush(node uint64, uids []uint64, trk []*router.Tracker, frame []byte) {
 	n.stats.pushes.Add(uint64(len(uids)))
-	var meta *router.Tracker
-	if len(trk) > 0 {
-		meta = trk[0]
-	}
-	msg := appendPush(nil, meta, len(trk), uids, frame)
+	msg := appendPush(nil, trk, uids, frame)
 	subj := n.opts.Prefix + ".n." + fmt.Sprintf("%016x", node)
 	if len(trk) == 0 {
 		_ = n.nc.Publish(subj, msg)
@@ -702,9 +698,15 @@ func (n *Node) sendPush(node uint64, uids []uint64, trk []*router.Tracker, frame
 }
 
 // appendPush appends a push message: what an acknowledging connection
-// needs (meta's), the number of followed receivers (the first nt of
-// uids), the receivers, the frame.
-func appendPush(msg []byte, meta *router.Tracker, nt int, uids []uint64, frame []byte) []byte {
+// needs (trk[0]'s, which every tracker of one message shares), the number
+// of followed receivers (the first len(trk) of uids), the receivers, the
+// frame.
+func appendPush(msg []byte, trk []*router.Tracker, uids []uint64, frame []byte) []byte {
+	var meta *router.Tracker // every followed push of a message shares it
+	if len(trk) > 0 {
+		meta = trk[0]
+	}
+	nt := len(trk)
 	if msg == nil {
 		msg = make([]byte, 0, len(frame)+32+10*len(uids))
 	}

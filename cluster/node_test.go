@@ -1176,13 +1176,13 @@ func TestSection8_ForeignBytesReachNoClient(t *testing.T) {
 	b.hold(7, 1)
 	probe := c.connect(t)
 	for _, frame := range [][]byte{[]byte("plain text"), {0x82, 1, 'x'}, {0x81, 5, 'x'}, {0x81, 0x81, 0, 0, 0, 0, 'x'}} {
-		msg := appendPush(nil, nil, 0, []uint64{7}, frame)
+		msg := appendPush(nil, nil, []uint64{7}, frame)
 		if err := probe.Publish(c.prefix+".n."+b.Name(), msg); err != nil {
 			t.Fatal(err)
 		}
 	}
 	good := textFrameOf("a push")
-	if err := probe.Publish(c.prefix+".n."+b.Name(), appendPush(nil, nil, 0, []uint64{7}, good)); err != nil {
+	if err := probe.Publish(c.prefix+".n."+b.Name(), appendPush(nil, nil, []uint64{7}, good)); err != nil {
 		t.Fatal(err)
 	}
 	d := b.hub.waitDelivery(t, 7, 1)
