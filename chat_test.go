@@ -351,6 +351,23 @@ func TestSection1_4_Metrics(t *testing.T) {
 			t.Fatalf("metrics lack %q:\n%s", want, b)
 		}
 	}
+	// The ack's latency, receive → written, is observed once the loop's
+	// write returns, which may be just after the client read it.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(string(b), "imgate_ack_latency_seconds_count 1\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack one observed ack latency:\n%s", b)
+		}
+		resp, err := http.Get(ts.http + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if !strings.Contains(string(b), `imgate_ack_latency_seconds_bucket{le="+Inf"} 1`) || strings.Contains(string(b), "imgate_ack_latency_seconds_sum 0\n") {
+		t.Fatalf("ack latency histogram:\n%s", b)
+	}
 }
 
 // PROTOCOL §4.1: content is kept as sent, whatever text it holds — a NUL,

@@ -173,6 +173,7 @@ type server struct {
 	apiErr chan error
 	// pprofLn serves profiles when -pprof is set.
 	pprofLn net.Listener
+	inst    *instruments
 }
 
 // start opens the store and starts both listeners.
@@ -183,7 +184,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 	if err := codec.Pretouch(); err != nil {
 		return nil, fmt.Errorf("pretouch codec: %w", err)
 	}
-	s := &server{log: log, apiErr: make(chan error, 1)}
+	s := &server{log: log, apiErr: make(chan error, 1), inst: newInstruments()}
 	defer func() {
 		if err != nil {
 			s.stop(context.Background())
@@ -220,6 +221,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		MaxOutputTotal:  cfg.MaxOutputTotal,
 		MaxConnsPerUser: cfg.MaxConnsUser,
 		MaxInflight:     cfg.MaxInflight,
+		ReplyLatency:    s.inst.ackLatency,
 	})
 	if err != nil {
 		return nil, err
@@ -320,7 +322,7 @@ func (s *server) metrics(b []byte) []byte {
 	if s.node != nil {
 		b = appendClusterMetrics(b, s.node.Stats())
 	}
-	return append(b, '\n')
+	return s.inst.appendText(append(b, '\n'))
 }
 
 // stop closes the listeners, sends CLOSE 1001 to every client, drains the

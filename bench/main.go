@@ -228,6 +228,7 @@ func runChat(c config) (Result, error) {
 	}
 	done := make(chan struct{})
 	go s.progress(os.Stderr, done)
+	before, scraped := reg.scrapeAckHist()
 	start := time.Now()
 	if c.rate > 0 {
 		go pace(cl, c.rate, done)
@@ -236,7 +237,13 @@ func runChat(c config) (Result, error) {
 	cl.stop.Store(true)
 	el := time.Since(start)
 	close(done)
-	return s.result("chat", el), nil
+	res := s.result("chat", el)
+	if scraped {
+		if after, ok := reg.scrapeAckHist(); ok {
+			res.ServerAck = serverLatency(before, after)
+		}
+	}
+	return res, nil
 }
 
 // paceStep is how often pace releases messages: 1 ms keeps a fixed rate

@@ -77,6 +77,8 @@ func runMedian(files []string, out io.Writer) error {
 		rate("pulled msgs/s", func(r Result) float64 { return r.PullRate })
 		lat("ack p50", func(r Result) time.Duration { return r.Ack.P50 })
 		lat("ack p99", func(r Result) time.Duration { return r.Ack.P99 })
+		lat("server ack p50", func(r Result) time.Duration { return serverAck(r).P50 })
+		lat("server ack p99", func(r Result) time.Duration { return serverAck(r).P99 })
 		lat("delivery p50", func(r Result) time.Duration { return r.Delivery.P50 })
 		lat("delivery p99", func(r Result) time.Duration { return r.Delivery.P99 })
 		errs := 0
@@ -102,4 +104,12 @@ func medianOf(rs []Result, f func(Result) float64, format func(float64) string) 
 	sorted := slices.Clone(vals)
 	slices.Sort(sorted)
 	return sorted[(len(sorted)-1)/2], strings.Join(runs, ", ")
+}
+
+// serverAck is r's server-side ack latency, zero when not measured.
+func serverAck(r Result) Latency {
+	if r.ServerAck == nil {
+		return Latency{}
+	}
+	return *r.ServerAck
 }

@@ -90,18 +90,21 @@ func (s *stats) errorf(format string, args ...any) {
 
 // Result is a run's outcome, printed as a table or, with -json, as JSON.
 type Result struct {
-	Mode        string           `json:"mode"`
-	WSTargets   []string         `json:"ws_targets,omitempty"`   // -ws, in order; none in http mode
-	HTTPTargets []string         `json:"http_targets,omitempty"` // -http, in order
-	Duration    float64          `json:"duration_s"`
-	Conns       int64            `json:"connections"`
-	Logins      int64            `json:"logins"`
-	LoginRate   float64          `json:"logins_per_s,omitempty"`
-	Acks        int64            `json:"acks"`
-	AckRate     float64          `json:"acks_per_s"`
-	Deliveries  int64            `json:"deliveries"`
-	DelivRate   float64          `json:"deliveries_per_s"`
-	Ack         Latency          `json:"ack_latency"`
+	Mode        string   `json:"mode"`
+	WSTargets   []string `json:"ws_targets,omitempty"`   // -ws, in order; none in http mode
+	HTTPTargets []string `json:"http_targets,omitempty"` // -http, in order
+	Duration    float64  `json:"duration_s"`
+	Conns       int64    `json:"connections"`
+	Logins      int64    `json:"logins"`
+	LoginRate   float64  `json:"logins_per_s,omitempty"`
+	Acks        int64    `json:"acks"`
+	AckRate     float64  `json:"acks_per_s"`
+	Deliveries  int64    `json:"deliveries"`
+	DelivRate   float64  `json:"deliveries_per_s"`
+	Ack         Latency  `json:"ack_latency"`
+	// ServerAck is the gateways' own receive → ack-written latency over
+	// the measured window (their imgate_ack_latency_seconds histogram).
+	ServerAck   *Latency         `json:"server_ack_latency,omitempty"`
 	Delivery    Latency          `json:"delivery_latency"`
 	HTTPRate    float64          `json:"http_per_s,omitempty"`
 	Pulled      int64            `json:"pulled_messages,omitempty"`
@@ -227,6 +230,9 @@ func (r Result) print(w io.Writer, asJSON bool) {
 	if r.Acks > 0 {
 		fmt.Fprintf(w, "  acks            %d (%.0f/s, %d offline)\n", r.Acks, r.AckRate, r.OfflineAcks)
 		fmt.Fprintf(w, "  ack latency     p50 %v  p99 %v  p99.9 %v  max %v\n", r.Ack.P50, r.Ack.P99, r.Ack.P999, r.Ack.Max)
+		if s := r.ServerAck; s != nil {
+			fmt.Fprintf(w, "  server ack lat. p50 %v  p99 %v  p99.9 %v  (gateway: receive → ack written)\n", s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond), s.P999.Round(time.Microsecond))
+		}
 	}
 	if r.Deliveries > 0 {
 		fmt.Fprintf(w, "  deliveries      %d (%.0f/s)\n", r.Deliveries, r.DelivRate)

@@ -290,7 +290,7 @@ func (c *conn) flushFirst(gc gnet.Conn) {
 	c.out.mu.Unlock()
 	if pending {
 		f := c.lf
-		f.frames, f.sizes, f.trk = c.flush(gc, f.frames, f.sizes, f.trk)
+		c.flush(gc, &f.scratch)
 	}
 }
 

@@ -83,6 +83,12 @@ type Options struct {
 	// MaxInflight caps the unacknowledged pushes of an acknowledging
 	// connection (PROTOCOL §7.2); zero means DefaultMaxInflight.
 	MaxInflight int
+	// ReplyLatency, if set, observes in seconds the time from a request's
+	// arrival to its reply handed to the socket, for the requests whose
+	// replies the router sends with SendReply (chat acks, PROTOCOL §4.1).
+	// It runs on the event loop and must not block: a Prometheus
+	// histogram fits.
+	ReplyLatency interface{ Observe(seconds float64) }
 	// Now is the clock of the liveness rules (PROTOCOL §2: ping after
 	// PingInterval of silence, close after IdleTimeout); nil means
 	// time.Now. Tests inject their own. The handshake timeout, the close

@@ -73,6 +73,9 @@ type outq struct {
 	frames  [][]byte
 	trk     []frameTracker // followers of some of the frames
 	closing []byte         // CLOSE frame to write after frames, once set
+	// stamps are the arrival times (router.Nanotime) of the requests
+	// some of the frames answer: measured when those are written.
+	stamps []int64
 }
 
 // frameTracker is the follower of frames[i].
@@ -98,7 +101,10 @@ func acquireOutq() *outq { return outqPool.Get().(*outq) }
 func releaseOutq(q *outq) {
 	clear(q.frames)
 	clear(q.trk)
-	q.frames, q.trk, q.closing = q.frames[:0], q.trk[:0], nil
+	q.frames, q.trk, q.closing, q.stamps = q.frames[:0], q.trk[:0], nil, q.stamps[:0]
+	if cap(q.stamps) > maxKeptQueue {
+		q.stamps = nil
+	}
 	if cap(q.frames) > maxKeptQueue {
 		q.frames = nil
 	}
@@ -110,10 +116,14 @@ func releaseOutq(q *outq) {
 
 // Send implements router.Session: it queues frame and reports false if the
 // connection is closing or over its cap. Safe for concurrent use.
-func (c *conn) Send(frame []byte) bool { return c.send(frame, nil) }
+func (c *conn) Send(frame []byte) bool { return c.send(frame, nil, 0) }
 
 // SendTracked implements router.Session.
-func (c *conn) SendTracked(frame []byte, t *router.Tracker) bool { return c.send(frame, t) }
+func (c *conn) SendTracked(frame []byte, t *router.Tracker) bool { return c.send(frame, t, 0) }
+
+// SendReply implements router.Session: the reply's latency since received
+// goes to Options.ReplyLatency once the reply is handed to the socket.
+func (c *conn) SendReply(frame []byte, received int64) bool { return c.send(frame, nil, received) }
 
 // Room implements router.Session: the cap less what waits or is buffered.
 func (c *conn) Room() int {
@@ -125,8 +135,9 @@ func (c *conn) Room() int {
 }
 
 // send queues frame; a non-nil t takes a reference that the flush (once
-// sent, or dropped) or a discard gives back.
-func (c *conn) send(frame []byte, t *router.Tracker) bool {
+// sent, or dropped) or a discard gives back; a non-zero received is the
+// arrival of the request frame answers (SendReply).
+func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
 	o := &c.out
 	o.mu.Lock()
 	if o.mu.dead || o.mu.closing {
@@ -155,6 +166,9 @@ func (c *conn) send(frame []byte, t *router.Tracker) bool {
 	if t != nil {
 		t.Acquire()
 		q.trk = append(q.trk, frameTracker{len(q.frames), t})
+	}
+	if received != 0 && c.e.opts.ReplyLatency != nil {
+		q.stamps = append(q.stamps, received)
 	}
 	q.frames = append(q.frames, frame)
 	o.mu.bytes += len(frame)
@@ -227,15 +241,20 @@ func (c *conn) write(gc gnet.Conn, b []byte) bool {
 // flush runs on the loop: it writes every queued frame in one writev and,
 // if a CLOSE was queued, the CLOSE after them. frames, sizes and trk are
 // the loop's reusable slices; flush returns them for the next one.
-func (c *conn) flush(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTracker) ([][]byte, []int, []frameTracker) {
-	frames, sizes, trk = frames[:0], sizes[:0], trk[:0]
+func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
+	frames, sizes, trk, stamps := s.frames[:0], s.sizes[:0], s.trk[:0], s.stamps[:0]
+	defer func() {
+		clear(frames)
+		clear(trk)
+		s.frames, s.sizes, s.trk, s.stamps = frames[:0], sizes[:0], trk[:0], stamps[:0]
+	}()
 	o := &c.out
 	o.mu.Lock()
 	q := o.mu.q
 	if q == nil {
 		o.mu.dirty = false
 		o.mu.Unlock()
-		return frames, sizes, trk // discarded meanwhile
+		return // discarded meanwhile
 	}
 	if c.phaseIs(phaseLogin) && c.pend != nil {
 		// A push cannot reach a connection still logging in, but a
@@ -248,11 +267,12 @@ func (c *conn) flush(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTrac
 		trk = append(trk, ft)
 	}
 	frames = append(frames, q.frames...)
+	stamps = append(stamps, q.stamps...)
 	closing := q.closing
 	queued := o.mu.bytes
 	clear(q.frames)
 	clear(q.trk)
-	q.frames, q.trk, q.closing = q.frames[:0], q.trk[:0], nil
+	q.frames, q.trk, q.closing, q.stamps = q.frames[:0], q.trk[:0], nil, q.stamps[:0]
 	o.mu.bytes = 0
 	o.mu.dirty = false
 	o.mu.Unlock()
@@ -291,14 +311,25 @@ func (c *conn) flush(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTrac
 			ft.t.Done(false)
 		}
 	}
+	if len(stamps) > 0 && sent == len(frames) {
+		now := router.Nanotime()
+		for _, t0 := range stamps {
+			c.e.opts.ReplyLatency.Observe(float64(now-t0) / 1e9)
+		}
+	}
 	if !c.closed.Load() {
 		// Just written: the client cannot have acknowledged it yet, so
 		// the watch, not this flush, asks the kernel (conn.confirm).
 		c.observe(gc)
 	}
-	clear(frames)
-	clear(trk)
-	return frames[:0], sizes[:0], trk[:0]
+}
+
+// flushScratch is a loop's reusable slices for conn.flush.
+type flushScratch struct {
+	frames [][]byte
+	sizes  []int
+	trk    []frameTracker
+	stamps []int64
 }
 
 // writeFrames hands frames to gnet, at most maxIovecs per writev (past
@@ -575,9 +606,7 @@ type loopFlusher struct {
 	}
 	// Owned by the loop: reused by every flush.
 	running []*conn
-	frames  [][]byte
-	sizes   []int
-	trk     []frameTracker
+	scratch flushScratch
 	watched []*conn
 }
 
@@ -642,7 +671,7 @@ func (f *loopFlusher) Run(context.Context) error {
 		f.mu.dirty = f.running[:0]
 		f.mu.Unlock()
 		for _, c := range dirty {
-			f.frames, f.sizes, f.trk = c.flush(c.gc, f.frames, f.sizes, f.trk)
+			c.flush(c.gc, &f.scratch)
 		}
 		clear(dirty)
 		if cap(dirty) > maxKeptDirty {

@@ -104,7 +104,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		var outcome []bool
 		tr := router.NewTracker(func(written bool) { outcome = append(outcome, written) })
 		for _, f := range []string{"a", "b", "c"} {
-			if !c.send([]byte(f), tr) {
+			if !c.send([]byte(f), tr, 0) {
 				t.Fatal("send refused")
 			}
 		}
@@ -129,7 +129,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		tr := router.NewTracker(func(written bool) { outcome = append(outcome, written) })
 		const n = 2*maxIovecs + 5
 		for i := 0; i < n; i++ {
-			if !c.send([]byte{'x'}, tr) {
+			if !c.send([]byte{'x'}, tr, 0) {
 				t.Fatal("send refused")
 			}
 		}
@@ -148,7 +148,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 				lost++
 			}
 		})
-		c.send([]byte("a"), tr)
+		c.send([]byte("a"), tr, 0)
 		tr.Release()
 		c.closed.Store(true)
 		c.discard() // what OnClose does
@@ -156,7 +156,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		if lost != 1 || len(gc.written) != 0 {
 			t.Fatalf("lost=%d written=%q", lost, gc.written)
 		}
-		if c.send([]byte("b"), nil) {
+		if c.send([]byte("b"), nil, 0) {
 			t.Fatal("a dead connection accepted a frame")
 		}
 	})
@@ -169,8 +169,8 @@ func TestOutboxTracksDelivery(t *testing.T) {
 				lost++
 			}
 		})
-		c.send([]byte("abc"), tr)
-		if c.send([]byte("defgef"), tr) {
+		c.send([]byte("abc"), tr, 0)
+		if c.send([]byte("defgef"), tr, 0) {
 			t.Fatal("frame over twice the cap accepted")
 		}
 		tr.Release()
@@ -192,7 +192,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 		gc.buffered = 9 // what earlier writes left unsent: over the cap
 		var written []bool
 		tr := router.NewTracker(func(w bool) { written = append(written, w) })
-		if !c.send([]byte("abcd"), tr) {
+		if !c.send([]byte("abcd"), tr, 0) {
 			t.Fatal("send refused")
 		}
 		tr.Release()
@@ -213,7 +213,7 @@ func TestOutboxTracksDelivery(t *testing.T) {
 func TestSection2_CapLetsOneFrameThrough(t *testing.T) {
 	c, gc, loop := newTestConn()
 	c.e.opts.MaxPending = 8
-	if !c.send([]byte("0123456789"), nil) {
+	if !c.send([]byte("0123456789"), nil, 0) {
 		t.Fatal("a first frame over the cap refused")
 	}
 	loop.run()
@@ -221,7 +221,7 @@ func TestSection2_CapLetsOneFrameThrough(t *testing.T) {
 		t.Fatalf("wrote %q, closing %v", gc.written, c.phaseIs(phaseClosing))
 	}
 	gc.buffered = 6 // under the cap: the client reads
-	c.send([]byte("abcd"), nil)
+	c.send([]byte("abcd"), nil, 0)
 	loop.run()
 	if len(gc.written) != 2 || c.phaseIs(phaseClosing) {
 		t.Fatalf("wrote %q, closing %v", gc.written, c.phaseIs(phaseClosing))
@@ -238,8 +238,8 @@ func TestSection4_3_BufferedIsNotWritten(t *testing.T) {
 		return router.NewTracker(func(w bool) { outcome[name] = append(outcome[name], w) })
 	}
 	a, b := follow("a"), follow("b")
-	c.send([]byte("aaaa"), a)
-	c.send([]byte("bbbb"), b)
+	c.send([]byte("aaaa"), a, 0)
+	c.send([]byte("bbbb"), b, 0)
 	a.Release()
 	b.Release()
 	gc.buffered = 6 // the socket took "aa"; gnet holds "aabbbb"
@@ -278,7 +278,7 @@ func TestLoopFlusherBatches(t *testing.T) {
 	}
 	for _, m := range []string{"m1", "m2", "m3"} {
 		for _, c := range conns {
-			c.send([]byte(m), nil)
+			c.send([]byte(m), nil, 0)
 		}
 	}
 	if len(loop.tasks) != 1 {
@@ -286,7 +286,7 @@ func TestLoopFlusherBatches(t *testing.T) {
 	}
 	// A frame queued while the task runs (by a send from the loop, here
 	// from a Writev) joins the same task.
-	late := &lateConn{scheduleConn: gcs[1], then: func() { conns[2].send([]byte("late"), nil) }}
+	late := &lateConn{scheduleConn: gcs[1], then: func() { conns[2].send([]byte("late"), nil, 0) }}
 	conns[1].gc = late
 	if n := loop.run(); n != 1 {
 		t.Fatalf("%d tasks ran, want 1", n)
@@ -334,7 +334,7 @@ func fmtFrames(bs [][]byte) string {
 // back after a sweep interval without a send.
 func TestOutboxTrim(t *testing.T) {
 	c, gc, loop := newTestConn()
-	c.send([]byte("a"), nil)
+	c.send([]byte("a"), nil, 0)
 	c.trim() // dirty: kept
 	loop.run()
 	if c.out.mu.q == nil {
@@ -348,7 +348,7 @@ func TestOutboxTrim(t *testing.T) {
 	if c.out.mu.q != nil {
 		t.Fatal("queue of an idle connection kept")
 	}
-	c.send([]byte("b"), nil)
+	c.send([]byte("b"), nil, 0)
 	loop.run()
 	if got := fmtFrames(gc.written); got != "[a b]" {
 		t.Fatalf("wrote %s", got)
@@ -365,11 +365,11 @@ func TestLoopFlusherYields(t *testing.T) {
 	var again func()
 	again = func() {
 		n++
-		c.send([]byte("x"), nil) // from "the loop", while flushing
+		c.send([]byte("x"), nil, 0) // from "the loop", while flushing
 		c.gc.(*lateConn).then = again
 	}
 	c.gc.(*lateConn).then = again
-	c.send([]byte("x"), nil)
+	c.send([]byte("x"), nil, 0)
 	_ = loop.tasks[0].Run(context.Background())
 	loop.tasks = loop.tasks[1:]
 	if len(loop.tasks) != 1 {

@@ -93,7 +93,7 @@ func (r *registry) deliver(uid uint64, frame []byte, skip router.Session, t *rou
 	defer sh.mu.RUnlock()
 	n := 0
 	for _, c := range sh.m[uid] {
-		if router.Session(c) != skip && c.send(frame, t) {
+		if router.Session(c) != skip && c.send(frame, t, 0) {
 			n++
 		}
 	}

@@ -116,6 +116,7 @@ func (s *pushSession) SendTracked(f []byte, t *Tracker) bool {
 func (s *pushSession) Close(uint16, string)                               {}
 func (s *pushSession) Room() int                                          { return 4 << 20 }
 func (s *pushSession) State() *ConnState                                  { return &s.st }
+func (s *pushSession) SendReply(f []byte, _ int64) bool                   { return s.Send(f) }
 func (s *pushSession) SetAcking()                                         {}
 func (s *pushSession) Acking() bool                                       { return false }
 func (s *pushSession) AckLocal(string, bool, uint64) (uint64, bool, bool) { return 0, false, false }

@@ -30,6 +30,7 @@ func (s *holdSession) SendTracked(f []byte, t *Tracker) bool {
 func (s *holdSession) Close(uint16, string)                               {}
 func (s *holdSession) Room() int                                          { return 4 << 20 }
 func (s *holdSession) State() *ConnState                                  { return &s.st }
+func (s *holdSession) SendReply(f []byte, _ int64) bool                   { return s.Send(f) }
 func (s *holdSession) SetAcking()                                         {}
 func (s *holdSession) Acking() bool                                       { return false }
 func (s *holdSession) AckLocal(string, bool, uint64) (uint64, bool, bool) { return 0, false, false }

@@ -41,6 +41,7 @@ func (s *fakeSession) SendTracked(frame []byte, t *Tracker) bool {
 }
 
 func (s *fakeSession) Room() int                                          { return 4 << 20 }
+func (s *fakeSession) SendReply(f []byte, _ int64) bool                   { return s.Send(f) }
 func (s *fakeSession) SetAcking()                                         {}
 func (s *fakeSession) Acking() bool                                       { return false }
 func (s *fakeSession) AckLocal(string, bool, uint64) (uint64, bool, bool) { return 0, false, false }

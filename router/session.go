@@ -1,6 +1,9 @@
 package router
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Identity is the user a connection acts as, fixed at login for the
 // connection's whole life (PROTOCOL §2).
@@ -25,6 +28,10 @@ type Session interface {
 	// SendTracked is Send for a frame whose delivery t follows: t learns
 	// whether the frame's bytes left the process for the socket.
 	SendTracked(frame []byte, t *Tracker) bool
+	// SendReply is Send for the reply to a request received at received
+	// (Nanotime): the connection measures the request's latency when it
+	// writes the reply (the ack latency of a chat, receive to written).
+	SendReply(frame []byte, received int64) bool
 	// Close sends a CLOSE frame with status code and reason (at most 123
 	// bytes) after everything already queued, then ends the connection.
 	Close(code uint16, reason string)
@@ -173,3 +180,11 @@ func (t *Tracker) release() {
 		t.owner.Followed(t, t.written.Load())
 	}
 }
+
+// epoch is the origin of Nanotime.
+var epoch = time.Now()
+
+// Nanotime is a monotonic clock in nanoseconds, for latencies measured
+// across goroutines (a request's receipt and its reply's write). Its
+// origin is arbitrary: only differences mean anything.
+func Nanotime() int64 { return int64(time.Since(epoch)) }

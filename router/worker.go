@@ -61,12 +61,13 @@ type ConnState struct {
 
 // entry is one request: its payload until it runs, then its reply.
 type entry struct {
-	cmd     codec.Cmd
-	payload []byte
-	out     []byte   // reply frames
-	trk     *Tracker // follows out to the socket, if set
-	ready   bool     // out is final: the entry may leave
-	parks   bool     // once it left, the queue waits for unpark
+	cmd      codec.Cmd
+	received int64 // Nanotime at arrival, for a chat: its ack's latency
+	payload  []byte
+	out      []byte   // reply frames
+	trk      *Tracker // follows out to the socket, if set
+	ready    bool     // out is final: the entry may leave
+	parks    bool     // once it left, the queue waits for unpark
 	// After out: close the connection (closeCode != 0), or every
 	// connection of the user (closeAll).
 	closeCode   uint16
@@ -188,6 +189,9 @@ func (r *Router) enqueue(s Session, cmd codec.Cmd, payload []byte, req *codec.Re
 		return ClosePolicy, "too many requests unanswered"
 	}
 	e := newEntry(cmd)
+	if cmd == codec.CmdChat {
+		e.received = Nanotime()
+	}
 	st.q = append(st.q, e)
 	n := int64(len(payload))
 	over := st.bytes+len(payload) > maxConnQueueBytes
@@ -393,6 +397,8 @@ func (r *Router) emit(s Session, e *entry) {
 		if e.trk != nil {
 			s.SendTracked(e.out, e.trk)
 			e.trk.Release()
+		} else if e.received != 0 {
+			s.SendReply(e.out, e.received)
 		} else {
 			s.Send(e.out)
 		}
