@@ -57,6 +57,9 @@ type tx struct {
 	// writes, the journal included once sealed.
 	jr   *pending
 	pend []*pending
+	// recent is the batch's changes to the recency orders (seal), applied
+	// once it is committed.
+	recent []recencyChange
 }
 
 // journal returns the batch's journal record, starting it.
@@ -300,6 +303,7 @@ func (db *DB) commitLoop() {
 				db.cstats.ops.Add(uint64(len(ops)))
 				db.cstats.batches.Add(1)
 			}
+			db.applyRecency(t.recent)
 			db.track(t.pend, db.now().UnixNano())
 			if expireIn == 0 && len(db.live) > 0 {
 				// The first records to follow since the committer last
@@ -309,6 +313,10 @@ func (db *DB) commitLoop() {
 		}
 		clear(t.pend)
 		t.pend = t.pend[:0]
+		t.recent = t.recent[:0]
+		if cap(t.recent) > maxGroup {
+			t.recent = nil
+		}
 		clear(db.batchMembers) // the versions say it from now on (doneFn)
 		lz.reset()
 		for i, q := range ops {

@@ -8,19 +8,22 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Contacts (PROTOCOL §1.3, §4.6). Besides c|owner|peer, three structures keep
+// Contacts (PROTOCOL §1.3, §4.6). Besides c|owner|peer, two records keep
 // every count a chat list shows cheap to read:
 //
-//	r|owner(8B)|lastContact(8B)|peer(8B) -> empty: contacts by recency
 //	n|owner(8B)                          -> contacts(uvarint) pending(uvarint)
 //	                                        [waiting(uvarint) assigned(uvarint ms)]
 //	l|visitor(8B)                        -> uid(8B) of the agent or consultant last talked to
-//	o|owner(8B)|lastMessage(8B)|peer(8B) -> empty: conversations with a message, by their newest (PROTOCOL §7.4)
 //
-// All three are maintained by the committer together with c|, in the same
-// batch, so they never disagree with the contact records. c|, r| and n|
-// are written when the batch is sealed, once per record however many
-// messages of the batch changed it.
+// Both are maintained by the committer together with c|, in the same
+// batch, so they never disagree with the contact records. c| and n| are
+// written when the batch is sealed, once per record however many messages
+// of the batch changed it. The orders by last contact and by last message
+// are in memory, derived from c| (recency.go); earlier versions kept them
+// on disk, under prefixRecent and prefixConvs:
+//
+//	r|owner(8B)|lastContact(8B)|peer(8B) -> empty (no longer written)
+//	o|owner(8B)|lastMessage(8B)|peer(8B) -> empty (no longer written)
 const (
 	prefixRecent  = "r|"
 	prefixCounts  = "n|"
@@ -28,6 +31,8 @@ const (
 	prefixConvs   = "o|"
 )
 
+// keyConv is an o| key of older versions (recency.go replaced the r| and
+// o| indexes; migration recency-memory-v1 deletes them).
 func keyConv(owner uint64, t int64, peer uint64) []byte {
 	k := make([]byte, 0, 2+24)
 	k = append(k, prefixConvs...)
@@ -45,47 +50,7 @@ func (db *DB) Conversations(owner uint64, before int64, fn func(Contact) bool) e
 		return ErrClosed
 	}
 	defer db.leave()
-	upper := keyConv(owner+1, 0, 0)[:2+8]
-	if before > 0 {
-		upper = keyConv(owner, before, 0)
-	}
-	return db.walkIndex(owner, keyConv(owner, 0, 0)[:2+8], upper, fn)
-}
-
-// walkIndex calls fn with owner's contact records named by the index keys
-// prefix|owner|time|peer in [lower, upper), newest first, until fn returns
-// false; a key whose record is gone is skipped.
-func (db *DB) walkIndex(owner uint64, lower, upper []byte, fn func(Contact) bool) error {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.Last(); ok; ok = it.Prev() {
-		k := it.Key()
-		if len(k) != 2+24 {
-			return errCorrupt
-		}
-		c, err := db.Contact(owner, binary.BigEndian.Uint64(k[18:]))
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if !fn(c) {
-			break
-		}
-	}
-	return it.Error()
-}
-
-func keyRecent(owner uint64, t int64, peer uint64) []byte {
-	k := make([]byte, 0, 2+24)
-	k = append(k, prefixRecent...)
-	k = binary.BigEndian.AppendUint64(k, owner)
-	k = binary.BigEndian.AppendUint64(k, uint64(t))
-	return binary.BigEndian.AppendUint64(k, peer)
+	return db.walkRecency(owner, true, before, fn)
 }
 
 func keyCounts(owner uint64) []byte {
@@ -142,7 +107,7 @@ func encodeCounts(n ContactCounts) []byte {
 
 // putContact writes owner's record of c.Peer, given what it was before
 // (found=false: not a contact yet) and owner's counts n as read in this
-// batch, and keeps r| and n| in step. It only writes: callers read first.
+// batch, and keeps n| in step. It only writes: callers read first.
 func (t *tx) putContact(owner uint64, n ContactCounts, old Contact, found bool, c Contact) {
 	before := n
 	if !found {
@@ -171,26 +136,18 @@ func (t *tx) putContact(owner uint64, n ContactCounts, old Contact, found bool, 
 }
 
 // seal writes every contact record and counter the batch changed, once
-// each, and moves the recency keys of contacts whose last contact moved.
+// each, and notes the contacts whose times moved for the recency orders
+// (applied once the batch is committed: recency.go).
 // It runs after the batch's last operation, before the commit.
 func (t *tx) seal() {
+	t.recent = t.recent[:0]
 	for k, d := range t.db.dirty {
 		owner, peer := binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:])
 		c := t.db.contacts[k].c
 		t.set(keyContact(owner, peer), encodeContact(&c))
-		if !d.found || d.last != c.LastContact {
-			if d.found {
-				t.del(keyRecent(owner, d.last, peer))
-			}
-			t.set(keyRecent(owner, c.LastContact, peer), nil)
-		}
-		if d.lastMsg != c.LastMessage {
-			if d.found && d.lastMsg != 0 {
-				t.del(keyConv(owner, d.lastMsg, peer))
-			}
-			if c.LastMessage != 0 {
-				t.set(keyConv(owner, c.LastMessage, peer), nil)
-			}
+		if !d.found || d.last != c.LastContact || d.lastMsg != c.LastMessage {
+			// The orders follow once the batch is committed (recency.go).
+			t.recent = append(t.recent, recencyChange{owner, peer, recencyTimes{c.LastContact, c.LastMessage}})
 		}
 	}
 	for owner := range t.db.dirtyCounts {
@@ -439,19 +396,7 @@ func (db *DB) RecentCount(owner uint64, since int64) (int, error) {
 		return 0, ErrClosed
 	}
 	defer db.leave()
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: keyRecent(owner, since, 0),
-		UpperBound: keyRecent(owner+1, 0, 0)[:2+8],
-	})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		n++
-	}
-	return n, it.Error()
+	return db.recentCount(owner, since)
 }
 
 // Contacts calls fn with owner's contacts, most recent first, until fn
@@ -461,7 +406,7 @@ func (db *DB) Contacts(owner uint64, fn func(Contact) bool) error {
 		return ErrClosed
 	}
 	defer db.leave()
-	return db.walkIndex(owner, keyRecent(owner, 0, 0)[:2+8], keyRecent(owner+1, 0, 0)[:2+8], fn)
+	return db.walkRecency(owner, false, 0, fn)
 }
 
 // LastPartner returns the agent or consultant visitor last talked to, or 0.

@@ -48,6 +48,7 @@ type DB struct {
 	_       noCopy
 	pdb     *pebble.DB
 	log     *slog.Logger
+	recent  recencyCache // owners' contacts in recency order (recency.go)
 	seed    maphash.Seed
 	stripes [lockStripes]sync.Mutex
 	nextUID atomic.Uint64

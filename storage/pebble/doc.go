@@ -34,8 +34,11 @@
 //	V|<name>                           -> empty: the named migration is done (migrate.go)
 //	e|                                 -> the store's epoch, 32 hex (PROTOCOL §7.7; db.go)
 //
-// Groups (I| M| m| g| Q|) are in group.go; contacts' indexes (r| n| l| o|)
-// in contact.go.
+// Groups (I| M| m| g| Q|) are in group.go; contacts' records (n| l|) in
+// contact.go. The orders of contacts by last contact and of conversations
+// by last message are not on disk: they are built in memory from an
+// owner's c| records when first asked for and kept by the committer
+// (recency.go).
 //
 // # Cursors (PROTOCOL §7)
 //
@@ -45,8 +48,8 @@
 // A group member's is G|uid|gid; its unread count is computed when asked
 // (GroupUnread), from the group's newest messages back to the cursor. Each
 // contact record carries its conversation's last message time and seq, and
-// o|owner|time|peer lists the conversations with a message by it, so a
-// page of recent conversations (§7.4) reads only what it returns. Receipt
+// the owner's order of conversations by it (recency.go) makes a page of
+// recent conversations (§7.4) read only the records it returns. Receipt
 // acks (§7.2) remove the offline entries they cover (ack.go); most find
 // none, which a hint of conversations known to have an empty queue answers
 // without touching the disk. Pushes in flight to an acknowledging
@@ -148,6 +151,11 @@
 //   - e| is new: a store without it gets a fresh epoch at its first open
 //     by this version (clients holding seqs from before simply see a new
 //     epoch once and sync from scratch).
+//   - r| and o| (contacts by last contact, conversations by last
+//     message) are no longer written or read: the orders are derived in
+//     memory from c| (recency.go). At the first open, migration
+//     recency-memory-v1 deletes both keyspaces; an older version opening
+//     the directory afterwards would list no contacts.
 //   - x|conv|createTime|seq, a time index of h|, is no longer written or
 //     read (time windows search h| instead). Keys left by older versions
 //     are inert; nothing reads the x| keyspace.

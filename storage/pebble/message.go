@@ -278,10 +278,10 @@ func (t *tx) writeContact(owner uint64, c *Contact) {
 }
 
 // dirtyContact is what a contact changed by the current batch was on disk
-// before it: seal moves its recency key from there.
+// before it: seal reports a change of its times to the recency orders.
 type dirtyContact struct {
-	last    int64 // LastContact: the r| key
-	lastMsg int64 // LastMessage: the o| key
+	last    int64 // LastContact: its place in the order by last contact
+	lastMsg int64 // LastMessage: its place in the order by last message
 	found   bool
 }
 

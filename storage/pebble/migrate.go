@@ -22,6 +22,7 @@ var migrations = []struct {
 	{"contacts-v2", (*DB).migrateContactsV2},
 	{"waiting-v1", (*DB).migrateWaiting},
 	{"recent-v1", (*DB).migrateRecent},
+	{"recency-memory-v1", (*DB).migrateRecencyMemory},
 }
 
 func (db *DB) migrate() error {
@@ -202,8 +203,8 @@ func (db *DB) convEmpty(conv convKey) (bool, error) {
 
 // migrateRecent gives contact records without a last message (all records
 // of earlier versions) the time and seq of their conversation's newest
-// message, and writes the o| index of conversations by it (PROTOCOL §7.4).
-// One seek per contact.
+// message, which orders conversations (PROTOCOL §7.4). One seek per
+// contact.
 func (db *DB) migrateRecent() (int, error) {
 	return db.rewriteContacts(func(b *pebble.Batch, owner uint64, _ []byte, c *Contact) (bool, error) {
 		if c.LastMessage != 0 {
@@ -219,7 +220,22 @@ func (db *DB) migrateRecent() (int, error) {
 			return false, err
 		}
 		c.LastMessage, c.LastSeq = at, last
-		_ = b.Set(keyConv(owner, at, c.Peer), nil, nil)
 		return true, nil
 	})
+}
+
+// migrateRecencyMemory deletes the r| and o| indexes of earlier versions:
+// the recency orders are now derived in memory from the c| records
+// (recency.go), and the keys would only cost compactions.
+func (db *DB) migrateRecencyMemory() (int, error) {
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	for _, p := range []string{prefixRecent, prefixConvs} {
+		upper := []byte(p)
+		upper[len(upper)-1]++
+		if err := b.DeleteRange([]byte(p), upper, nil); err != nil {
+			return 0, err
+		}
+	}
+	return 0, b.Commit(pebble.NoSync)
 }

@@ -1,0 +1,320 @@
+package pebble
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/google/btree"
+)
+
+// Recency orders (PROTOCOL §1.3, §4.6, §7.4): an owner's contacts by last
+// contact (Contacts, RecentCount) and its conversations with a message by
+// their last message (Conversations). They are kept in memory, derived
+// from the c| records, which hold both times: an owner's orders are built
+// by one scan of c|owner| the first time they are asked for, and kept up
+// to date from then on by the committer after each commit. Nothing about
+// them is on disk, so a message writes its history, idempotency and two
+// contact records, and no index key: an index on disk (r| and o|, before)
+// cost every message a delete and a set per side and order, 8 of its 12
+// keys at a steady rate, which every flush and compaction then carried.
+//
+// Consistency: the committer applies a batch's changes only once the
+// batch is committed (visible), so a reader never sees an order ahead of
+// the records. An owner being loaded records the changes committed
+// meanwhile and replays them over its scan, which started after the owner
+// was registered: every commit the scan missed is among them, in order,
+// and each change sets a peer's times outright, so replaying one the scan
+// already saw is harmless.
+//
+// Memory: the orders of all loaded owners together hold at most
+// maxRecencyEntries contacts (about recencyEntryBytes each); past it,
+// owners are dropped (arbitrary ones: map order) and loaded again when
+// next asked for. An owner with more contacts than that alone is scanned
+// for each request and not kept.
+
+const (
+	// recencyEntryBytes is what a contact costs the orders: an item in
+	// each tree and its map entry, rounded up.
+	recencyEntryBytes = 96
+	// maxRecencyEntries bounds the contacts held, ~24 MiB.
+	maxRecencyEntries = 256 << 10
+	// recencyDegree is the B-trees' degree.
+	recencyDegree = 16
+	// recencyChunk is how many peers a walk copies out per lock.
+	recencyChunk = 64
+)
+
+// recencyItem is one contact in an order: the order's time, then peer.
+type recencyItem struct {
+	t    int64
+	peer uint64
+}
+
+func recencyLess(a, b recencyItem) bool {
+	return a.t < b.t || (a.t == b.t && a.peer < b.peer)
+}
+
+// recencyTimes are a contact's two times as its orders hold them.
+type recencyTimes struct{ last, lastMsg int64 }
+
+// recencyChange is a committed change of a contact's times.
+type recencyChange struct {
+	owner, peer uint64
+	recencyTimes
+}
+
+// ownerRecency is one owner's two orders.
+type ownerRecency struct {
+	mu      sync.Mutex
+	loaded  chan struct{} // closed when the scan is done (err says how)
+	err     error
+	loading bool
+	pending []recencyChange // committed while loading, replayed after
+	byLast  *btree.BTreeG[recencyItem]
+	byMsg   *btree.BTreeG[recencyItem] // only contacts with a message
+	at      map[uint64]recencyTimes
+}
+
+// set moves peer to times in both orders. o.mu is held.
+func (o *ownerRecency) set(peer uint64, t recencyTimes) {
+	if old, ok := o.at[peer]; ok {
+		if old == t {
+			return
+		}
+		o.byLast.Delete(recencyItem{old.last, peer})
+		if old.lastMsg != 0 {
+			o.byMsg.Delete(recencyItem{old.lastMsg, peer})
+		}
+	}
+	o.at[peer] = t
+	o.byLast.ReplaceOrInsert(recencyItem{t.last, peer})
+	if t.lastMsg != 0 {
+		o.byMsg.ReplaceOrInsert(recencyItem{t.lastMsg, peer})
+	}
+}
+
+// recencyCache holds the loaded owners.
+type recencyCache struct {
+	mu      sync.Mutex
+	owners  map[uint64]*ownerRecency
+	entries int // contacts in the loaded owners
+	limit   int // bound of entries; zero means maxRecencyEntries (tests set less)
+	// scanned, if set, runs after a load's scan, before its replay (tests).
+	scanned func(owner uint64)
+}
+
+func (rc *recencyCache) max() int {
+	if rc.limit > 0 {
+		return rc.limit
+	}
+	return maxRecencyEntries
+}
+
+func newOwnerRecency() *ownerRecency {
+	return &ownerRecency{
+		loaded:  make(chan struct{}),
+		loading: true,
+		byLast:  btree.NewG(recencyDegree, recencyLess),
+		byMsg:   btree.NewG(recencyDegree, recencyLess),
+		at:      make(map[uint64]recencyTimes),
+	}
+}
+
+// recency returns owner's orders, loading them if needed.
+func (db *DB) recency(owner uint64) (*ownerRecency, error) {
+	rc := &db.recent
+	rc.mu.Lock()
+	if rc.owners == nil {
+		rc.owners = make(map[uint64]*ownerRecency)
+	}
+	o, ok := rc.owners[owner]
+	if !ok {
+		o = newOwnerRecency()
+		rc.owners[owner] = o
+	}
+	rc.mu.Unlock()
+	if ok {
+		<-o.loaded
+		if o.err != nil {
+			return nil, o.err
+		}
+		return o, nil
+	}
+	// Registered before the scan starts: every commit from now on is
+	// recorded in o.pending (applyRecency).
+	n, err := db.scanContacts(owner, o)
+	if db.recent.scanned != nil {
+		db.recent.scanned(owner)
+	}
+	o.mu.Lock()
+	o.err = err
+	if err == nil {
+		for _, ch := range o.pending {
+			o.set(ch.peer, ch.recencyTimes)
+		}
+		n = len(o.at)
+	}
+	o.pending, o.loading = nil, false
+	o.mu.Unlock()
+	close(o.loaded)
+	rc.mu.Lock()
+	if err != nil || n > rc.max() {
+		// Failed, or too large to keep: this request uses it, the next
+		// scans again.
+		if rc.owners[owner] == o {
+			delete(rc.owners, owner)
+		}
+	} else if rc.owners[owner] == o {
+		rc.entries += n
+		for k, v := range rc.owners {
+			if rc.entries <= rc.max() {
+				break
+			}
+			if k == owner || v.loading {
+				continue
+			}
+			v.mu.Lock()
+			rc.entries -= len(v.at)
+			v.mu.Unlock()
+			delete(rc.owners, k)
+		}
+	}
+	rc.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// scanContacts fills o from owner's c| records and returns their count.
+func (db *DB) scanContacts(owner uint64, o *ownerRecency) (int, error) {
+	lower := binary.BigEndian.AppendUint64([]byte(prefixContact), owner)
+	upper := binary.BigEndian.AppendUint64([]byte(prefixContact), owner+1)
+	if owner == ^uint64(0) {
+		upper = []byte("c}")
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(prefixContact)+16 {
+			return 0, errCorrupt
+		}
+		peer := binary.BigEndian.Uint64(k[len(prefixContact)+8:])
+		c, err := decodeContact(peer, it.Value())
+		if err != nil {
+			return 0, err
+		}
+		o.mu.Lock()
+		o.set(peer, recencyTimes{c.LastContact, c.LastMessage})
+		o.mu.Unlock()
+		n++
+	}
+	return n, it.Error()
+}
+
+// applyRecency applies committed changes to the loaded owners' orders. It
+// runs on the committer, after the commit and before anyone hears of it.
+func (db *DB) applyRecency(changes []recencyChange) {
+	if len(changes) == 0 {
+		return
+	}
+	rc := &db.recent
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.owners) == 0 {
+		return
+	}
+	for _, ch := range changes {
+		o, ok := rc.owners[ch.owner]
+		if !ok {
+			continue
+		}
+		o.mu.Lock()
+		if o.loading {
+			o.pending = append(o.pending, ch)
+		} else {
+			before := len(o.at)
+			o.set(ch.peer, ch.recencyTimes)
+			rc.entries += len(o.at) - before
+		}
+		o.mu.Unlock()
+	}
+}
+
+// walkRecency calls fn with owner's contact records in the order byMsg
+// (msgs) or byLast, newest first, starting below before (0: from the
+// newest), until fn returns false. A peer whose record is gone is
+// skipped. The order is read in chunks, each under the owner's lock, and
+// the records are read outside it.
+func (db *DB) walkRecency(owner uint64, msgs bool, before int64, fn func(Contact) bool) error {
+	o, err := db.recency(owner)
+	if err != nil {
+		return err
+	}
+	var chunk [recencyChunk]recencyItem
+	// Items strictly below pivot come next; the first pivot is
+	// (before, 0) with before > 0, or above everything.
+	pivot, top := recencyItem{before, 0}, before <= 0
+	for {
+		n := 0
+		o.mu.Lock()
+		tree := o.byLast
+		if msgs {
+			tree = o.byMsg
+		}
+		visit := func(it recencyItem) bool {
+			if !top && !recencyLess(it, pivot) {
+				return true // the pivot itself: already passed
+			}
+			chunk[n] = it
+			n++
+			return n < len(chunk)
+		}
+		if top {
+			tree.Descend(visit)
+		} else {
+			tree.DescendLessOrEqual(pivot, visit)
+		}
+		o.mu.Unlock()
+		for _, it := range chunk[:n] {
+			c, err := db.Contact(owner, it.peer)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !fn(c) {
+				return nil
+			}
+		}
+		if n < len(chunk) {
+			return nil
+		}
+		pivot, top = chunk[n-1], false
+	}
+}
+
+// recentCount counts owner's contacts with a last contact at or after
+// since.
+func (db *DB) recentCount(owner uint64, since int64) (int, error) {
+	o, err := db.recency(owner)
+	if err != nil {
+		return 0, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	o.byLast.AscendGreaterOrEqual(recencyItem{since, 0}, func(recencyItem) bool {
+		n++
+		return true
+	})
+	return n, nil
+}
