@@ -144,7 +144,8 @@ func (t *tx) seal() {
 	for k, d := range t.db.dirty {
 		owner, peer := binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:])
 		c := t.db.contacts[k].c
-		t.set(keyContact(owner, peer), encodeContact(&c))
+		t.val = appendContact(t.val[:0], &c) // the batch copies it
+		t.set(keyContact(owner, peer), t.val)
 		if !d.found || d.last != c.LastContact || d.lastMsg != c.LastMessage {
 			// The orders follow once the batch is committed (recency.go).
 			t.recent = append(t.recent, recencyChange{owner, peer, recencyTimes{c.LastContact, c.LastMessage}})

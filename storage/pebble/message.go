@@ -190,8 +190,10 @@ const (
 
 // encodeContact: version(1) flags(1) lastContact(8) unread(uvarint)
 // readSeq(uvarint) lastMessage(uvarint) lastSeq(uvarint).
-func encodeContact(c *Contact) []byte {
-	b := make([]byte, 0, 32)
+func encodeContact(c *Contact) []byte { return appendContact(make([]byte, 0, 32), c) }
+
+// appendContact appends encodeContact's record to b.
+func appendContact(b []byte, c *Contact) []byte {
 	b = append(b, contactRecordV3)
 	var flags byte
 	if c.Pending {
