@@ -239,8 +239,8 @@ func (c *conn) write(gc gnet.Conn, b []byte) bool {
 }
 
 // flush runs on the loop: it writes every queued frame in one writev and,
-// if a CLOSE was queued, the CLOSE after them. frames, sizes and trk are
-// the loop's reusable slices; flush returns them for the next one.
+// if a CLOSE was queued, the CLOSE after them, and observes the latency
+// of the replies among them (SendReply). s is the loop's reusable scratch.
 func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
 	frames, sizes, trk, stamps := s.frames[:0], s.sizes[:0], s.trk[:0], s.stamps[:0]
 	defer func() {
