@@ -119,3 +119,47 @@ func TestSection4_2_ConcurrentAppendsShareCommits(t *testing.T) {
 	}
 	t.Logf("%d appends in %d synced commits", st.Ops, st.Batches)
 }
+
+// commit.go: outcomes are told in commit order, batch after batch, and
+// Close returns only once every operation submitted before it was told.
+func TestSection4_2_OutcomesInCommitOrderBeforeClose(t *testing.T) {
+	db, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	var mu sync.Mutex
+	var seqs []uint64
+	for i := range n {
+		m := Message{ID: msgID(), From: 1, To: 2, ChatType: ChatPrivate, Content: "m", CreateTime: int64(i)}
+		if err := db.AppendPrivate(m, AppendOptions{}, func(r AppendResult) {
+			if r.Msg.Seq > n-50 {
+				// The last outcomes take a while to tell (work, not a
+				// wait): Close must still be behind them.
+				for t0 := time.Now(); time.Since(t0) < time.Millisecond; {
+				}
+			}
+			mu.Lock()
+			seqs = append(seqs, r.Msg.Seq)
+			mu.Unlock()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seqs) != n {
+		t.Fatalf("%d outcomes told before Close returned, want %d", len(seqs), n)
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("outcome %d has seq %d: out of commit order", i, s)
+		}
+	}
+	if st := db.CommitStats(); st.Batches < 2 {
+		t.Logf("only %d batches: the order across batches was not exercised", st.Batches)
+	}
+}
