@@ -296,6 +296,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	select {
 	case <-e.drained:
 	case <-ctx.Done():
+		e.log.Warn("shutdown: connections still open when the stop's time ran out", "connections", e.conns.len())
 	}
 	err := e.eng.Stop(ctx)
 	if err != nil && !strings.Contains(err.Error(), "shutdown") {
@@ -313,19 +314,31 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 const drainTimeout = 5 * time.Second
 
 // waitIdle waits until no connection has a request awaiting its answer.
+// Giving up (drainTimeout, or ctx) is logged with the connections still
+// waiting: the replies they will not get.
 func (e *Engine) waitIdle(ctx context.Context) {
-	deadline := time.Now().Add(drainTimeout)
+	start := time.Now()
+	deadline := start.Add(drainTimeout)
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for time.Now().Before(deadline) {
-		busy := false
-		e.conns.each(func(c *conn) { busy = busy || (c.ident.Load() != nil && e.r.Busy(c)) })
-		if !busy {
+	for {
+		busy := 0
+		e.conns.each(func(c *conn) {
+			if c.ident.Load() != nil && e.r.Busy(c) {
+				busy++
+			}
+		})
+		if busy == 0 {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			e.log.Warn("shutdown: requests still unanswered after the drain timeout", "connections", busy, "waited", time.Since(start).Round(time.Millisecond))
 			return
 		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			e.log.Warn("shutdown: requests still unanswered when the stop's time ran out", "connections", busy, "waited", time.Since(start).Round(time.Millisecond))
 			return
 		}
 	}
