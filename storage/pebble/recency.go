@@ -142,23 +142,7 @@ func (db *DB) recency(owner uint64) (*ownerRecency, error) {
 		}
 		return o, nil
 	}
-	// Registered before the scan starts: every commit from now on is
-	// recorded in o.pending (applyRecency).
-	n, err := db.scanContacts(owner, o)
-	if db.recent.scanned != nil {
-		db.recent.scanned(owner)
-	}
-	o.mu.Lock()
-	o.err = err
-	if err == nil {
-		for _, ch := range o.pending {
-			o.set(ch.peer, ch.recencyTimes)
-		}
-		n = len(o.at)
-	}
-	o.pending, o.loading = nil, false
-	o.mu.Unlock()
-	close(o.loaded)
+	n, err := db.loadRecency(owner, o)
 	rc.mu.Lock()
 	if err != nil || n > rc.max() {
 		// Failed, or too large to keep: this request uses it, the next
@@ -187,6 +171,50 @@ func (db *DB) recency(owner uint64) (*ownerRecency, error) {
 	}
 	return o, nil
 }
+
+// loadRecency fills o, registered in the cache as loading, and ends its
+// loading whatever happens: waiters are released even by a panic.
+func (db *DB) loadRecency(owner uint64, o *ownerRecency) (n int, err error) {
+	defer func() {
+		o.mu.Lock()
+		if err == nil && o.err != nil {
+			err = o.err
+		}
+		o.err = err
+		o.pending, o.loading = nil, false
+		o.mu.Unlock()
+		if err != nil {
+			rc := &db.recent
+			rc.mu.Lock()
+			if rc.owners[owner] == o {
+				delete(rc.owners, owner) // the next request scans again
+			}
+			rc.mu.Unlock()
+		}
+		close(o.loaded)
+	}()
+	o.err = errLoading // until the scan is done: a panic leaves it
+	// Registered before the scan starts: every commit from now on is
+	// recorded in o.pending (applyRecency).
+	n, err = db.scanContacts(owner, o)
+	if db.recent.scanned != nil {
+		db.recent.scanned(owner)
+	}
+	if err != nil {
+		return n, err
+	}
+	o.mu.Lock()
+	for _, ch := range o.pending {
+		o.set(ch.peer, ch.recencyTimes)
+	}
+	n, o.err = len(o.at), nil
+	o.mu.Unlock()
+	return n, nil
+}
+
+// errLoading is a load's error while it runs; one that ends in a panic
+// leaves it for the requests that waited.
+var errLoading = errors.New("storage: loading contacts' recency failed")
 
 // scanContacts fills o from owner's c| records and returns their count.
 func (db *DB) scanContacts(owner uint64, o *ownerRecency) (int, error) {

@@ -266,3 +266,27 @@ func TestSection7_4_RecencyChangeDuringLoad(t *testing.T) {
 		t.Fatalf("RecentCount(250) = %d, %v; want 2", n, err)
 	}
 }
+
+// A load that fails (a corrupt record) answers the error and is not kept:
+// the next request scans again.
+func TestSection7_4_RecencyFailedLoadNotKept(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	const owner = 1
+	touchSync(t, db, owner, 2, 100, TouchOptions{})
+	good, err := getCopy(db.pdb, keyContact(owner, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.pdb.Set(keyContact(owner, 3), []byte{0xff}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Contacts(owner, func(Contact) bool { return true }); err == nil {
+		t.Fatal("a corrupt contact record loaded")
+	}
+	if err := db.pdb.Set(keyContact(owner, 3), good, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if got := contactsOrder(t, db, owner); fmt.Sprint(got) != "[3 2]" {
+		t.Fatalf("after the record was repaired: %v, want [3 2]", got)
+	}
+}
