@@ -72,6 +72,9 @@ type ownerRecency struct {
 	err     error
 	loading bool
 	pending []recencyChange // committed while loading, replayed after
+	// counted is what o adds to recencyCache.entries; guarded by the
+	// cache's lock, not o.mu.
+	counted int
 	byLast  *btree.BTreeG[recencyItem]
 	byMsg   *btree.BTreeG[recencyItem] // only contacts with a message
 	at      map[uint64]recencyTimes
@@ -101,8 +104,9 @@ type recencyCache struct {
 	owners  map[uint64]*ownerRecency
 	entries int // contacts in the loaded owners
 	limit   int // bound of entries; zero means maxRecencyEntries (tests set less)
-	// scanned, if set, runs after a load's scan, before its replay (tests).
-	scanned func(owner uint64)
+	// scanned, if set, runs after a load's scan, before its replay;
+	// installing after the load, before it is counted (tests).
+	scanned, installing func(owner uint64)
 }
 
 func (rc *recencyCache) max() int {
@@ -143,26 +147,23 @@ func (db *DB) recency(owner uint64) (*ownerRecency, error) {
 		return o, nil
 	}
 	n, err := db.loadRecency(owner, o)
+	if rc.installing != nil {
+		rc.installing(owner)
+	}
 	rc.mu.Lock()
-	if err != nil || n > rc.max() {
-		// Failed, or too large to keep: this request uses it, the next
-		// scans again.
-		if rc.owners[owner] == o {
-			delete(rc.owners, owner)
-		}
-	} else if rc.owners[owner] == o {
-		rc.entries += n
-		for k, v := range rc.owners {
-			if rc.entries <= rc.max() {
-				break
-			}
-			if k == owner || v.loading {
-				continue
-			}
-			v.mu.Lock()
-			rc.entries -= len(v.at)
-			v.mu.Unlock()
-			delete(rc.owners, k)
+	if rc.owners[owner] == o {
+		if err != nil || n > rc.max() {
+			// Failed, or too large to keep: this request uses it, the
+			// next scans again.
+			rc.drop(owner, o)
+		} else {
+			// Count it as it is now (commits since the load may have
+			// grown it: applyRecency counted those already).
+			o.mu.Lock()
+			rc.entries += len(o.at) - o.counted
+			o.counted = len(o.at)
+			o.mu.Unlock()
+			rc.evict(owner)
 		}
 	}
 	rc.mu.Unlock()
@@ -172,30 +173,58 @@ func (db *DB) recency(owner uint64) (*ownerRecency, error) {
 	return o, nil
 }
 
+// drop forgets owner's orders o. rc.mu is held.
+func (rc *recencyCache) drop(owner uint64, o *ownerRecency) {
+	rc.entries -= o.counted
+	o.counted = 0
+	delete(rc.owners, owner)
+}
+
+// evict drops loaded owners other than keep until the entries are within
+// the bound (an owner larger than the bound alone may stay until the next
+// eviction that does not keep it). rc.mu is held.
+func (rc *recencyCache) evict(keep uint64) {
+	for k, v := range rc.owners {
+		if rc.entries <= rc.max() {
+			return
+		}
+		if k == keep {
+			continue
+		}
+		v.mu.Lock()
+		loading := v.loading
+		v.mu.Unlock()
+		if !loading {
+			rc.drop(k, v)
+		}
+	}
+}
+
 // loadRecency fills o, registered in the cache as loading, and ends its
 // loading whatever happens: waiters are released even by a panic.
 func (db *DB) loadRecency(owner uint64, o *ownerRecency) (n int, err error) {
 	defer func() {
 		o.mu.Lock()
-		if err == nil && o.err != nil {
-			err = o.err
+		if o.loading { // the scan failed or panicked
+			if err == nil {
+				err = errLoading
+			}
+			o.err, o.pending, o.loading = err, nil, false
 		}
-		o.err = err
-		o.pending, o.loading = nil, false
 		o.mu.Unlock()
 		if err != nil {
 			rc := &db.recent
 			rc.mu.Lock()
 			if rc.owners[owner] == o {
-				delete(rc.owners, owner) // the next request scans again
+				rc.drop(owner, o) // the next request scans again
 			}
 			rc.mu.Unlock()
 		}
 		close(o.loaded)
 	}()
-	o.err = errLoading // until the scan is done: a panic leaves it
 	// Registered before the scan starts: every commit from now on is
-	// recorded in o.pending (applyRecency).
+	// recorded in o.pending (applyRecency) until loading ends, and the
+	// replay and that end are one step under o.mu, so none falls between.
 	n, err = db.scanContacts(owner, o)
 	if db.recent.scanned != nil {
 		db.recent.scanned(owner)
@@ -207,7 +236,8 @@ func (db *DB) loadRecency(owner uint64, o *ownerRecency) (n int, err error) {
 	for _, ch := range o.pending {
 		o.set(ch.peer, ch.recencyTimes)
 	}
-	n, o.err = len(o.at), nil
+	o.pending, o.loading = nil, false
+	n = len(o.at)
 	o.mu.Unlock()
 	return n, nil
 }
@@ -268,11 +298,17 @@ func (db *DB) applyRecency(changes []recencyChange) {
 		if o.loading {
 			o.pending = append(o.pending, ch)
 		} else {
+			// Counted or not yet (a load about to install it counts
+			// the rest), the count follows the contacts.
 			before := len(o.at)
 			o.set(ch.peer, ch.recencyTimes)
 			rc.entries += len(o.at) - before
+			o.counted += len(o.at) - before
 		}
 		o.mu.Unlock()
+	}
+	if rc.entries > rc.max() {
+		rc.evict(0) // owners grew past the bound (uid 0 is nobody)
 	}
 }
 
@@ -290,6 +326,11 @@ func (db *DB) walkRecency(owner uint64, msgs bool, before int64, fn func(Contact
 	// Items strictly below pivot come next; the first pivot is
 	// (before, 0) with before > 0, or above everything.
 	pivot, top := recencyItem{before, 0}, before <= 0
+	// A contact can move between chunks; one whose time went back (a
+	// message older than an assignment) would come again below the
+	// pivot. seen, kept once a walk needs a second chunk, lists what was
+	// passed.
+	var seen map[uint64]struct{}
 	for {
 		n := 0
 		o.mu.Lock()
@@ -312,6 +353,12 @@ func (db *DB) walkRecency(owner uint64, msgs bool, before int64, fn func(Contact
 		}
 		o.mu.Unlock()
 		for _, it := range chunk[:n] {
+			if seen != nil {
+				if _, dup := seen[it.peer]; dup {
+					continue
+				}
+				seen[it.peer] = struct{}{}
+			}
 			c, err := db.Contact(owner, it.peer)
 			if errors.Is(err, ErrNotFound) {
 				continue
@@ -325,6 +372,12 @@ func (db *DB) walkRecency(owner uint64, msgs bool, before int64, fn func(Contact
 		}
 		if n < len(chunk) {
 			return nil
+		}
+		if seen == nil {
+			seen = make(map[uint64]struct{}, 2*len(chunk))
+			for _, it := range chunk[:n] {
+				seen[it.peer] = struct{}{}
+			}
 		}
 		pivot, top = chunk[n-1], false
 	}

@@ -290,3 +290,160 @@ func TestSection7_4_RecencyFailedLoadNotKept(t *testing.T) {
 		t.Fatalf("after the record was repaired: %v, want [3 2]", got)
 	}
 }
+
+// heldEntries is what the loaded owners hold against what the cache counts.
+func heldEntries(db *DB) (counted, held int) {
+	rc := &db.recent
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, o := range rc.owners {
+		o.mu.Lock()
+		held += len(o.at)
+		o.mu.Unlock()
+	}
+	return rc.entries, held
+}
+
+// A commit applied to an owner between its load and its install is
+// counted once, and given back when the owner turns out too large to keep.
+func TestSection7_4_RecencyCountedThroughInstall(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	db.recent.limit = 3
+	const owner = 1
+	for p := uint64(100); p < 104; p++ {
+		touchSync(t, db, owner, p, int64(p), TouchOptions{})
+	}
+	once := true
+	db.recent.installing = func(uint64) {
+		if once {
+			once = false
+			touchSync(t, db, owner, 99, 500, TouchOptions{}) // applied to the loaded, uncounted owner
+		}
+	}
+	if got := contactsOrder(t, db, owner); len(got) != 5 || got[0] != 99 {
+		t.Fatalf("order: %v", got)
+	}
+	if counted, held := heldEntries(db); counted != held {
+		t.Fatalf("the cache counts %d contacts, its owners hold %d", counted, held)
+	}
+}
+
+// An owner loaded but not yet counted that another owner's install evicts
+// leaves the count exact (the eviction takes back only what was counted).
+func TestSection7_4_RecencyEvictUncounted(t *testing.T) {
+	for trial := range 20 { // which owner an eviction picks is map order
+		db := openTest(t, t.TempDir())
+		db.recent.limit = 4
+		const c, b, a = 10, 20, 30
+		for p := uint64(100); p < 102; p++ {
+			touchSync(t, db, c, p, int64(p), TouchOptions{})
+			touchSync(t, db, b, p, int64(p), TouchOptions{})
+		}
+		for p := uint64(100); p < 103; p++ {
+			touchSync(t, db, a, p, int64(p), TouchOptions{})
+		}
+		_ = contactsOrder(t, db, c) // counted: 2
+		db.recent.installing = func(owner uint64) {
+			if owner == b {
+				_ = contactsOrder(t, db, a) // 2 + 3 > 4: evicts c or the uncounted b
+			}
+		}
+		if got := contactsOrder(t, db, b); fmt.Sprint(got) != "[101 100]" {
+			t.Fatalf("trial %d: b's order %v", trial, got)
+		}
+		db.recent.installing = nil
+		if counted, held := heldEntries(db); counted != held || counted > 4 {
+			t.Fatalf("trial %d: the cache counts %d contacts, its owners hold %d (bound 4)", trial, counted, held)
+		}
+	}
+}
+
+// A contact whose time goes back while a walk is between chunks (a
+// message older than an assignment) is not walked twice.
+func TestSection7_4_RecencyWalkNoDuplicate(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	const owner = 1
+	n := recencyChunk + 6
+	for i := range n {
+		touchSync(t, db, owner, uint64(10+i), int64(1000+i), TouchOptions{})
+	}
+	newest := uint64(10 + n - 1)
+	seen := map[uint64]int{}
+	moved := false
+	err := db.Contacts(owner, func(c Contact) bool {
+		seen[c.Peer]++
+		if !moved {
+			moved = true
+			// Its last contact becomes 5: below every pivot to come.
+			appendOpts(t, db, Message{ID: msgID(), From: newest, To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: 5}, AppendOptions{})
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := db.Contact(owner, newest)
+	if seen[newest] != 1 || len(seen) != n {
+		t.Fatalf("walked %d contacts, the moved one %d times (its last contact now %d), want %d and once", len(seen), seen[newest], c.LastContact, n)
+	}
+}
+
+// Loads, evictions and commits of many owners at once (run with -race):
+// every order agrees with the records and the count with what is held.
+func TestSection7_4_RecencyConcurrentOwners(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	db.recent.limit = 12
+	const owners, peers = 8, 6
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 150 {
+				owner := uint64(1 + (w*150+i)%owners)
+				peer := uint64(100 + i%peers)
+				ch := make(chan AppendResult, 1)
+				m := Message{ID: msgID(), From: peer, To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: int64(1000 + i)}
+				if err := db.AppendPrivate(m, AppendOptions{}, func(r AppendResult) { ch <- r }); err != nil {
+					t.Error(err)
+					return
+				}
+				if r := <-ch; r.Err != nil {
+					t.Error(r.Err)
+					return
+				}
+			}
+		}()
+	}
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				owner := uint64(1 + (r+i)%owners)
+				_ = contactsOrder(t, db, owner)
+				if _, err := db.RecentCount(owner, 1000); err != nil {
+					t.Error(err)
+				}
+				if err := db.Conversations(owner, 0, func(Contact) bool { return true }); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if counted, held := heldEntries(db); counted != held || counted > 12 {
+		t.Fatalf("the cache counts %d contacts, its owners hold %d (bound 12)", counted, held)
+	}
+	for owner := uint64(1); owner <= owners; owner++ {
+		var ids []uint64
+		for p := uint64(100); p < 100+peers; p++ {
+			if _, err := db.Contact(owner, p); err == nil {
+				ids = append(ids, p)
+			}
+		}
+		if got, want := contactsOrder(t, db, owner), recordsOrder(t, db, owner, ids); !slices.Equal(got, want) {
+			t.Fatalf("owner %d: order %v, records say %v", owner, got, want)
+		}
+	}
+}
