@@ -28,7 +28,7 @@ func newInstruments() *instruments {
 		reg: prometheus.NewRegistry(),
 		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "imgate_ack_latency_seconds",
-			Help:    "Time from a chat message's arrival to its ack handed to the sender's socket, the durable commit included (PROTOCOL §4.1).",
+			Help:    "Time from a chat message's arrival to its reply (the ack, or a refusal) handed to the sender's socket, the durable commit included (PROTOCOL §4.1).",
 			Buckets: ackLatencyBuckets,
 		}),
 	}
