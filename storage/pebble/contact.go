@@ -390,8 +390,8 @@ func (db *DB) Counts(owner uint64) (ContactCounts, error) {
 	return decodeCounts(v)
 }
 
-// RecentCount counts owner's contacts with activity at or after since. It
-// reads only those contacts' index keys.
+// RecentCount counts owner's contacts with activity at or after since,
+// from the order by last contact (recency.go).
 func (db *DB) RecentCount(owner uint64, since int64) (int, error) {
 	if !db.enter() {
 		return 0, ErrClosed

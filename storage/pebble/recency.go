@@ -42,8 +42,6 @@ const (
 	maxRecencyEntries = 256 << 10
 	// recencyDegree is the B-trees' degree.
 	recencyDegree = 16
-	// recencyChunk is how many peers a walk copies out per lock.
-	recencyChunk = 64
 )
 
 // recencyItem is one contact in an order: the order's time, then peer.
@@ -54,6 +52,13 @@ type recencyItem struct {
 
 func recencyLess(a, b recencyItem) bool {
 	return a.t < b.t || (a.t == b.t && a.peer < b.peer)
+}
+
+// size is how many contacts o holds.
+func (o *ownerRecency) size() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.at)
 }
 
 // recencyTimes are a contact's two times as its orders hold them.
@@ -146,13 +151,13 @@ func (db *DB) recency(owner uint64) (*ownerRecency, error) {
 		}
 		return o, nil
 	}
-	n, err := db.loadRecency(owner, o)
+	_, err := db.loadRecency(owner, o)
 	if rc.installing != nil {
 		rc.installing(owner)
 	}
 	rc.mu.Lock()
 	if rc.owners[owner] == o {
-		if err != nil || n > rc.max() {
+		if err != nil || o.size() > rc.max() {
 			// Failed, or too large to keep: this request uses it, the
 			// next scans again.
 			rc.drop(owner, o)
@@ -315,72 +320,43 @@ func (db *DB) applyRecency(changes []recencyChange) {
 // walkRecency calls fn with owner's contact records in the order byMsg
 // (msgs) or byLast, newest first, starting below before (0: from the
 // newest), until fn returns false. A peer whose record is gone is
-// skipped. The order is read in chunks, each under the owner's lock, and
-// the records are read outside it.
+// skipped. The walk follows a snapshot of the order taken at its start (a
+// copy-on-write clone, so the committer is not held up), as an iterator
+// over an index on disk would: a contact that moves meanwhile is walked
+// once, where it was; its record is read as the walk reaches it.
 func (db *DB) walkRecency(owner uint64, msgs bool, before int64, fn func(Contact) bool) error {
 	o, err := db.recency(owner)
 	if err != nil {
 		return err
 	}
-	var chunk [recencyChunk]recencyItem
-	// Items strictly below pivot come next; the first pivot is
-	// (before, 0) with before > 0, or above everything.
-	pivot, top := recencyItem{before, 0}, before <= 0
-	// A contact can move between chunks; one whose time went back (a
-	// message older than an assignment) would come again below the
-	// pivot. seen, kept once a walk needs a second chunk, lists what was
-	// passed.
-	var seen map[uint64]struct{}
-	for {
-		n := 0
-		o.mu.Lock()
-		tree := o.byLast
-		if msgs {
-			tree = o.byMsg
-		}
-		visit := func(it recencyItem) bool {
-			if !top && !recencyLess(it, pivot) {
-				return true // the pivot itself: already passed
-			}
-			chunk[n] = it
-			n++
-			return n < len(chunk)
-		}
-		if top {
-			tree.Descend(visit)
-		} else {
-			tree.DescendLessOrEqual(pivot, visit)
-		}
-		o.mu.Unlock()
-		for _, it := range chunk[:n] {
-			if seen != nil {
-				if _, dup := seen[it.peer]; dup {
-					continue
-				}
-				seen[it.peer] = struct{}{}
-			}
-			c, err := db.Contact(owner, it.peer)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if !fn(c) {
-				return nil
-			}
-		}
-		if n < len(chunk) {
-			return nil
-		}
-		if seen == nil {
-			seen = make(map[uint64]struct{}, 2*len(chunk))
-			for _, it := range chunk[:n] {
-				seen[it.peer] = struct{}{}
-			}
-		}
-		pivot, top = chunk[n-1], false
+	o.mu.Lock()
+	tree := o.byLast
+	if msgs {
+		tree = o.byMsg
 	}
+	snap := tree.Clone()
+	o.mu.Unlock()
+	var werr error
+	visit := func(it recencyItem) bool {
+		if before > 0 && it.t >= before {
+			return true // (before, 0) itself, if a peer 0 were there
+		}
+		c, err := db.Contact(owner, it.peer)
+		if errors.Is(err, ErrNotFound) {
+			return true
+		}
+		if err != nil {
+			werr = err
+			return false
+		}
+		return fn(c)
+	}
+	if before > 0 {
+		snap.DescendLessOrEqual(recencyItem{before, 0}, visit)
+	} else {
+		snap.Descend(visit)
+	}
+	return werr
 }
 
 // recentCount counts owner's contacts with a last contact at or after

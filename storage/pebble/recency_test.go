@@ -60,9 +60,13 @@ func (db *DB) dropRecency(owner uint64) {
 	rc := &db.recent
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if o, ok := rc.owners[owner]; ok && !o.loading {
-		rc.entries -= len(o.at)
-		delete(rc.owners, owner)
+	if o, ok := rc.owners[owner]; ok {
+		o.mu.Lock()
+		loading := o.loading
+		o.mu.Unlock()
+		if !loading {
+			rc.drop(owner, o)
+		}
 	}
 }
 
@@ -221,12 +225,15 @@ func TestSection7_4_RecencyMigrationDropsIndexKeys(t *testing.T) {
 	}
 }
 
-// A walk longer than one chunk resumes after the chunk's last peer, ties
-// of time included, and stops when fn says so.
+// walkSpan is a walk long enough to outlast any batching of its reads.
+const walkSpan = 64
+
+// A long walk keeps the order, ties of time included, and stops when fn
+// says so.
 func TestSection7_4_RecencyWalkAcrossChunks(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const owner = 1
-	n := 2*recencyChunk + 5
+	n := 2*walkSpan + 5
 	var ids []uint64
 	for i := range n {
 		p := uint64(10 + i)
@@ -238,8 +245,8 @@ func TestSection7_4_RecencyWalkAcrossChunks(t *testing.T) {
 		t.Fatalf("order %v, records say %v", got, want)
 	}
 	seen := 0
-	_ = db.Contacts(owner, func(Contact) bool { seen++; return seen < recencyChunk+1 })
-	if seen != recencyChunk+1 {
+	_ = db.Contacts(owner, func(Contact) bool { seen++; return seen < walkSpan+1 })
+	if seen != walkSpan+1 {
 		t.Fatalf("walk went on to %d after fn said stop", seen)
 	}
 }
@@ -358,12 +365,12 @@ func TestSection7_4_RecencyEvictUncounted(t *testing.T) {
 	}
 }
 
-// A contact whose time goes back while a walk is between chunks (a
-// message older than an assignment) is not walked twice.
+// A contact whose time goes back during a walk (a message older than an
+// assignment) is not walked twice.
 func TestSection7_4_RecencyWalkNoDuplicate(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const owner = 1
-	n := recencyChunk + 6
+	n := walkSpan + 6
 	for i := range n {
 		touchSync(t, db, owner, uint64(10+i), int64(1000+i), TouchOptions{})
 	}
@@ -445,5 +452,74 @@ func TestSection7_4_RecencyConcurrentOwners(t *testing.T) {
 		if got, want := contactsOrder(t, db, owner), recordsOrder(t, db, owner, ids); !slices.Equal(got, want) {
 			t.Fatalf("owner %d: order %v, records say %v", owner, got, want)
 		}
+	}
+}
+
+// A contact not yet walked that moves to the top during a walk is still
+// walked, once: the walk follows the order as it was when it started.
+func TestSection7_4_RecencyWalkKeepsMovedUp(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	const owner = 1
+	n := walkSpan + 6
+	for i := range n {
+		touchSync(t, db, owner, uint64(10+i), int64(1000+i), TouchOptions{})
+	}
+	const oldest = 10
+	for _, conversations := range []bool{false, true} {
+		if conversations {
+			for i := range n { // every contact gets a conversation
+				appendOpts(t, db, Message{ID: msgID(), From: uint64(10 + i), To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: int64(2000 + i)}, AppendOptions{})
+			}
+		}
+		seen := map[uint64]int{}
+		moved := false
+		fn := func(c Contact) bool {
+			seen[c.Peer]++
+			if !moved {
+				moved = true
+				if conversations {
+					appendOpts(t, db, Message{ID: msgID(), From: oldest, To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: 9000}, AppendOptions{})
+				} else {
+					touchSync(t, db, owner, oldest, 5000, TouchOptions{})
+				}
+			}
+			return true
+		}
+		var err error
+		if conversations {
+			err = db.Conversations(owner, 0, fn)
+		} else {
+			err = db.Contacts(owner, fn)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[oldest] != 1 || len(seen) != n {
+			t.Fatalf("conversations %v: walked %d of %d, the moved-up one %d times", conversations, len(seen), n, seen[oldest])
+		}
+	}
+}
+
+// An owner that grew past the bound between its load and its install is
+// not kept.
+func TestSection7_4_RecencyBoundAtInstall(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	db.recent.limit = 3
+	const owner = 1
+	for p := uint64(100); p < 103; p++ {
+		touchSync(t, db, owner, p, int64(p), TouchOptions{})
+	}
+	once := true
+	db.recent.installing = func(uint64) {
+		if once {
+			once = false
+			touchSync(t, db, owner, 99, 500, TouchOptions{})
+		}
+	}
+	if got := contactsOrder(t, db, owner); len(got) != 4 {
+		t.Fatalf("order: %v", got)
+	}
+	if counted, held := heldEntries(db); counted != held || counted > 3 {
+		t.Fatalf("the cache counts %d contacts, its owners hold %d (bound 3)", counted, held)
 	}
 }
