@@ -29,7 +29,8 @@ import (
 // already saw is harmless.
 //
 // Memory: the orders of all loaded owners together hold at most
-// maxRecencyEntries contacts (about recencyEntryBytes each); past it,
+// maxRecencyBytes (maxRecencyEntries contacts of about recencyEntryBytes
+// each; a walk's snapshot shares the trees' nodes until they change); past it,
 // owners are dropped (arbitrary ones: map order) and loaded again when
 // next asked for. An owner with more contacts than that alone is scanned
 // for each request and not kept.
@@ -38,8 +39,10 @@ const (
 	// recencyEntryBytes is what a contact costs the orders: an item in
 	// each tree and its map entry, rounded up.
 	recencyEntryBytes = 96
-	// maxRecencyEntries bounds the contacts held, ~24 MiB.
-	maxRecencyEntries = 256 << 10
+	// maxRecencyBytes bounds the memory of the orders of all owners.
+	maxRecencyBytes = 24 << 20
+	// maxRecencyEntries is that bound in contacts (256 Ki).
+	maxRecencyEntries = maxRecencyBytes / recencyEntryBytes
 	// recencyDegree is the B-trees' degree.
 	recencyDegree = 16
 )
