@@ -371,9 +371,7 @@ func TestSection7_4_RecencyWalkNoDuplicate(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const owner = 1
 	n := walkSpan + 6
-	for i := range n {
-		touchSync(t, db, owner, uint64(10+i), int64(1000+i), TouchOptions{})
-	}
+	touchRange(t, db, owner, 10, n, 1000)
 	newest := uint64(10 + n - 1)
 	seen := map[uint64]int{}
 	moved := false
@@ -461,9 +459,7 @@ func TestSection7_4_RecencyWalkKeepsMovedUp(t *testing.T) {
 	db := openTest(t, t.TempDir())
 	const owner = 1
 	n := walkSpan + 6
-	for i := range n {
-		touchSync(t, db, owner, uint64(10+i), int64(1000+i), TouchOptions{})
-	}
+	touchRange(t, db, owner, 10, n, 1000)
 	const oldest = 10
 	for _, conversations := range []bool{false, true} {
 		if conversations {
@@ -521,5 +517,14 @@ func TestSection7_4_RecencyBoundAtInstall(t *testing.T) {
 	}
 	if counted, held := heldEntries(db); counted != held || counted > 3 {
 		t.Fatalf("the cache counts %d contacts, its owners hold %d (bound 3)", counted, held)
+	}
+}
+
+// touchRange makes peers first, first+1, … (n of them) contacts of owner,
+// with last contacts t0, t0+1, ….
+func touchRange(t testing.TB, db *DB, owner, first uint64, n int, t0 int64) {
+	t.Helper()
+	for i := range n {
+		touchSync(t, db, owner, first+uint64(i), t0+int64(i), TouchOptions{})
 	}
 }
