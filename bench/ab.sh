@@ -24,25 +24,15 @@ a=$1 b=$2 out=${3:-/tmp/imgate-ab}
 runs=${RUNS:-5}
 args=${ARGS:-"chat -pairs 200 -inflight 16 -duration 5s"}
 args_b=${ARGS_B:-$args}
-ws=127.0.0.1:18889 http=127.0.0.1:18082
 mkdir -p "$out"
 go build -o "$out/bench" ./bench
 
-srv=""
-stop() { if [ -n "$srv" ]; then kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; srv=""; fi; }
-trap stop EXIT
+# shellcheck source=bench/gateway.sh
+. bench/gateway.sh
 start() {
-  stop
-  rm -rf "$out/data"
   local store=()
   if [ -n "$2" ]; then bench/pg.sh reset; store=(-store "$2"); fi
-  "$1" -data "$out/data" "${store[@]}" -ws-addr $ws -http-addr $http -log-level error -rate-limit -1 &
-  srv=$!
-  for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/18082) 2>/dev/null; then return; fi
-    sleep 0.1
-  done
-  echo "gateway did not start" >&2; exit 1
+  gw_start "$1" "$out/data" "${store[@]}"
 }
 
 fa=() fb=()
@@ -54,7 +44,7 @@ for i in $(seq "$runs"); do
     f="$out/$side-$i.json"
     # shellcheck disable=SC2086
     "$out/bench" $run_args -ws $ws -http $http -json > "$f" || echo "run had errors: $f" >&2
-    stop
+    gw_stop
     if [ $side = a ]; then fa+=("$f"); else fb+=("$f"); fi
     echo "run $i $side: $f" >&2
   done

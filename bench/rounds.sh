@@ -11,21 +11,12 @@ cd "$(dirname "$0")/.."
 bin=$1 out=${2:-/tmp/imgate-rounds}
 reps=${REPS:-3} rounds=${ROUNDS:-2}
 args=${ARGS:-"chat -pairs 200 -inflight 16 -duration 10s"}
-ws=127.0.0.1:18889 http=127.0.0.1:18082
 mkdir -p "$out"
 go build -o "$out/bench" ./bench
-srv=""
-stop() { if [ -n "$srv" ]; then kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; srv=""; fi; }
-trap stop EXIT
+# shellcheck source=bench/gateway.sh
+. bench/gateway.sh
 for rep in $(seq "$reps"); do
-  stop
-  rm -rf "$out/data"
-  "$bin" -data "$out/data" -ws-addr $ws -http-addr $http -log-level error -rate-limit -1 &
-  srv=$!
-  for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/18082) 2>/dev/null; then break; fi
-    sleep 0.1
-  done
+  gw_start "$bin" "$out/data"
   for round in $(seq "$rounds"); do
     f="$out/rep$rep-round$round.json"
     # shellcheck disable=SC2086
@@ -33,7 +24,7 @@ for rep in $(seq "$reps"); do
     echo "rep $rep round $round: $f" >&2
   done
 done
-stop
+gw_stop
 for round in $(seq "$rounds"); do
   echo "# round $round of $rounds on one gateway, $reps gateways: $args"
   "$out/bench" median "$out"/rep*-round"$round".json

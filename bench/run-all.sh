@@ -10,24 +10,12 @@ cd "$(dirname "$0")/.."
 out=${1:-/tmp/imgate-bench}
 runs=${RUNS:-3}
 modes=${MODES:-"chat chat20k group offline connect http healthz"}
-ws=127.0.0.1:18889 http=127.0.0.1:18082
 mkdir -p "$out"
 go build -o "$out/imgate" . && go build -o "$out/bench" ./bench
 
-srv=""
-stop() { if [ -n "$srv" ]; then kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; srv=""; fi; }
-trap stop EXIT
-start() {
-  stop
-  rm -rf "$out/data"
-  "$out/imgate" -data "$out/data" -ws-addr $ws -http-addr $http -log-level error -rate-limit -1 &
-  srv=$!
-  for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/18082) 2>/dev/null; then return; fi
-    sleep 0.1
-  done
-  echo "gateway did not start" >&2; exit 1
-}
+# shellcheck source=bench/gateway.sh
+. bench/gateway.sh
+start() { gw_start "$out/imgate" "$out/data"; }
 
 args() {
   case $1 in
