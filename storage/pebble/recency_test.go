@@ -365,35 +365,6 @@ func TestSection7_4_RecencyEvictUncounted(t *testing.T) {
 	}
 }
 
-// A contact whose time goes back during a walk (a message older than an
-// assignment) is not walked twice.
-func TestSection7_4_RecencyWalkNoDuplicate(t *testing.T) {
-	db := openTest(t, t.TempDir())
-	const owner = 1
-	n := walkSpan + 6
-	touchRange(t, db, owner, 10, n, 1000)
-	newest := uint64(10 + n - 1)
-	seen := map[uint64]int{}
-	moved := false
-	err := db.Contacts(owner, func(c Contact) bool {
-		seen[c.Peer]++
-		if !moved {
-			moved = true
-			// Its last contact becomes 5: below every pivot to come.
-			appendOpts(t, db, Message{ID: msgID(), From: newest, To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: 5}, AppendOptions{})
-		}
-		return true
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := db.Contact(owner, newest)
-	if seen[newest] != 1 || len(seen) != n {
-		t.Fatalf("walked %d contacts, the moved one %d times (its last contact now %d), want %d and once", len(seen), seen[newest], c.LastContact, n)
-	}
-}
-
-// Loads, evictions and commits of many owners at once (run with -race):
 // every order agrees with the records and the count with what is held.
 func TestSection7_4_RecencyConcurrentOwners(t *testing.T) {
 	db := openTest(t, t.TempDir())
@@ -453,46 +424,56 @@ func TestSection7_4_RecencyConcurrentOwners(t *testing.T) {
 	}
 }
 
-// A contact not yet walked that moves to the top during a walk is still
-// walked, once: the walk follows the order as it was when it started.
-func TestSection7_4_RecencyWalkKeepsMovedUp(t *testing.T) {
-	db := openTest(t, t.TempDir())
+// A contact that moves during a walk is walked once, where it was when
+// the walk started: one whose time goes back (a message older than an
+// assignment), one not yet walked that moves to the top, in the order by
+// last contact and in the order by last message.
+func TestSection7_4_RecencyWalkWhileMoving(t *testing.T) {
 	const owner = 1
 	n := walkSpan + 6
-	touchRange(t, db, owner, 10, n, 1000)
-	const oldest = 10
-	for _, conversations := range []bool{false, true} {
-		if conversations {
-			for i := range n { // every contact gets a conversation
-				appendOpts(t, db, Message{ID: msgID(), From: uint64(10 + i), To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: int64(2000 + i)}, AppendOptions{})
-			}
-		}
-		seen := map[uint64]int{}
-		moved := false
-		fn := func(c Contact) bool {
-			seen[c.Peer]++
-			if !moved {
-				moved = true
-				if conversations {
-					appendOpts(t, db, Message{ID: msgID(), From: oldest, To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: 9000}, AppendOptions{})
-				} else {
-					touchSync(t, db, owner, oldest, 5000, TouchOptions{})
+	msg := func(t *testing.T, db *DB, peer uint64, at int64) {
+		appendOpts(t, db, Message{ID: msgID(), From: peer, To: owner, ChatType: ChatPrivate, Content: "m", CreateTime: at}, AppendOptions{})
+	}
+	newest, oldest := uint64(10+n-1), uint64(10)
+	for _, tc := range []struct {
+		name          string
+		conversations bool
+		moved         uint64
+		move          func(t *testing.T, db *DB)
+	}{
+		{"contacts, back", false, newest, func(t *testing.T, db *DB) { msg(t, db, newest, 5) }},
+		{"contacts, up", false, oldest, func(t *testing.T, db *DB) { touchSync(t, db, owner, oldest, 5000, TouchOptions{}) }},
+		{"conversations, up", true, oldest, func(t *testing.T, db *DB) { msg(t, db, oldest, 9000) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openTest(t, t.TempDir())
+			touchRange(t, db, owner, 10, n, 1000)
+			if tc.conversations {
+				for i := range n {
+					msg(t, db, uint64(10+i), int64(2000+i))
 				}
 			}
-			return true
-		}
-		var err error
-		if conversations {
-			err = db.Conversations(owner, 0, fn)
-		} else {
-			err = db.Contacts(owner, fn)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if seen[oldest] != 1 || len(seen) != n {
-			t.Fatalf("conversations %v: walked %d of %d, the moved-up one %d times", conversations, len(seen), n, seen[oldest])
-		}
+			seen := map[uint64]int{}
+			fn := func(c Contact) bool {
+				if len(seen) == 0 {
+					tc.move(t, db)
+				}
+				seen[c.Peer]++
+				return true
+			}
+			var err error
+			if tc.conversations {
+				err = db.Conversations(owner, 0, fn)
+			} else {
+				err = db.Contacts(owner, fn)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[tc.moved] != 1 || len(seen) != n {
+				t.Fatalf("walked %d of %d, the moved one %d times", len(seen), n, seen[tc.moved])
+			}
+		})
 	}
 }
 
