@@ -140,7 +140,6 @@ func (t *tx) putContact(owner uint64, n ContactCounts, old Contact, found bool, 
 // (applied once the batch is committed: recency.go).
 // It runs after the batch's last operation, before the commit.
 func (t *tx) seal() {
-	t.recent = t.recent[:0]
 	for k, d := range t.db.dirty {
 		owner, peer := binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:])
 		c := t.db.contacts[k].c

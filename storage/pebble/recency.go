@@ -154,7 +154,7 @@ func (db *DB) recency(owner uint64) (*ownerRecency, error) {
 		}
 		return o, nil
 	}
-	_, err := db.loadRecency(owner, o)
+	err := db.loadRecency(owner, o)
 	if rc.installing != nil {
 		rc.installing(owner)
 	}
@@ -210,7 +210,7 @@ func (rc *recencyCache) evict(keep uint64) {
 
 // loadRecency fills o, registered in the cache as loading, and ends its
 // loading whatever happens: waiters are released even by a panic.
-func (db *DB) loadRecency(owner uint64, o *ownerRecency) (n int, err error) {
+func (db *DB) loadRecency(owner uint64, o *ownerRecency) (err error) {
 	defer func() {
 		o.mu.Lock()
 		if o.loading { // the scan failed or panicked
@@ -233,29 +233,28 @@ func (db *DB) loadRecency(owner uint64, o *ownerRecency) (n int, err error) {
 	// Registered before the scan starts: every commit from now on is
 	// recorded in o.pending (applyRecency) until loading ends, and the
 	// replay and that end are one step under o.mu, so none falls between.
-	n, err = db.scanContacts(owner, o)
+	err = db.scanContacts(owner, o)
 	if db.recent.scanned != nil {
 		db.recent.scanned(owner)
 	}
 	if err != nil {
-		return n, err
+		return err
 	}
 	o.mu.Lock()
 	for _, ch := range o.pending {
 		o.set(ch.peer, ch.recencyTimes)
 	}
 	o.pending, o.loading = nil, false
-	n = len(o.at)
 	o.mu.Unlock()
-	return n, nil
+	return nil
 }
 
 // errLoading is a load's error while it runs; one that ends in a panic
 // leaves it for the requests that waited.
 var errLoading = errors.New("storage: loading contacts' recency failed")
 
-// scanContacts fills o from owner's c| records and returns their count.
-func (db *DB) scanContacts(owner uint64, o *ownerRecency) (int, error) {
+// scanContacts fills o from owner's c| records.
+func (db *DB) scanContacts(owner uint64, o *ownerRecency) error {
 	lower := binary.BigEndian.AppendUint64([]byte(prefixContact), owner)
 	upper := binary.BigEndian.AppendUint64([]byte(prefixContact), owner+1)
 	if owner == ^uint64(0) {
@@ -263,26 +262,24 @@ func (db *DB) scanContacts(owner uint64, o *ownerRecency) (int, error) {
 	}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer it.Close()
-	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
 		if len(k) != len(prefixContact)+16 {
-			return 0, errCorrupt
+			return errCorrupt
 		}
 		peer := binary.BigEndian.Uint64(k[len(prefixContact)+8:])
 		c, err := decodeContact(peer, it.Value())
 		if err != nil {
-			return 0, err
+			return err
 		}
 		o.mu.Lock()
 		o.set(peer, recencyTimes{c.LastContact, c.LastMessage})
 		o.mu.Unlock()
-		n++
 	}
-	return n, it.Error()
+	return it.Error()
 }
 
 // applyRecency applies committed changes to the loaded owners' orders. It
