@@ -286,7 +286,7 @@ func (c *conn) closeOnLoop(gc gnet.Conn, out []byte, code uint16, reason string)
 // which must not overtake replies queued earlier. It runs on the loop.
 func (c *conn) flushFirst(gc gnet.Conn) {
 	c.out.mu.Lock()
-	pending := c.out.mu.q != nil && (len(c.out.mu.q.frames) > 0 || c.out.mu.q.closing != nil)
+	pending := c.out.mu.q != nil && (c.out.mu.q.buf != nil || c.out.mu.q.closing != nil)
 	c.out.mu.Unlock()
 	if pending {
 		f := c.lf

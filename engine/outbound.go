@@ -70,18 +70,21 @@ type outbox struct {
 
 // outq is what waits in an outbox, under the outbox's lock.
 type outq struct {
-	frames  [][]byte
+	// buf holds the queued frames' bytes, copied in by send in order;
+	// nil while none waits. A flush takes it whole and writes it in one
+	// piece, then gives it back to framePool.
+	buf     *frameBuf
 	trk     []frameTracker // followers of some of the frames
-	closing []byte         // CLOSE frame to write after frames, once set
+	closing []byte         // CLOSE frame to write after buf, once set
 	// stamps are the arrival times (router.Nanotime) of the requests
 	// some of the frames answer: measured when those are written.
 	stamps []int64
 }
 
-// frameTracker is the follower of frames[i].
+// frameTracker follows the frame that ends at offset end of buf.
 type frameTracker struct {
-	i int
-	t *router.Tracker
+	end int
+	t   *router.Tracker
 }
 
 // inflight is a followed frame handed to gnet and not yet known sent:
@@ -99,14 +102,13 @@ const maxKeptQueue = 16
 func acquireOutq() *outq { return outqPool.Get().(*outq) }
 
 func releaseOutq(q *outq) {
-	clear(q.frames)
+	if q.buf != nil {
+		releaseFrameBuf(q.buf)
+	}
 	clear(q.trk)
-	q.frames, q.trk, q.closing, q.stamps = q.frames[:0], q.trk[:0], nil, q.stamps[:0]
+	q.buf, q.trk, q.closing, q.stamps = nil, q.trk[:0], nil, q.stamps[:0]
 	if cap(q.stamps) > maxKeptQueue {
 		q.stamps = nil
-	}
-	if cap(q.frames) > maxKeptQueue {
-		q.frames = nil
 	}
 	if cap(q.trk) > maxKeptQueue {
 		q.trk = nil
@@ -114,8 +116,32 @@ func releaseOutq(q *outq) {
 	outqPool.Put(q)
 }
 
-// Send implements router.Session: it queues frame and reports false if the
-// connection is closing or over its cap. Safe for concurrent use.
+// frameBuf is the bytes of queued frames: a connection holds one only
+// while frames wait, so an idle connection costs none.
+type frameBuf struct{ b []byte }
+
+// Pooled frame buffers start at minFrameBuf and are kept up to
+// maxKeptFrameBuf: a burst's larger buffer goes to the collector.
+const (
+	minFrameBuf     = 1 << 10
+	maxKeptFrameBuf = 64 << 10
+)
+
+var framePool = sync.Pool{New: func() any { return &frameBuf{b: make([]byte, 0, minFrameBuf)} }}
+
+func acquireFrameBuf() *frameBuf { return framePool.Get().(*frameBuf) }
+
+func releaseFrameBuf(fb *frameBuf) {
+	if cap(fb.b) > maxKeptFrameBuf {
+		return
+	}
+	fb.b = fb.b[:0]
+	framePool.Put(fb)
+}
+
+// Send implements router.Session: it queues a copy of frame and reports
+// false if the connection is closing or over its cap. Safe for concurrent
+// use.
 func (c *conn) Send(frame []byte) bool { return c.send(frame, nil, 0) }
 
 // SendTracked implements router.Session.
@@ -134,9 +160,10 @@ func (c *conn) Room() int {
 	return c.e.opts.MaxPending - n - int(o.outbound.Load())
 }
 
-// send queues frame; a non-nil t takes a reference that the flush (once
-// sent, or dropped) or a discard gives back; a non-zero received is the
-// arrival of the request frame answers (SendReply).
+// send queues a copy of frame (the caller keeps frame); a non-nil t takes
+// a reference that the flush (once sent, or dropped) or a discard gives
+// back; a non-zero received is the arrival of the request frame answers
+// (SendReply).
 func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
 	o := &c.out
 	o.mu.Lock()
@@ -163,14 +190,17 @@ func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
 		q = acquireOutq()
 		o.mu.q = q
 	}
+	if q.buf == nil {
+		q.buf = acquireFrameBuf()
+	}
+	q.buf.b = append(q.buf.b, frame...)
 	if t != nil {
 		t.Acquire()
-		q.trk = append(q.trk, frameTracker{len(q.frames), t})
+		q.trk = append(q.trk, frameTracker{len(q.buf.b), t})
 	}
 	if received != 0 && c.e.opts.ReplyLatency != nil {
 		q.stamps = append(q.stamps, received)
 	}
-	q.frames = append(q.frames, frame)
 	o.mu.bytes += len(frame)
 	o.mu.used = true
 	mark := !o.mu.dirty
@@ -221,10 +251,6 @@ func (c *conn) deregister() {
 // maxKeptInflight bounds the inflight array an idle connection keeps.
 const maxKeptInflight = 16
 
-// maxIovecs is Linux's IOV_MAX: a writev of more buffers fails with
-// EINVAL, and gnet passes what it is given straight to writev.
-const maxIovecs = 1024
-
 // write hands b to gnet on the loop and counts it as handed. gnet closes
 // the connection on an error (OnClose runs inside), which sent nothing of b.
 func (c *conn) write(gc gnet.Conn, b []byte) bool {
@@ -242,11 +268,10 @@ func (c *conn) write(gc gnet.Conn, b []byte) bool {
 // if a CLOSE was queued, the CLOSE after them, and observes the latency
 // of the replies among them (SendReply). s is the loop's reusable scratch.
 func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
-	frames, sizes, trk, stamps := s.frames[:0], s.sizes[:0], s.trk[:0], s.stamps[:0]
+	trk, stamps := s.trk[:0], s.stamps[:0]
 	defer func() {
-		clear(frames)
 		clear(trk)
-		s.frames, s.sizes, s.trk, s.stamps = frames[:0], sizes[:0], trk[:0], stamps[:0]
+		s.trk, s.stamps = trk[:0], stamps[:0]
 	}()
 	o := &c.out
 	o.mu.Lock()
@@ -256,46 +281,39 @@ func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
 		o.mu.Unlock()
 		return // discarded meanwhile
 	}
+	var upgrade []byte
 	if c.phaseIs(phaseLogin) && c.pend != nil {
 		// A push cannot reach a connection still logging in, but a
 		// failed login's reply and CLOSE, or a shutdown's CLOSE, can:
 		// the 101 goes first.
-		frames = append(frames, c.takeUpgradeResponse())
+		upgrade = c.takeUpgradeResponse()
 	}
-	for _, ft := range q.trk {
-		ft.i += len(frames)
-		trk = append(trk, ft)
-	}
-	frames = append(frames, q.frames...)
+	fb := q.buf
+	trk = append(trk, q.trk...)
 	stamps = append(stamps, q.stamps...)
 	closing := q.closing
 	queued := o.mu.bytes
-	clear(q.frames)
 	clear(q.trk)
-	q.frames, q.trk, q.closing, q.stamps = q.frames[:0], q.trk[:0], nil, q.stamps[:0]
+	q.buf, q.trk, q.closing, q.stamps = nil, q.trk[:0], nil, q.stamps[:0]
 	o.mu.bytes = 0
 	o.mu.dirty = false
 	o.mu.Unlock()
 	c.e.unsent.Add(-int64(queued))
+	var frames []byte
+	if fb != nil {
+		frames = fb.b
+		defer releaseFrameBuf(fb) // gnet copies what the socket did not take
+	}
 
-	sent := 0 // frames handed to gnet
+	sent := false // the frames handed to gnet
 	if !c.closed.Load() && !c.phaseIs(phaseClosing) {
-		total := 0
-		for _, f := range frames {
-			sizes = append(sizes, len(f))
-			total += len(f)
-		}
 		if closing == nil && gc.OutboundBuffered() > c.e.opts.MaxPending {
 			// What earlier writes left unsent is over the cap: the client
 			// does not read. The new frames stay unsent; their followers
 			// learn it.
 			c.closeSlowOnLoop(gc)
 		} else {
-			if closing != nil {
-				frames = append(frames, closing)
-				sizes = append(sizes, len(closing))
-			}
-			sent = c.writeFrames(gc, frames, sizes, trk)
+			sent = c.writeFrames(gc, s, upgrade, frames, closing, trk)
 			if c.acking.Load() && len(c.inflight)+len(c.unacked) > c.e.opts.MaxInflight && !c.closed.Load() {
 				// More unacknowledged pushes than a client that reads
 				// and acknowledges holds: a slow consumer (PROTOCOL §7.2).
@@ -306,12 +324,12 @@ func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
 			}
 		}
 	}
-	for _, ft := range trk {
-		if ft.i >= sent {
+	if !sent {
+		for _, ft := range trk {
 			ft.t.Done(false)
 		}
 	}
-	if len(stamps) > 0 && sent == len(frames) {
+	if len(stamps) > 0 && sent {
 		now := router.Nanotime()
 		for _, t0 := range stamps {
 			c.e.opts.ReplyLatency.Observe(float64(now-t0) / 1e9)
@@ -326,34 +344,38 @@ func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
 
 // flushScratch is a loop's reusable slices for conn.flush.
 type flushScratch struct {
-	frames [][]byte
-	sizes  []int
+	vecs   [][]byte
 	trk    []frameTracker
 	stamps []int64
 }
 
-// writeFrames hands frames to gnet, at most maxIovecs per writev (past
-// IOV_MAX the kernel refuses it all), and moves the followers of the frames
-// handed to the connection's inflight list. It returns how many frames
-// were handed; an error closed the connection and handed none of the rest.
-func (c *conn) writeFrames(gc gnet.Conn, frames [][]byte, sizes []int, trk []frameTracker) int {
-	next := 0 // next follower in trk
-	for lo := 0; lo < len(frames); {
-		hi := min(len(frames), lo+maxIovecs)
-		// gnet may reslice the elements of what it is given.
-		if _, err := gc.Writev(frames[lo:hi]); err != nil {
-			return lo
+// writeFrames hands the 101 (if any), the queued frames and the CLOSE (if
+// any) to gnet in one writev, and moves the followers of the frames to
+// the connection's inflight list. It reports whether they were handed; an
+// error closed the connection and handed none.
+func (c *conn) writeFrames(gc gnet.Conn, s *flushScratch, upgrade, frames, closing []byte, trk []frameTracker) bool {
+	vecs := s.vecs[:0]
+	for _, b := range [...][]byte{upgrade, frames, closing} {
+		if len(b) > 0 {
+			vecs = append(vecs, b)
 		}
-		for i := lo; i < hi; i++ {
-			c.handed += uint64(sizes[i])
-			for next < len(trk) && trk[next].i == i {
-				c.inflight = append(c.inflight, inflight{c.handed, trk[next].t})
-				next++
-			}
-		}
-		lo = hi
 	}
-	return len(frames)
+	if len(vecs) == 0 {
+		return true
+	}
+	// gnet may reslice the elements of what it is given.
+	_, err := gc.Writev(vecs)
+	clear(vecs)
+	s.vecs = vecs[:0]
+	if err != nil {
+		return false
+	}
+	base := c.handed + uint64(len(upgrade))
+	c.handed += uint64(len(upgrade) + len(frames) + len(closing))
+	for _, ft := range trk {
+		c.inflight = append(c.inflight, inflight{base + uint64(ft.end), ft.t})
+	}
+	return true
 }
 
 // observe samples gnet's buffer for the caps and puts the connection on
@@ -502,7 +524,7 @@ func (c *conn) trim() {
 	defer o.mu.Unlock()
 	q := o.mu.q
 	switch {
-	case q == nil, o.mu.dirty, len(q.frames) > 0, q.closing != nil:
+	case q == nil, o.mu.dirty, q.buf != nil, q.closing != nil:
 	case o.mu.used:
 		o.mu.used = false
 	default:
