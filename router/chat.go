@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/storage"
@@ -130,11 +131,12 @@ func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.Appen
 	if online {
 		code = codec.CodeSent
 	}
-	r.reply(st, e, ackFrame(code, m))
+	r.replyAck(st, e, code, m)
 	if res.Duplicate {
 		return // pushed the first time
 	}
-	push := pushFrame(m)
+	push, sp := borrowFrame(func(b []byte) []byte { return appendPush(b, m) })
+	defer giveBack(sp)
 	if res.Delivery != (storage.Delivery{}) {
 		// Followed to the socket: written by a connection of the
 		// receiver, or else queued for it (storage.Delivery.Settle).
@@ -211,7 +213,10 @@ func contentText(raw []byte) (string, error) {
 		// UTF-8 (which Unmarshal would otherwise repair), it is its text.
 		if n := len(raw); n >= 2 && raw[n-1] == '"' {
 			if in := raw[1 : n-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
-				return string(in), nil
+				// The text of the request's payload, which is never
+				// reused (Router.enqueue copies each request): the
+				// message keeps it rather than a copy.
+				return unsafe.String(unsafe.SliceData(in), len(in)), nil
 			}
 		}
 		var s string

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -107,7 +108,7 @@ type pushSession struct {
 }
 
 func (s *pushSession) Identity() Identity     { return s.id }
-func (s *pushSession) Send(frame []byte) bool { s.sent <- frame; return true }
+func (s *pushSession) Send(frame []byte) bool { s.sent <- bytes.Clone(frame); return true }
 func (s *pushSession) SendTracked(f []byte, t *Tracker) bool {
 	t.Acquire()
 	t.Done(true)

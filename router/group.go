@@ -163,7 +163,7 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 			r.reply(st, e, replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
 			return
 		}
-		r.reply(st, e, ackFrame(codec.CodeSent, &res.Msg))
+		r.replyAck(st, e, codec.CodeSent, &res.Msg)
 		if res.Duplicate {
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/storage"
 	"github.com/imgate/imgate/storage/pebble"
 )
@@ -20,10 +21,10 @@ type holdSession struct {
 }
 
 func (s *holdSession) Identity() Identity     { return s.id }
-func (s *holdSession) Send(frame []byte) bool { s.sent <- frame; return true }
+func (s *holdSession) Send(frame []byte) bool { s.sent <- bytes.Clone(frame); return true }
 func (s *holdSession) SendTracked(f []byte, t *Tracker) bool {
 	t.Acquire()
-	s.sent <- f
+	s.sent <- bytes.Clone(f)
 	s.trk <- t
 	return true
 }
@@ -93,5 +94,40 @@ func TestSection4_4_NextRequestWaitsForThePullsRemoval(t *testing.T) {
 	}
 	if res, _ := db.ReadOffline(b.UID, storage.QueueQuery{Peer: a.UID, Limit: 10}); len(res.Friends[0].Msgs) != 0 {
 		t.Fatal("the heartbeat was answered before the removal took effect")
+	}
+}
+
+// PROTOCOL §4.1: replies leave in request order. An ack encoded in a
+// buffer its encoder reuses (borrowFrame) that must wait for an earlier
+// reply is kept as it was, not as the buffer later reads.
+func TestSection4_1_HeldBackAckKeepsItsBytes(t *testing.T) {
+	db, err := pebble.Open(t.TempDir(), pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(db, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close(context.Background()); _ = db.Close() }()
+	s := &holdSession{id: Identity{UID: 1, ID: "a"}, sent: make(chan []byte, 4)}
+	st := lockState(s)
+	first, second := newEntry(codec.CmdChat), newEntry(codec.CmdChat)
+	st.q, st.proc = append(st.q, first, second), 2 // both running: acks to come
+	st.mu.Unlock()
+
+	buf := []byte("second ack")
+	r.replySent(st, second, buf)
+	select {
+	case f := <-s.sent:
+		t.Fatalf("%q sent before the first reply", f)
+	default:
+	}
+	copy(buf, "next frame") // the encoder's next use of its buffer
+	r.replySent(st, first, []byte("first ack"))
+	for _, want := range []string{"first ack", "second ack"} {
+		if got := <-s.sent; string(got) != want {
+			t.Fatalf("sent %q, want %q", got, want)
+		}
 	}
 }

@@ -21,9 +21,10 @@ type Identity struct {
 type Session interface {
 	// Identity returns the user the connection acts as; zero before login.
 	Identity() Identity
-	// Send queues one or more complete frames for the connection without
-	// blocking. The router gives up frame: it must not be modified after.
-	// Send reports false if the connection is gone or over its output cap.
+	// Send queues a copy of one or more complete frames for the
+	// connection without blocking: the caller keeps frame and may reuse
+	// it once Send returns. Send reports false if the connection is gone
+	// or over its output cap.
 	Send(frame []byte) bool
 	// SendTracked is Send for a frame whose delivery t follows: t learns
 	// whether the frame's bytes left the process for the socket.
@@ -65,9 +66,9 @@ type Session interface {
 // Hub reaches the live connections of any user. engine implements it.
 // All methods are safe for concurrent use and never block on I/O.
 type Hub interface {
-	// Deliver queues frame to every live connection of uid but skip (nil:
-	// none) and reports how many accepted it. frame is shared and
-	// read-only. A non-nil t learns whether any connection wrote it.
+	// Deliver queues a copy of frame to every live connection of uid but
+	// skip (nil: none) and reports how many accepted it; the caller keeps
+	// frame. A non-nil t learns whether any connection wrote it.
 	Deliver(uid uint64, frame []byte, skip Session, t *Tracker) int
 	// Disconnect closes every live connection of uid with code and reason
 	// and reports how many it closed.

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"log/slog"
 	"sync"
 
@@ -350,6 +351,19 @@ func (r *Router) fill(st *ConnState, e *entry, c *Context) {
 func (r *Router) reply(st *ConnState, e *entry, out []byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	e.out, e.ready = out, true
+	r.emitLocked(st)
+}
+
+// replySent is reply for an out that is valid only during the call (a
+// borrowed frame): sent now if e's turn has come (Send copies it), copied
+// to wait for its turn otherwise.
+func (r *Router) replySent(st *ConnState, e *entry, out []byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.dead && (st.q[0] != e || st.parked > 0) {
+		out = bytes.Clone(out)
+	}
 	e.out, e.ready = out, true
 	r.emitLocked(st)
 }
