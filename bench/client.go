@@ -35,6 +35,7 @@ type wsConn struct {
 	userID   string
 	peer     string // who a sender writes to
 	group    string // the group a member joins or a sender writes to
+	channel  string // centrifugo: the channel a sender publishes to, a receiver subscribes to
 	pullSent int64  // unix ns of the pending pull
 	token    string
 	upgraded bool
@@ -65,6 +66,7 @@ type client struct {
 	s      *stats
 	window int          // messages in flight per sender (chat)
 	paced  bool         // senders send only when the pacer says so
+	cf     bool         // the server is Centrifugo (-proto centrifugo), set before the first dial
 	stop   atomic.Bool  // no new messages
 	limit  atomic.Int64 // messages per sender; 0: unlimited
 	mu     sync.Mutex
@@ -95,11 +97,14 @@ func (c *client) dial(src net.IP, addr string, w *wsConn) error {
 		return err
 	}
 	defer nc.Close() // gnet keeps its own duplicate of the socket
-	query := w.token
+	path, query := "/?token=", w.token
 	if w.acking {
 		query += "&ack=1"
 	}
-	req := fmt.Sprintf("GET /?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", query, addr)
+	if c.cf {
+		path, query = cfPath, "" // the token goes in the connect command
+	}
+	req := fmt.Sprintf("GET %s%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", path, query, addr)
 	if _, err := nc.Write([]byte(req)); err != nil {
 		return err
 	}
@@ -212,6 +217,9 @@ func (c *client) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 		w.upgraded = true
 		off = i + 4
+		if c.cf {
+			out = w.appendConnect(out)
+		}
 	}
 	now := time.Now().UnixNano()
 	for {
@@ -241,6 +249,10 @@ func (c *client) OnTraffic(gc gnet.Conn) gnet.Action {
 		off += hl + n
 		switch op {
 		case 0x1:
+			if c.cf {
+				out = c.cfFrame(w, b[0]&0x80 != 0, p, now, out)
+				break
+			}
 			out = c.packet(w, p, now, out)
 		case 0x8:
 			code := 1005
@@ -364,6 +376,10 @@ func (c *client) pace(gc gnet.Conn) {
 		}
 		w := gc.Context().(*wsConn)
 		if !w.loggedIn || w.role != roleSender || len(w.inflight) >= c.window {
+			return nil
+		}
+		if c.cf {
+			_, _ = gc.Write(w.appendPublish(nil, time.Now().UnixNano()))
 			return nil
 		}
 		_, _ = gc.Write(w.appendChat(nil, time.Now().UnixNano()))

@@ -7,6 +7,11 @@
 //	go run ./bench connect -conns 10000 -rate 20000 -server-pid $(pgrep imgate)
 //	go run ./bench http -concurrency 64 -duration 10s
 //
+// The chat mode also drives Centrifugo v6 (bench/centrifugo.sh runs one),
+// with the same load and figures over its client protocol:
+//
+//	go run ./bench chat -proto centrifugo -ws 127.0.0.1:18000 -pairs 200 -rate 20000
+//
 // -ws and -http take a comma-separated list to load several gateways with
 // no balancer in front; connections and requests go round-robin:
 //
@@ -48,6 +53,8 @@ type config struct {
 	jsonOut        bool
 	procs          int
 	part           string // set in child processes of -procs
+	proto          string // protoImgate or protoCentrifugo
+	cfSecret       string // centrifugo: HMAC key of the connection tokens
 	out            io.Writer
 }
 
@@ -100,12 +107,27 @@ func parse(mode string, args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.ack, "ack", false, "chat, group: receivers log in with ack=1 and acknowledge the highest seq received with cmd 21 after each read (PROTOCOL §7.2)")
 	fs.IntVar(&c.procs, "procs", 1, "spread the connections over this many processes (each may hold at most its open-file limit)")
 	fs.StringVar(&c.part, "part", "", "internal: the part a child process of -procs runs")
+	fs.StringVar(&c.proto, "proto", protoImgate, "chat: the server's protocol, imgate or centrifugo (Centrifugo v6's JSON client protocol at ws://-ws"+cfPath+
+		": no registration, HS256 tokens made here with -centrifugo-secret; each pair's receiver subscribes to a channel its sender publishes to)")
+	fs.StringVar(&c.cfSecret, "centrifugo-secret", cfSecret, "chat with -proto centrifugo: the server's client.token.hmac_secret_key (bench/centrifugo.sh configures the default)")
 	c.out = out
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if c.sources < 1 || c.sources > 254 {
 		return c, errors.New("-sources must be 1..254")
+	}
+	switch c.proto {
+	case protoImgate:
+	case protoCentrifugo:
+		if mode != "chat" {
+			return c, fmt.Errorf("-proto centrifugo: only the chat mode speaks Centrifugo's protocol, not %s", mode)
+		}
+		if c.ack {
+			return c, errors.New("-proto centrifugo: -ack is imgate's (cmd 21); Centrifugo has no per-message acknowledgement")
+		}
+	default:
+		return c, fmt.Errorf("-proto %q: imgate or centrifugo", c.proto)
 	}
 	var err error
 	if c.ws, err = parseTargets("ws", wsFlag, wsTarget); err != nil {
@@ -159,6 +181,10 @@ func (c config) nameTargets(mode string, res *Result) {
 	if mode != "http" {
 		res.WSTargets = c.ws
 	}
+	if c.proto == protoCentrifugo {
+		res.Proto = protoCentrifugo // no HTTP targets: nothing registered
+		return
+	}
 	res.HTTPTargets = c.http
 }
 
@@ -184,6 +210,8 @@ func source(i, n int) net.IP { return net.IPv4(127, 0, 0, byte(1+i%n)) }
 
 // runChat: pairs of users; each sender writes to its receiver with a
 // bounded window in flight (or at -rate in all); ack and delivery latency.
+// With -proto centrifugo the users are not registered but hold tokens made
+// here, and a receiver is logged in once subscribed to its channel.
 func runChat(c config) (Result, error) {
 	if err := checkFiles(2 * c.pairs); err != nil {
 		return Result{}, err
@@ -191,10 +219,12 @@ func runChat(c config) (Result, error) {
 	s := newStats(c.part != "")
 	reg := newRegistrar(c)
 	nonce := c.nonce()
+	cf := c.proto == protoCentrifugo
 	cl, err := newClient(s, c.window, c.rate > 0)
 	if err != nil {
 		return Result{}, err
 	}
+	cl.cf = cf
 	defer cl.close()
 	senders := make([]*wsConn, c.pairs)
 	// Receivers first, all logged in before any sender starts, so every
@@ -206,6 +236,11 @@ func runChat(c config) (Result, error) {
 		rcv := &wsConn{id: 2*i + 1, role: roleReceiver, userID: fmt.Sprintf("br%s_%d", nonce, i), acking: c.ack}
 		senders[i] = &wsConn{id: 2 * i, role: roleSender, userID: fmt.Sprintf("bs%s_%d", nonce, i), peer: rcv.userID}
 		for _, w := range []*wsConn{rcv, senders[i]} {
+			if cf {
+				// The receiver's personal channel: its user id.
+				w.token, w.channel = cfToken(c.cfSecret, w.userID), rcv.userID
+				continue
+			}
 			if w.token, err = reg.register(w.userID, w.role == roleReceiver); err != nil {
 				return Result{}, err
 			}
@@ -228,7 +263,11 @@ func runChat(c config) (Result, error) {
 	}
 	done := make(chan struct{})
 	go s.progress(os.Stderr, done)
-	before, scraped := reg.scrapeAckHist()
+	var before promHist
+	scraped := false
+	if !cf { // the server-side ack histogram is imgate's
+		before, scraped = reg.scrapeAckHist()
+	}
 	start := time.Now()
 	if c.rate > 0 {
 		go pace(cl, c.rate, done)

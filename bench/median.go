@@ -11,9 +11,9 @@ import (
 )
 
 // runMedian reads results written with -json (one file each) and prints,
-// per mode, the median of every figure and the runs it came from: the
-// form BENCHMARKS.md reports. Latencies are medians of the runs'
-// percentiles, not percentiles of merged runs.
+// per mode (and server protocol), the median of every figure and the runs
+// it came from: the form BENCHMARKS.md reports. Latencies are medians of
+// the runs' percentiles, not percentiles of merged runs.
 func runMedian(files []string, out io.Writer) error {
 	if len(files) == 0 {
 		return fmt.Errorf("median: no result files (bench median run1.json run2.json …)")
@@ -29,10 +29,14 @@ func runMedian(files []string, out io.Writer) error {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
-		if _, ok := byMode[r.Mode]; !ok {
-			modes = append(modes, r.Mode)
+		key := r.Mode
+		if r.Proto != "" {
+			key += ", " + r.Proto
 		}
-		byMode[r.Mode] = append(byMode[r.Mode], r)
+		if _, ok := byMode[key]; !ok {
+			modes = append(modes, key)
+		}
+		byMode[key] = append(byMode[key], r)
 	}
 	for _, m := range modes {
 		rs := byMode[m]

@@ -91,6 +91,7 @@ func (s *stats) errorf(format string, args ...any) {
 // Result is a run's outcome, printed as a table or, with -json, as JSON.
 type Result struct {
 	Mode        string   `json:"mode"`
+	Proto       string   `json:"proto,omitempty"`        // the server's protocol when not imgate's: centrifugo
 	WSTargets   []string `json:"ws_targets,omitempty"`   // -ws, in order; none in http mode
 	HTTPTargets []string `json:"http_targets,omitempty"` // -http, in order
 	Duration    float64  `json:"duration_s"`
@@ -217,6 +218,9 @@ func (r Result) print(w io.Writer, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "\nmode %s, %.1f s\n", r.Mode, r.Duration)
+	if r.Proto != "" {
+		fmt.Fprintf(w, "  protocol        %s\n", r.Proto)
+	}
 	if len(r.WSTargets) > 0 {
 		fmt.Fprintf(w, "  ws targets      %s\n", strings.Join(r.WSTargets, ", "))
 	}
