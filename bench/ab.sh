@@ -6,6 +6,13 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY [OUTDIR]   # RUNS=5 ARGS="chat -pairs 200 -inflight 16 -duration 5s"
 #
+# A side may be the word centrifugo instead of a binary: Centrifugo v6 in
+# memory (bench/centrifugo.sh builds it once and configures it), loaded by
+# the same chat row over its client protocol (bench chat -proto
+# centrifugo), e.g. Centrifugo against imgate, paced and closed loop:
+#   ARGS="chat -pairs 200 -rate 20000 -duration 10s" bench/ab.sh centrifugo ./imgate
+#   ARGS="chat -pairs 200 -inflight 16 -duration 10s" bench/ab.sh centrifugo ./imgate
+#
 # ARGS_B (default ARGS) gives side B other load-generator arguments: the
 # same binary twice with ARGS_B="… -ack" measures what a client option costs.
 #
@@ -29,10 +36,30 @@ go build -o "$out/bench" ./bench
 
 # shellcheck source=bench/gateway.sh
 . bench/gateway.sh
+# shellcheck source=bench/centrifugo.sh
+. bench/centrifugo.sh
+for side in "$a" "$b"; do
+  if [ "$side" = centrifugo ]; then cf_build; fi
+done
+if { [ "$a" = centrifugo ] && [ -n "${STORE_A:-}" ]; } || { [ "$b" = centrifugo ] && [ -n "${STORE_B:-}" ]; }; then
+  echo "centrifugo runs in memory: no STORE_A/STORE_B for it" >&2
+  exit 2
+fi
 start() {
+  if [ "$1" = centrifugo ]; then cf_start; return; fi
   local store=()
   if [ -n "$2" ]; then bench/pg.sh reset; store=(-store "$2"); fi
   gw_start "$1" "$out/data" "${store[@]}"
+}
+# target prints bench's flags for the side run by binary $1.
+target() {
+  if [ "$1" = centrifugo ]; then echo "-proto centrifugo -centrifugo-secret $cf_secret -ws $cf_ws"
+  else echo "-ws $ws -http $http"; fi
+}
+stop() { gw_stop; cf_stop; }
+name() {
+  if [ "$1" = centrifugo ]; then echo "centrifugo $cf_version (memory)"
+  else echo "$1 ${2:-pebble}"; fi
 }
 
 fa=() fb=()
@@ -42,14 +69,14 @@ for i in $(seq "$runs"); do
     if [ $side = b ]; then bin=$b run_args=$args_b store=${STORE_B:-}; fi
     start "$bin" "$store"
     f="$out/$side-$i.json"
-    # shellcheck disable=SC2086
-    "$out/bench" $run_args -ws $ws -http $http -json > "$f" || echo "run had errors: $f" >&2
-    gw_stop
+    # shellcheck disable=SC2086,SC2046
+    "$out/bench" $run_args $(target "$bin") -json > "$f" || echo "run had errors: $f" >&2
+    stop
     if [ $side = a ]; then fa+=("$f"); else fb+=("$f"); fi
     echo "run $i $side: $f" >&2
   done
 done
-echo "# A = $a ${STORE_A:-pebble}: $args"
+echo "# A = $(name "$a" "${STORE_A:-}"): $args"
 "$out/bench" median "${fa[@]}"
-echo "# B = $b ${STORE_B:-pebble}: $args_b"
+echo "# B = $(name "$b" "${STORE_B:-}"): $args_b"
 "$out/bench" median "${fb[@]}"

@@ -3,7 +3,9 @@
 #
 #   gw_start BINARY DATADIR [FLAG...]   # waits for its HTTP port; exits the script if it never opens
 #   gw_stop
-ws=127.0.0.1:18889 http=127.0.0.1:18082
+#
+# GW_WS and GW_HTTP (default 127.0.0.1:18889 and 127.0.0.1:18082) move it.
+ws=${GW_WS:-127.0.0.1:18889} http=${GW_HTTP:-127.0.0.1:18082}
 srv=""
 gw_stop() { if [ -n "$srv" ]; then kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; srv=""; fi; }
 trap gw_stop EXIT
@@ -15,7 +17,7 @@ gw_start() {
   "$bin" -data "$data" "$@" -ws-addr $ws -http-addr $http -log-level error -rate-limit -1 &
   srv=$!
   for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/18082) 2>/dev/null; then return; fi
+    if (exec 3<>"/dev/tcp/${http%:*}/${http##*:}") 2>/dev/null; then return; fi
     sleep 0.1
   done
   echo "gateway did not start" >&2
