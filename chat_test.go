@@ -346,7 +346,7 @@ func TestSection1_4_Metrics(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"imgate_connections 1\n", "imgate_online_users 1\n", "imgate_storage_commits_total 1\n", "imgate_undelivered_pushes_total 0\n"} {
+	for _, want := range []string{"imgate_connections 1\n", "imgate_online_users 1\n", "imgate_storage_commits_total 1\n", "imgate_undelivered_pushes_total 0\n", "imgate_storage_write_stalls_total 0\n", "imgate_storage_write_stall_seconds_total 0\n"} {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, b)
 		}

@@ -23,7 +23,10 @@
 // or queued for it, at least once.
 package storage
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Errors returned by Store methods.
 var (
@@ -271,6 +274,13 @@ type ReadResult struct {
 type CommitStats struct {
 	Ops     uint64 // operations committed
 	Batches uint64 // synced commits (fsyncs)
+	// Stalls counts the times the store stopped taking writes until it
+	// caught up (an LSM store's flushes and compactions); every commit,
+	// and so every ack, waits during one. StallTime is their total
+	// length, the current one included. Zero for stores that do not
+	// stall.
+	Stalls    uint64
+	StallTime time.Duration
 }
 
 // ErrOverloaded is returned by submissions when the commit queue is full.

@@ -3,6 +3,7 @@ package pebble
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,8 +117,46 @@ type commitCounters struct{ ops, batches atomic.Uint64 }
 
 // CommitStats returns the counters since Open.
 func (db *DB) CommitStats() CommitStats {
-	return CommitStats{Ops: db.cstats.ops.Load(), Batches: db.cstats.batches.Load()}
+	n, d := db.stalls.stats()
+	return CommitStats{Ops: db.cstats.ops.Load(), Batches: db.cstats.batches.Load(), Stalls: n, StallTime: d}
 }
+
+// stallCounters follows Pebble's write stalls: its memtables or L0 are
+// full, and writes wait for a flush or a compaction.
+type stallCounters struct {
+	log   *slog.Logger
+	n     atomic.Uint64
+	total atomic.Int64 // nanoseconds in stalls that ended
+	since atomic.Int64 // Nanotime at the current stall's start; 0: none
+}
+
+func (s *stallCounters) begin(info pebble.WriteStallBeginInfo) {
+	s.n.Add(1)
+	s.since.Store(nanotime())
+	s.log.Warn("storage: writes stalled until flushes and compactions catch up", "reason", info.Reason)
+}
+
+func (s *stallCounters) end() {
+	if t0 := s.since.Swap(0); t0 != 0 {
+		d := nanotime() - t0
+		s.total.Add(d)
+		s.log.Warn("storage: writes resumed", "stalled", time.Duration(d))
+	}
+}
+
+// stats returns the stalls begun and their total length so far.
+func (s *stallCounters) stats() (uint64, time.Duration) {
+	d := s.total.Load()
+	if t0 := s.since.Load(); t0 != 0 {
+		d += nanotime() - t0
+	}
+	return s.n.Load(), time.Duration(d)
+}
+
+// nanotime is a monotonic clock in nanoseconds.
+func nanotime() int64 { return int64(time.Since(clockBase)) }
+
+var clockBase = time.Now()
 
 // queued is one waiting operation and what it costs the queue.
 type queued struct {

@@ -65,6 +65,7 @@ type DB struct {
 	cq         commitQueue
 	commitDone chan struct{}
 	cstats     commitCounters
+	stalls     *stallCounters
 	convs      map[convKey]convState
 	contacts   map[[16]byte]cachedContact // owner|peer; see tx.contact
 	counts     map[uint64]ContactCounts
@@ -110,6 +111,8 @@ func Open(dir string, opts Options) (*DB, error) {
 	po.L0CompactionThreshold = 8
 	po.L0StopWritesThreshold = 32
 	po.LBaseMaxBytes = 256 << 20
+	stalls := &stallCounters{log: log}
+	po.EventListener = &pebble.EventListener{WriteStallBegin: stalls.begin, WriteStallEnd: stalls.end}
 	if opts.InMemory {
 		po.FS = memFS()
 	}
@@ -117,7 +120,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed(), now: opts.Now}
+	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls}
 	if db.now == nil {
 		db.now = time.Now
 	}
