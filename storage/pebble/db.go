@@ -109,7 +109,12 @@ func Open(dir string, opts Options) (*DB, error) {
 	po.MemTableSize = 8 << 20
 	po.MemTableStopWritesThreshold = 4
 	po.L0CompactionThreshold = 8
-	po.L0StopWritesThreshold = 32
+	// Writes stop (every ack waits) when L0 is this many sublevels deep.
+	// At 32, 60 s of `bench chat -pairs 200 -inflight 16` on 2 cores
+	// stalled 3-6 times for 2.7-5.2 s in all; at 128 not once in 5 runs,
+	// for 1.26x the acks/s (BENCHMARKS.md, issue 15). Reads over a deep L0
+	// merge more sublevels, which costs a read; a stall stops every user.
+	po.L0StopWritesThreshold = 128
 	po.LBaseMaxBytes = 256 << 20
 	stalls := &stallCounters{log: log}
 	po.EventListener = &pebble.EventListener{WriteStallBegin: stalls.begin, WriteStallEnd: stalls.end}
