@@ -34,7 +34,7 @@ func (r *Router) chat(c *Context) error {
 	if err != nil || msgType < 0 || msgType > 1<<31-1 {
 		return errBadMessage
 	}
-	content, err := contentText(req.Content)
+	content, err := contentText(req.Content, c.size)
 	if err != nil || content == "" {
 		return errBadMessage
 	}
@@ -200,10 +200,16 @@ func appendMessage(dst []byte, m *storage.Message) []byte {
 	return o.End()
 }
 
+// maxAliasSlack is how many bytes of a request besides its content a
+// stored message may keep alive by aliasing the content (contentText):
+// what the commit queues charge per message beyond its text.
+const maxAliasSlack = 256
+
 // contentText turns the content member into stored text: a string as is,
 // an object or array as compact JSON (compat), other scalars as their
-// literal text. Absent or null is an error.
-func contentText(raw []byte) (string, error) {
+// literal text. Absent or null is an error. size is the length of the
+// payload raw is part of.
+func contentText(raw []byte, size int) (string, error) {
 	raw = bytes.TrimSpace(raw)
 	switch {
 	case len(raw) == 0 || string(raw) == "null":
@@ -213,9 +219,14 @@ func contentText(raw []byte) (string, error) {
 		// UTF-8 (which Unmarshal would otherwise repair), it is its text.
 		if n := len(raw); n >= 2 && raw[n-1] == '"' {
 			if in := raw[1 : n-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
-				// The text of the request's payload, which is never
-				// reused (Router.enqueue copies each request): the
-				// message keeps it rather than a copy.
+				if size-len(in) > maxAliasSlack {
+					// A short text in a long request: a copy keeps the
+					// message as small as the queues count it.
+					return string(in), nil
+				}
+				// Most of the request's payload, which is never reused
+				// (Router.enqueue copies each request): the message
+				// keeps it rather than a copy.
 				return unsafe.String(unsafe.SliceData(in), len(in)), nil
 			}
 		}

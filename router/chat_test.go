@@ -3,9 +3,11 @@ package router
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/imgate/imgate/storage"
 	"github.com/imgate/imgate/storage/pebble"
@@ -182,6 +184,37 @@ func TestSection4_3_UnwrittenPushIsQueued(t *testing.T) {
 	}
 }
 
+// PROTOCOL §4.1 content: a message keeps the text of its request without
+// a copy only when the text is most of the request: a short text padded
+// with an unknown member must not keep the whole request alive while the
+// message waits for its commit (the queues count the text).
+func TestSection4_1_ContentKeepsNoLongRequest(t *testing.T) {
+	inside := func(s string, payload []byte) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		lo := uintptr(unsafe.Pointer(unsafe.SliceData(payload)))
+		return p >= lo && p < lo+uintptr(len(payload))
+	}
+	for _, tc := range []struct {
+		name  string
+		pad   int
+		alias bool
+	}{
+		{"short request", 0, true},
+		{"padded within the slack", maxAliasSlack - 64, true},
+		{"padded past the slack", 60 << 10, false},
+	} {
+		payload := []byte(`{"cmd":11,"content":"hello","pad":"` + strings.Repeat("a", tc.pad) + `"}`)
+		raw := payload[bytes.Index(payload, []byte(`"hello"`)):][:len(`"hello"`)]
+		got, err := contentText(raw, len(payload))
+		if err != nil || got != "hello" {
+			t.Fatalf("%s: %q, %v", tc.name, got, err)
+		}
+		if inside(got, payload) != tc.alias {
+			t.Errorf("%s (%d bytes): aliases the request = %v, want %v", tc.name, len(payload), !tc.alias, tc.alias)
+		}
+	}
+}
+
 // PROTOCOL §4.1 content: a string is stored as its text, whichever path
 // decodes it; objects and arrays as compact JSON.
 func TestSection4_1_ContentText(t *testing.T) {
@@ -194,13 +227,13 @@ func TestSection4_1_ContentText(t *testing.T) {
 		{` {"a": [1, 2]} `, `{"a":[1,2]}`},
 		{`42`, "42"},
 	} {
-		got, err := contentText([]byte(tc.raw))
+		got, err := contentText([]byte(tc.raw), len(tc.raw))
 		if err != nil || got != tc.want {
 			t.Errorf("contentText(%q) = %q, %v; want %q", tc.raw, got, err, tc.want)
 		}
 	}
 	for _, raw := range []string{``, `null`, ` null `} {
-		if _, err := contentText([]byte(raw)); err == nil {
+		if _, err := contentText([]byte(raw), len(raw)); err == nil {
 			t.Errorf("contentText(%q) accepted", raw)
 		}
 	}

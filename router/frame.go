@@ -54,7 +54,7 @@ func giveBack(sp *[]byte) {
 	}
 }
 
-// replyFrame encodes one envelope as a fresh frame (Send takes ownership).
+// replyFrame encodes one envelope as a fresh frame.
 func replyFrame(code codec.Code, cmd codec.Cmd, data []byte) []byte {
 	return textFrame(func(b []byte) []byte { return codec.AppendEnvelope(b, code, cmd, data) })
 }

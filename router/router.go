@@ -233,6 +233,8 @@ type Context struct {
 	closeCode   uint16
 	closeReason string
 	closeAll    bool
+	// size is the length of the request's payload (on a worker).
+	size int
 	// cmd 19: the page size and whether the client chose it.
 	pageCount int
 	pageAsked bool

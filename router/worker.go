@@ -313,9 +313,9 @@ func (r *Router) runConn(c *Context, st *ConnState) {
 
 // run executes one queued request on a worker. c is the worker's own
 // Context, reused from request to request; the reply frames are a fresh
-// slice because the connection takes ownership of them.
+// slice because the entry keeps them until its turn.
 func (r *Router) run(c *Context, st *ConnState, e *entry, payload []byte) {
-	*c = Context{scratch: c.scratch[:0], dec: c.dec, st: st, e: e}
+	*c = Context{scratch: c.scratch[:0], dec: c.dec, st: st, e: e, size: len(payload)}
 	if err := c.dec.Decode(payload); err != nil {
 		// Handle decoded it already; the copy cannot differ.
 		r.log.Error("queued packet undecodable", slog.Any("err", err))
