@@ -855,3 +855,76 @@ func TestSection2_LargestMessageWithTheSmallestCap(t *testing.T) {
 		t.Fatalf("push of %d bytes", len(f))
 	}
 }
+
+// PROTOCOL §4.2: pushes from several senders pile up on a receiver that
+// does not read (gnet's EAGAIN, partial-write and buffered paths), while
+// acks and pushes are encoded in reused buffers and connections copy
+// them; every push arrives intact and in each sender's order.
+func TestSection4_2_SlowReaderPushesIntact(t *testing.T) {
+	ts := newTestServer(t, func(c *config) {
+		c.MaxPending = 64 << 20
+		c.RateLimit = -1
+	})
+	bTok := ts.register("rvb", 0)
+	const senders, per, size = 4, 40, 30000
+	toks := make([]string, senders)
+	for i := range toks {
+		toks[i] = ts.register(fmt.Sprintf("rva%d", i), 0)
+	}
+	rb := ts.rawLogin(bTok)
+	_ = rb.nc.(*net.TCPConn).SetReadBuffer(64 << 10)
+	content := func(s, i int) string {
+		return fmt.Sprintf("rva%d-%04d-", s, i) + strings.Repeat(string(rune('a'+(s*per+i)%26)), size)
+	}
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		c := ts.login(toks[s])
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				c.send(fmt.Sprintf(`{"cmd":11,"to":"rvb","chatType":2,"content":%q}`, content(s, i)))
+			}
+			var last float64
+			for i := 0; i < per; i++ {
+				var ack struct {
+					Code    int
+					Command int
+					Data    struct{ Seq float64 }
+				}
+				if err := json.Unmarshal([]byte(c.read()), &ack); err != nil || ack.Command != 12 || ack.Data.Seq <= last {
+					t.Errorf("sender %d ack %d: %+v %v", s, i, ack, err)
+					return
+				}
+				last = ack.Data.Seq
+			}
+		}(s)
+	}
+	wg.Wait() // every push was queued with its ack
+	t.Logf("unsent while the receiver does not read: %d", ts.stats().Unsent)
+	next := make([]int, senders)
+	for n := 0; n < senders*per; n++ {
+		op, p := rb.readFrame()
+		if op != 1 {
+			t.Fatalf("frame %d: op %d", n, op)
+		}
+		var env struct {
+			Command int
+			Data    struct {
+				From    string
+				Content string
+			}
+		}
+		err := json.Unmarshal(p, &env)
+		push := env.Data
+		if err != nil || env.Command != 11 {
+			t.Fatalf("push %d: %v %.200s", n, err, p)
+		}
+		var s int
+		fmt.Sscanf(push.From, "rva%d", &s)
+		if want := content(s, next[s]); push.Content != want {
+			t.Fatalf("push %d from %s: content %.40q…, want %.40q…", n, push.From, push.Content, want)
+		}
+		next[s]++
+	}
+}

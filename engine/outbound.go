@@ -165,6 +165,14 @@ func (c *conn) Room() int {
 // back; a non-zero received is the arrival of the request frame answers
 // (SendReply).
 func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
+	var big *frameBuf
+	if len(frame) > maxKeptFrameBuf {
+		// A large frame (a page of history) is copied before the lock,
+		// which the loop's flush of this connection may be waiting for:
+		// it becomes the queue when nothing else waits, as it usually
+		// does for a reply.
+		big = &frameBuf{b: append(make([]byte, 0, len(frame)+minFrameBuf), frame...)}
+	}
 	o := &c.out
 	o.mu.Lock()
 	if o.mu.dead || o.mu.closing {
@@ -190,10 +198,15 @@ func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
 		q = acquireOutq()
 		o.mu.q = q
 	}
-	if q.buf == nil {
+	switch {
+	case big != nil && q.buf == nil:
+		q.buf, big = big, nil // copied before the lock
+	case q.buf == nil:
 		q.buf = acquireFrameBuf()
+		fallthrough
+	default:
+		q.buf.b = append(q.buf.b, frame...)
 	}
-	q.buf.b = append(q.buf.b, frame...)
 	if t != nil {
 		t.Acquire()
 		q.trk = append(q.trk, frameTracker{len(q.buf.b), t})
@@ -360,15 +373,14 @@ func (c *conn) writeFrames(gc gnet.Conn, s *flushScratch, upgrade, frames, closi
 			vecs = append(vecs, b)
 		}
 	}
-	if len(vecs) == 0 {
-		return true
-	}
-	// gnet may reslice the elements of what it is given.
-	_, err := gc.Writev(vecs)
-	clear(vecs)
-	s.vecs = vecs[:0]
-	if err != nil {
-		return false
+	if len(vecs) > 0 { // else only empty frames: nothing to write
+		// gnet may reslice the elements of what it is given.
+		_, err := gc.Writev(vecs)
+		clear(vecs)
+		s.vecs = vecs[:0]
+		if err != nil {
+			return false
+		}
 	}
 	base := c.handed + uint64(len(upgrade))
 	c.handed += uint64(len(upgrade) + len(frames) + len(closing))

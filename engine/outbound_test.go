@@ -11,6 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/imgate/imgate/codec"
 	"github.com/imgate/imgate/router"
 )
 
@@ -442,5 +443,86 @@ func TestSection4_2_SendCopiesTheFrame(t *testing.T) {
 	loop.run()
 	if got := fmtFrames(gc.written); got != "[push one two]" {
 		t.Fatalf("wrote %s, want [push one two]", got)
+	}
+}
+
+// PROTOCOL §4.3: a follower's end offset counts the 101 written before
+// the queued frames, and not the CLOSE written after them: it is told
+// written once its own last byte left, not before.
+func TestSection4_3_FollowerEndsAfterUpgradeBeforeClose(t *testing.T) {
+	c, gc, loop := newTestConn()
+	c.phase.Store(int32(phaseLogin))
+	c.pend = []byte("HTTP/1.1 101\r\n\r\n") // 16 bytes
+	var outcome []bool
+	tr := router.NewTracker(func(w bool) { outcome = append(outcome, w) })
+	c.send([]byte("abc"), nil, 0)
+	c.send([]byte("defg"), tr, 0)
+	c.send([]byte("hi"), nil, 0)
+	tr.Release()
+	closeFrame := codec.AppendCloseFrame(nil, ClosePolicy, "x")
+	c.closeQueued(closeFrame)
+	loop.run()
+	if got, want := fmtFrames(gc.written), "[HTTP/1.1 101\r\n\r\n abcdefghi "+string(closeFrame)+"]"; got != want || gc.writevs != 1 {
+		t.Fatalf("wrote %q in %d writevs, want %q", got, gc.writevs, want)
+	}
+	if len(c.inflight) != 1 || c.inflight[0].end != 16+7 {
+		t.Fatalf("inflight %+v, want one ending at %d", c.inflight, 16+7)
+	}
+	if c.handed != uint64(16+9+len(closeFrame)) {
+		t.Fatalf("handed %d", c.handed)
+	}
+	gc.buffered = 2 + len(closeFrame) + 1 // "g" not yet sent
+	c.confirm(gc)
+	if len(outcome) != 0 {
+		t.Fatalf("outcome %v with its last byte in gnet", outcome)
+	}
+	gc.buffered = 2 + len(closeFrame)
+	c.confirm(gc)
+	if fmt.Sprint(outcome) != "[true]" {
+		t.Fatalf("outcome %v once its bytes left", outcome)
+	}
+}
+
+// PROTOCOL §4.3: every follower is told an outcome, even of an empty
+// frame (nothing to write, so the flush has no writev).
+func TestSection4_3_EmptyFollowedFrameIsTold(t *testing.T) {
+	c, gc, loop := newTestConn()
+	var outcome []bool
+	tr := router.NewTracker(func(w bool) { outcome = append(outcome, w) })
+	c.send(nil, tr, 0)
+	tr.Release()
+	loop.run()
+	c.confirm(gc)
+	c.settle(gc)
+	if len(outcome) != 1 {
+		t.Fatalf("follower of an empty frame told %v, want one outcome", outcome)
+	}
+}
+
+// PROTOCOL §4.2: a frame larger than the pooled buffers (a page of
+// history) is written whole and in order, whether it is queued alone,
+// after smaller frames or before them.
+func TestSection4_2_LargeFrameInOrder(t *testing.T) {
+	big := bytes.Repeat([]byte("h"), maxKeptFrameBuf+1)
+	for _, tc := range []struct {
+		name   string
+		frames [][]byte
+	}{
+		{"alone", [][]byte{big}},
+		{"after a push", [][]byte{[]byte("push"), big}},
+		{"before a push", [][]byte{big, []byte("push")}},
+		{"twice", [][]byte{big, []byte("push"), big}},
+	} {
+		c, gc, loop := newTestConn()
+		c.e.opts.MaxPending = 4 * len(big)
+		for _, f := range tc.frames {
+			if !c.send(f, nil, 0) {
+				t.Fatalf("%s: send refused", tc.name)
+			}
+		}
+		loop.run()
+		if got, want := bytes.Join(gc.written, nil), bytes.Join(tc.frames, nil); !bytes.Equal(got, want) || gc.writevs != 1 {
+			t.Errorf("%s: wrote %d bytes in %d writevs, want the %d queued in 1", tc.name, len(got), gc.writevs, len(want))
+		}
 	}
 }
