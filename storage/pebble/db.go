@@ -108,7 +108,14 @@ func Open(dir string, opts Options) (*DB, error) {
 	// off snappy worse (75 000: more bytes to compact).
 	po.MemTableSize = 8 << 20
 	po.MemTableStopWritesThreshold = 4
-	po.L0CompactionThreshold = 8
+	// L0 is compacted into the base level once it is this many sublevels
+	// deep. Every flush spans every conversation (h| is keyed by
+	// conversation), so each L0 compaction rewrites most of the base
+	// level: fewer, larger ones rewrite it less often. At 32 rather than
+	// 8, 60 s of `bench chat -pairs 200 -inflight 16` gave 1.13x the
+	// acks/s (5 interleaved runs, BENCHMARKS.md issue 15); a read merges
+	// up to that many sublevels more.
+	po.L0CompactionThreshold = 32
 	// Writes stop (every ack waits) when L0 is this many sublevels deep.
 	// At 32, 60 s of `bench chat -pairs 200 -inflight 16` on 2 cores
 	// stalled 3-6 times for 2.7-5.2 s in all; at 128 not once in 5 runs,
