@@ -101,15 +101,7 @@ func TestSection4_4_NextRequestWaitsForThePullsRemoval(t *testing.T) {
 // buffer its encoder reuses (borrowFrame) that must wait for an earlier
 // reply is kept as it was, not as the buffer later reads.
 func TestSection4_1_HeldBackAckKeepsItsBytes(t *testing.T) {
-	db, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(db, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = r.Close(context.Background()); _ = db.Close() }()
+	r := newTestRouter(t)
 	s := &holdSession{id: Identity{UID: 1, ID: "a"}, sent: make(chan []byte, 4)}
 	st := lockState(s)
 	first, second := newEntry(codec.CmdChat), newEntry(codec.CmdChat)
