@@ -18,9 +18,9 @@ var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer"
 
 // Output (PROTOCOL §2, §4.3).
 //
-// outbox queues frames sent from other goroutines (router workers, the
-// registry's Deliver) and writes them on the loop, all that piled up in one
-// writev. A connection with queued frames is marked dirty on its loop's
+// outbox queues copies of the frames sent from other goroutines (router
+// workers, the storage committer, the registry's Deliver) in one pooled
+// buffer and writes them on the loop, all that piled up in one writev. A connection with queued frames is marked dirty on its loop's
 // flusher (see loopFlusher) once until its next flush: a burst of pushes
 // to one connection costs one syscall, and a fan-out to many connections
 // of one loop costs one loop task, not one per connection.
