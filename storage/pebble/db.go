@@ -108,15 +108,13 @@ func Open(dir string, opts Options) (*DB, error) {
 	// off snappy worse (75 000: more bytes to compact).
 	po.MemTableSize = 8 << 20
 	po.MemTableStopWritesThreshold = 4
-	// L0 is compacted into the base level once it is this many sublevels
-	// deep. Every flush spans every conversation (h| is keyed by
-	// conversation), so each L0 compaction rewrites most of the base
-	// level: fewer, larger ones rewrite it less often. At 32 rather than
-	// 8, 60 s of `bench chat -pairs 200 -inflight 16` gave 1.13x the
-	// acks/s (5 interleaved runs, BENCHMARKS.md issue 15). The cost is on
-	// reads, which merge up to that many sublevels more: `bench offline`
-	// pulled 0.79x the messages/s, at the same latency per pull.
-	po.L0CompactionThreshold = 32
+	// L0 is compacted into the base level at 8 sublevels. At 32, 60 s of
+	// `bench chat -pairs 200 -inflight 16` gave 1.13x the acks/s, but
+	// reads merge up to that many sublevels at every load: `bench offline`
+	// pulled 0.79x the messages/s at 1.6x the pull p99 (BENCHMARKS.md,
+	// issue 15). The write gain was measured at saturation; the read
+	// cost applies at any load.
+	po.L0CompactionThreshold = 8
 	// Writes stop (every ack waits) when L0 is this many sublevels deep.
 	// At 32, 60 s of `bench chat -pairs 200 -inflight 16` on 2 cores
 	// stalled 3-6 times for 2.7-5.2 s in all; at 128 not once in 5 runs,
