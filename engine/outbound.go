@@ -20,8 +20,9 @@ var slowConsumerFrame = codec.AppendCloseFrame(nil, ClosePolicy, "slow consumer"
 //
 // outbox queues copies of the frames sent from other goroutines (router
 // workers, the storage committer, the registry's Deliver) in one pooled
-// buffer and writes them on the loop, all that piled up in one writev. A connection with queued frames is marked dirty on its loop's
-// flusher (see loopFlusher) once until its next flush: a burst of pushes
+// buffer and writes them on the loop, all that piled up in one writev. A
+// connection with queued frames is marked dirty on its loop's flusher
+// (see loopFlusher) once until its next flush: a burst of pushes
 // to one connection costs one syscall, and a fan-out to many connections
 // of one loop costs one loop task, not one per connection.
 //
@@ -200,7 +201,7 @@ func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
 	}
 	switch {
 	case big != nil && q.buf == nil:
-		q.buf, big = big, nil // copied before the lock
+		q.buf = big // copied before the lock
 	case q.buf == nil:
 		q.buf = acquireFrameBuf()
 		fallthrough

@@ -20,15 +20,11 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return
 const maxPooledScratch = 64 << 10
 
 // textFrame returns one TEXT frame holding what build appends to its
-// argument.
+// argument, in a slice of its own.
 func textFrame(build func(dst []byte) []byte) []byte {
-	sp := scratchPool.Get().(*[]byte)
-	p := build((*sp)[:0])
-	f := codec.AppendTextFrame(make([]byte, 0, codec.MaxFrameHeader+len(p)), p)
-	if cap(p) <= maxPooledScratch {
-		*sp = p[:0]
-		scratchPool.Put(sp)
-	}
+	f, sp := borrowFrame(build)
+	f = append(make([]byte, 0, len(f)), f...)
+	giveBack(sp)
 	return f
 }
 
