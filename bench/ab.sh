@@ -71,9 +71,14 @@ for i in $(seq "$runs"); do
     f="$out/$side-$i.json"
     # shellcheck disable=SC2086,SC2046
     "$out/bench" $run_args $(target "$bin") -json > "$f" || echo "run had errors: $f" >&2
+    stalls=""
+    if [ "$bin" != centrifugo ]; then
+      # The gateway's write stalls in the run (none: an older gateway).
+      stalls=$(curl -s "http://$http/metrics" | grep '^imgate_storage_write_stall' | tr '\n' ' ' || true)
+    fi
     stop
     if [ $side = a ]; then fa+=("$f"); else fb+=("$f"); fi
-    echo "run $i $side: $f" >&2
+    echo "run $i $side: $f $stalls" >&2
   done
 done
 echo "# A = $(name "$a" "${STORE_A:-}"): $args"
