@@ -266,8 +266,8 @@ func waitNoConns(t *testing.T, es []*engine.Engine) {
 // the other node is offline to the sender's.
 func TestSeveralGateways(t *testing.T) {
 	db := openStore(t)
-	e1, ws1, api1 := startGatewayOn(t, db, 0)
-	e2, ws2, api2 := startGatewayOn(t, db, 0)
+	e1, ws1, api1 := startGatewayOn(t, db)
+	e2, ws2, api2 := startGatewayOn(t, db)
 	es := []*engine.Engine{e1, e2}
 	wsList, httpList := ws1+","+ws2, "http://"+api1+","+api2
 

@@ -172,9 +172,10 @@ type Engine struct {
 	flushers flushers
 	nextID   atomic.Uint64
 
-	slowClosed atomic.Uint64 // connections closed as slow consumers
-	unsent     atomic.Int64  // bytes accepted for clients, not yet written
-	shedding   atomic.Bool   // a shed pass runs (shed.go)
+	slowClosed  atomic.Uint64 // connections closed as slow consumers
+	clientAcked atomic.Uint64 // pushes settled by the client's receipt ack
+	unsent      atomic.Int64  // bytes accepted for clients, not yet written
+	shedding    atomic.Bool   // a shed pass runs (shed.go)
 
 	eng      gnet.Engine
 	addr     net.Addr
@@ -404,11 +405,14 @@ type Stats struct {
 	// Unsent is the output accepted for clients and not yet written to
 	// their sockets, in bytes, across all connections.
 	Unsent int64
+	// ClientAcked counts the pushes that acknowledging connections'
+	// receipt acks (cmd 21, PROTOCOL §7.2) settled.
+	ClientAcked uint64
 }
 
 // Stats returns the current gauges. Safe for concurrent use.
 func (e *Engine) Stats() Stats {
-	return Stats{Conns: e.conns.len(), Users: e.reg.users(), SlowConsumers: e.slowClosed.Load(), Unsent: e.unsent.Load()}
+	return Stats{Conns: e.conns.len(), Users: e.reg.users(), SlowConsumers: e.slowClosed.Load(), Unsent: e.unsent.Load(), ClientAcked: e.clientAcked.Load()}
 }
 
 // gnetLogger sends gnet's own logs to slog.

@@ -504,6 +504,7 @@ func (c *conn) Ack(conv string, group bool, seq uint64) {
 // past seq (known), with the conversation's uid or gid, and whether it
 // settled any (settled). It runs on the loop.
 func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known, settled bool) {
+	var acked uint64
 	keep := func(l []inflight) []inflight {
 		n := 0
 		for _, f := range l {
@@ -513,7 +514,7 @@ func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known, settl
 				known = known || t.Seq >= seq
 				if t.Seq <= seq {
 					t.Done(true)
-					settled = true
+					acked++
 					continue
 				}
 			}
@@ -525,7 +526,10 @@ func (c *conn) ack(conv string, group bool, seq uint64) (id uint64, known, settl
 	}
 	c.unacked = keep(c.unacked)
 	c.inflight = keep(c.inflight)
-	return id, known, settled
+	if acked > 0 {
+		c.e.clientAcked.Add(acked)
+	}
+	return id, known, acked > 0
 }
 
 // trim gives an idle connection's queue back to the pool: one that had
