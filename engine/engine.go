@@ -415,13 +415,15 @@ func (e *Engine) Stats() Stats {
 	return Stats{Conns: e.conns.len(), Users: e.reg.users(), SlowConsumers: e.slowClosed.Load(), Unsent: e.unsent.Load(), ClientAcked: e.clientAcked.Load()}
 }
 
-// gnetLogger sends gnet's own logs to slog.
+// gnetLogger sends gnet's own logs to slog. gnet's text is the line's
+// message and library=gnet names its source (not component: main's logger
+// already carries component=engine), so a JSON line has one "msg".
 type gnetLogger struct{ log *slog.Logger }
 
-func (l gnetLogger) Debugf(f string, a ...any) { l.log.Debug("gnet", "msg", fmt.Sprintf(f, a...)) }
-func (l gnetLogger) Infof(f string, a ...any)  { l.log.Debug("gnet", "msg", fmt.Sprintf(f, a...)) }
-func (l gnetLogger) Warnf(f string, a ...any)  { l.log.Warn("gnet", "msg", fmt.Sprintf(f, a...)) }
-func (l gnetLogger) Errorf(f string, a ...any) { l.log.Error("gnet", "msg", fmt.Sprintf(f, a...)) }
+func (l gnetLogger) Debugf(f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...), "library", "gnet") }
+func (l gnetLogger) Infof(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...), "library", "gnet") }
+func (l gnetLogger) Warnf(f string, a ...any)  { l.log.Warn(fmt.Sprintf(f, a...), "library", "gnet") }
+func (l gnetLogger) Errorf(f string, a ...any) { l.log.Error(fmt.Sprintf(f, a...), "library", "gnet") }
 func (l gnetLogger) Fatalf(f string, a ...any) {
-	l.log.Error("gnet fatal", "msg", fmt.Sprintf(f, a...))
+	l.log.Error(fmt.Sprintf(f, a...), "library", "gnet", "fatal", true)
 }

@@ -222,10 +222,13 @@ var routes = map[string]route{
 
 // fasthttpLogger sends fasthttp's own reports (connection-level errors that
 // it also answers) to slog at debug level: they are per-request noise.
+// fasthttp's text is the line's message and library=fasthttp names its
+// source (not component: main's logger already carries component=httpapi),
+// so a JSON line has one "msg".
 type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+		l.log.Debug(fmt.Sprintf(format, args...), "library", "fasthttp")
 	}
 }

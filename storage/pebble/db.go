@@ -255,20 +255,24 @@ func (db *DB) lastUID() (uint64, error) {
 }
 
 // pebbleLogger forwards Pebble's reports to slog: its Infof lines are
-// per-compaction detail (debug), Errorf is an operator's concern.
+// per-compaction detail (debug), Errorf is an operator's concern. Pebble's
+// text is the line's message and library=pebble names its source (not
+// component: main's logger already carries component=storage), so a JSON
+// line has one "msg".
 type pebbleLogger struct{ log *slog.Logger }
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	if l.log.Enabled(nil, slog.LevelDebug) { //nolint:staticcheck // no context here
-		l.log.Debug("pebble", "msg", fmt.Sprintf(format, args...))
+		l.log.Debug(fmt.Sprintf(format, args...), "library", "pebble")
 	}
 }
 func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error("pebble", "msg", fmt.Sprintf(format, args...))
+	l.log.Error(fmt.Sprintf(format, args...), "library", "pebble")
 }
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error("pebble fatal", "msg", fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
+	text := fmt.Sprintf(format, args...)
+	l.log.Error(text, "library", "pebble", "fatal", true)
+	panic(text)
 }
 
 // keyEpoch holds the store's epoch: 32 hex characters drawn when the store
