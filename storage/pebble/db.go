@@ -129,7 +129,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
-		return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+		if opts.InMemory {
+			return nil, fmt.Errorf("storage: open %s: %w", dir, err)
+		}
+		return nil, openError(dir, err) // says when another process holds dir
 	}
 	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls}
 	if db.now == nil {

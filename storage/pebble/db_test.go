@@ -1,9 +1,20 @@
 package pebble
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/imgate/imgate/internal/logtest"
 )
@@ -43,4 +54,128 @@ func TestPebbleLogger_OneMessagePerLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpen_LockedByAnotherProcessSaysSo: Open of a data directory another
+// process holds (here a child running TestHelperHoldsDataDir) fails saying
+// so, naming the directory, its lock file and the holder, with Pebble's
+// error still wrapped; once the holder is gone the directory opens.
+func TestOpen_LockedByAnotherProcessSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	pid, release := holdDataDir(t, dir)
+	_, err := Open(dir, Options{})
+	if err == nil {
+		t.Fatal("opened a data directory another process holds")
+	}
+	t.Logf("open: %v", err)
+	for _, want := range []string{
+		"storage: open " + dir + ": ",
+		"held by another process",
+		fmt.Sprintf("pid %d", pid),
+		"lock file " + filepath.Join(dir, "LOCK"),
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EACCES) {
+		t.Errorf("error %q does not wrap the lock's EAGAIN (or EACCES)", err)
+	}
+	release()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("open after the holder exited: %v", err)
+	}
+	db.Close()
+}
+
+// TestOpen_TwiceInOneProcessFails: a second Open of a directory this
+// process holds fails (Pebble's own in-process check, before the file
+// lock) and does not blame another process.
+func TestOpen_TwiceInOneProcessFails(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Open(dir, Options{})
+	if err == nil {
+		t.Fatal("opened one directory twice")
+	}
+	t.Logf("second open: %v", err)
+	if !strings.Contains(err.Error(), "storage: open "+dir+": ") || strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+// holdDirEnv names the directory TestHelperHoldsDataDir holds.
+const holdDirEnv = "IMGATE_TEST_HOLD_DATA_DIR"
+
+// holdDataDir runs this test binary as another process that opens dir and
+// holds it until release is called (or the test ends); it returns that
+// process's pid once the directory is open.
+func holdDataDir(t *testing.T, dir string) (pid int, release func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHoldsDataDir$", "-test.count=1")
+	cmd.Env = append(os.Environ(), holdDirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			stdin.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("holder: %v", err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	held := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "held" {
+				held <- true
+				break
+			}
+		}
+		close(held)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case ok := <-held:
+		if !ok {
+			t.Fatal("the holder exited before opening the directory")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the holder did not open the directory within a minute")
+	}
+	return cmd.Process.Pid, release
+}
+
+// TestHelperHoldsDataDir is the other process of holdDataDir: it opens the
+// directory holdDirEnv names, says "held" and keeps it until stdin closes.
+func TestHelperHoldsDataDir(t *testing.T) {
+	dir := os.Getenv(holdDirEnv)
+	if dir == "" {
+		t.Skip("the data directory holder of TestOpen_LockedByAnotherProcessSaysSo")
+	}
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fmt.Println("held")
+	_, _ = io.Copy(io.Discard, os.Stdin)
 }
