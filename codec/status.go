@@ -1,5 +1,7 @@
 package codec
 
+import "slices"
+
 // Code is a status code carried in the "code" member of a reply.
 type Code uint16
 
@@ -71,3 +73,15 @@ func (c Code) Text() string { return statusText[c] }
 
 // Known reports whether c is in the status table.
 func (c Code) Known() bool { _, ok := statusText[c]; return ok }
+
+// Codes returns every code of the status table, ascending: the rows of
+// PROTOCOL §6, each with its exact message in Text. The slice is new on
+// every call.
+func Codes() []Code {
+	cs := make([]Code, 0, len(statusText))
+	for c := range statusText {
+		cs = append(cs, c)
+	}
+	slices.Sort(cs)
+	return cs
+}
