@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,6 +62,7 @@ type config struct {
 	RecallWindow   time.Duration
 	MaxGroup       int
 	LogLevel       string
+	LogFormat      string
 	PprofAddr      string
 	// Now is the clock; nil means time.Now (tests inject one).
 	Now func() time.Time
@@ -94,6 +96,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.RecallWindow, "recall-window", router.DefaultRecallWindow, "how long after sending a message may be recalled")
 	fs.IntVar(&c.MaxGroup, "max-group-members", router.DefaultMaxGroupMembers, "member cap of a group")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text (slog's key=value lines) or json (one JSON object a line)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -116,12 +119,22 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	return c, nil
 }
 
-func newLogger(level string) (*slog.Logger, error) {
+// newLogger returns the gateway's logger: lines at level (-log-level) and
+// above, written to w in format (-log-format): text, slog's key=value
+// lines, or json, one JSON object a line.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
 // openStore opens the store -store names.
@@ -379,7 +392,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "imgate:", err)
 		os.Exit(2)
 	}
-	log, err := newLogger(cfg.LogLevel)
+	log, err := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "imgate:", err)
 		os.Exit(2)
