@@ -2,11 +2,98 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgate/imgate/internal/logtest"
 )
+
+// envInUsage is how a flag's usage names its environment variable.
+var envInUsage = regexp.MustCompile(`\(env (IMGATE_[A-Z0-9_]+)\)$`)
+
+// TestFlags_UsageNamesEachEnvVarThatWorks: -h lists every flag's IMGATE_*
+// variable, and the variable each usage names sets that flag: it gives the
+// config the same flag given on the command line gives.
+func TestFlags_UsageNamesEachEnvVarThatWorks(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	def, err := parseFlags(nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c config
+	fs, err := flagSet(&c, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var help bytes.Buffer
+	fs.SetOutput(&help)
+	fs.PrintDefaults()
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		m := envInUsage.FindStringSubmatch(f.Usage)
+		if m == nil {
+			t.Errorf("-%s: usage %q names no IMGATE_* variable", f.Name, f.Usage)
+			return
+		}
+		env := m[1]
+		if !strings.Contains(help.String(), "(env "+env+")") {
+			t.Errorf("-%s: -h does not list %s", f.Name, env)
+		}
+		v := otherValue(t, f)
+		fromEnv, err := parseFlags(nil, func(k string) string {
+			if k == env {
+				return v
+			}
+			return ""
+		})
+		if err != nil {
+			t.Errorf("%s=%s: %v", env, v, err)
+			return
+		}
+		fromFlag, err := parseFlags([]string{"-" + f.Name + "=" + v}, noEnv)
+		if err != nil {
+			t.Errorf("-%s=%s: %v", f.Name, v, err)
+			return
+		}
+		if reflect.DeepEqual(fromEnv, def) || !reflect.DeepEqual(fromEnv, fromFlag) {
+			t.Errorf("%s=%s did not set -%s:\nenv  %+v\nflag %+v", env, v, f.Name, fromEnv, fromFlag)
+		}
+	})
+	if n < 25 {
+		t.Fatalf("%d flags", n)
+	}
+	for name, env := range map[string]string{"ws-addr": "IMGATE_WS_ADDR", "max-conns-per-user": "IMGATE_MAX_CONNS_PER_USER", "log-format": "IMGATE_LOG_FORMAT"} {
+		if f := fs.Lookup(name); f == nil || !strings.HasSuffix(f.Usage, " (env "+env+")") {
+			t.Errorf("-%s does not name %s: %+v", name, env, f)
+		}
+	}
+}
+
+// otherValue returns a valid value of flag f other than its default.
+func otherValue(t *testing.T, f *flag.Flag) string {
+	t.Helper()
+	switch d := f.Value.(flag.Getter).Get().(type) {
+	case bool:
+		if d {
+			return "false"
+		}
+		return "true"
+	case time.Duration:
+		return (d + 17*time.Second).String()
+	case int, int64:
+		return "17"
+	case string:
+		return d + "x"
+	default:
+		t.Fatalf("-%s: no test value for a %T", f.Name, d)
+		return ""
+	}
+}
 
 // TestFlags_LogFormat: -log-format (IMGATE_LOG_FORMAT) is text by default
 // or json, both honouring -log-level; anything else is refused with an

@@ -72,6 +72,23 @@ type config struct {
 // for flags not given on the command line.
 func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var c config
+	fs, err := flagSet(&c, getenv)
+	if err != nil {
+		return c, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, nil
+}
+
+// flagSet defines the flags into c. Each flag's usage ends naming its
+// environment variable (envVar), so -h lists them, and a flag whose
+// variable getenv returns non-empty is set from it.
+func flagSet(c *config, getenv func(string) string) (*flag.FlagSet, error) {
 	fs := flag.NewFlagSet("imgate", flag.ContinueOnError)
 	fs.StringVar(&c.WSAddr, "ws-addr", ":8889", "WebSocket listen address")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP API listen address (trusted backends)")
@@ -100,23 +117,21 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := "IMGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envVar(f.Name)
+		f.Usage += " (env " + name + ")"
 		if v := getenv(name); v != "" {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
 				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
 			}
 		}
 	})
-	if envErr != nil {
-		return c, envErr
-	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	return c, nil
+	return fs, envErr
+}
+
+// envVar is the environment variable of flag name: IMGATE_ and the name
+// in upper case with '_' for '-' (-ws-addr: IMGATE_WS_ADDR).
+func envVar(name string) string {
+	return "IMGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
 // newLogger returns the gateway's logger: lines at level (-log-level) and

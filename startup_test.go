@@ -51,3 +51,16 @@ func TestProcess_UnknownLogFormatRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestProcess_HelpListsEnvVars: imgate -h shows each flag's variable.
+func TestProcess_HelpListsEnvVars(t *testing.T) {
+	out, code := runImgate(t, nil, "-h")
+	if code != 0 {
+		t.Fatalf("-h: exit code %d\n%s", code, out)
+	}
+	for _, w := range []string{"-ws-addr string\n", "(env IMGATE_WS_ADDR)", "(env IMGATE_LOG_FORMAT)", "(env IMGATE_MAX_CONNS_PER_USER)", "(env IMGATE_INSECURE_HTTP)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("-h does not show %q:\n%s", w, out)
+		}
+	}
+}
