@@ -156,7 +156,13 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 func openStore(cfg config, log *slog.Logger) (storage.Store, error) {
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
-		return pebble.Open(cfg.DataDir, pebble.Options{Logger: log})
+		db, err := pebble.Open(cfg.DataDir, pebble.Options{Logger: log})
+		if err != nil {
+			// Not db: a nil *pebble.DB in a Store is a non-nil Store,
+			// which start's cleanup would Close.
+			return nil, err
+		}
+		return db, nil
 	case hasScheme(cfg.Store, "postgres") || hasScheme(cfg.Store, "postgresql"):
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
