@@ -270,6 +270,15 @@ type ReadResult struct {
 	Advanced bool
 }
 
+// CommitObserver is told of each synced commit that carried operations:
+// how many (ops) and how long the commit took (took: for Pebble the write
+// of the batch to its WAL and the fsync, for PostgreSQL the transaction
+// from its first statement to the server's answer to COMMIT). It runs on
+// the committer and must not block: a Prometheus histogram fits.
+type CommitObserver interface {
+	ObserveCommit(ops int, took time.Duration)
+}
+
 // CommitStats counts the committer's work, for benchmarks and metrics.
 type CommitStats struct {
 	Ops     uint64 // operations committed

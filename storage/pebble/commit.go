@@ -328,7 +328,9 @@ func (db *DB) commitLoop() {
 		if len(ops) == 0 {
 			opt = pebble.NoSync
 		}
+		began := time.Now()
 		err := t.b.Commit(opt)
+		took := time.Since(began)
 		_ = t.b.Close()
 		t.b = nil
 		if err != nil {
@@ -341,6 +343,9 @@ func (db *DB) commitLoop() {
 			if len(ops) > 0 {
 				db.cstats.ops.Add(uint64(len(ops)))
 				db.cstats.batches.Add(1)
+				if db.commits != nil {
+					db.commits.ObserveCommit(len(ops), took)
+				}
 			}
 			db.applyRecency(t.recent)
 			db.track(t.pend, db.now().UnixNano())

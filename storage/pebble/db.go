@@ -14,6 +14,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/imgate/imgate/storage"
 )
 
 // Options configures a DB. The zero value is usable.
@@ -27,6 +29,9 @@ type Options struct {
 	// Now is the clock of the expiry of pending deliveries (lazy.go);
 	// nil means time.Now. Tests inject their own.
 	Now func() time.Time
+	// Commits, if set, is told of every synced commit (its operations
+	// and duration); nil observes nothing.
+	Commits storage.CommitObserver
 }
 
 type noCopy struct{}
@@ -66,6 +71,7 @@ type DB struct {
 	commitDone chan struct{}
 	cstats     commitCounters
 	stalls     *stallCounters
+	commits    storage.CommitObserver // Options.Commits
 	convs      map[convKey]convState
 	contacts   map[[16]byte]cachedContact // owner|peer; see tx.contact
 	counts     map[uint64]ContactCounts
@@ -134,7 +140,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 		return nil, openError(dir, err) // says when another process holds dir
 	}
-	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls}
+	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls, commits: opts.Commits}
 	if db.now == nil {
 		db.now = time.Now
 	}

@@ -159,6 +159,7 @@ func (q *commitQueue) lazyDue() bool {
 // to one transaction per operation.
 func (db *DB) commit(ops []op, lazy *lazyWork, sweep bool) {
 	errs := make([]error, len(ops))
+	began := time.Now()
 	err := db.runBatch(func(b *batch) error {
 		if err := lazy.apply(b); err != nil {
 			return err
@@ -181,6 +182,9 @@ func (db *DB) commit(ops []op, lazy *lazyWork, sweep bool) {
 			db.cstats.batches.Add(1) // a sweep that found nothing is no commit of ours
 		}
 		db.cstats.ops.Add(uint64(len(ops)))
+		if db.commits != nil && len(ops) > 0 {
+			db.commits.ObserveCommit(len(ops), time.Since(began))
+		}
 		lazy.reset()
 		for i, o := range ops {
 			o.done(errs[i])

@@ -28,6 +28,10 @@ type Options struct {
 	Now func() time.Time
 	// MaxConns caps the pool's connections to the server; 0 means 16.
 	MaxConns int32
+	// Commits, if set, is told of every commit of the committer that
+	// carried operations (their number and the transaction's duration);
+	// nil observes nothing.
+	Commits storage.CommitObserver
 }
 
 // DB is storage.Store on PostgreSQL. Create it with Open and close it with
@@ -43,8 +47,10 @@ type DB struct {
 
 	q      commitQueue
 	cstats struct{ ops, batches atomic.Uint64 }
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	// commits is Options.Commits.
+	commits storage.CommitObserver
+	stop    chan struct{}
+	wg      sync.WaitGroup
 
 	assignMu sync.Mutex // this process's assigners queue here (LockAssignment)
 
@@ -80,7 +86,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	db := &DB{log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
+	db := &DB{log: opts.Logger, now: opts.Now, stop: make(chan struct{}), commits: opts.Commits}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
 	if db.log == nil {
 		db.log = slog.New(slog.DiscardHandler)
