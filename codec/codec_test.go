@@ -540,3 +540,34 @@ func TestStatusText(t *testing.T) {
 		}
 	}
 }
+
+// FrameCode reads the status code of a reply frame, whatever its header's
+// length, and 0 where there is none (PROTOCOL §6: every reply but the
+// heartbeat's carries one).
+func TestFrameCode(t *testing.T) {
+	big := make([]byte, 70000)
+	for i := range big {
+		big[i] = 'x'
+	}
+	for _, tc := range []struct {
+		name   string
+		frames []byte
+		want   Code
+	}{
+		{"ack", AppendTextFrame(nil, AppendEnvelope(nil, CodeSent, CmdChatAck, nil)), CodeSent},
+		{"200", AppendTextFrame(nil, []byte(`{"code":200,"msg":"success"}`)), CodeSuccess},
+		{"then more frames", append(AppendTextFrame(nil, AppendEnvelope(nil, CodeBadRequest, CmdSyncResp, nil)), AppendTextFrame(nil, AppendEnvelope(nil, CodeSent, CmdChatAck, nil))...), CodeBadRequest},
+		{"16-bit length", AppendTextFrame(nil, AppendEnvelope(nil, CodeHistoryOK, CmdMessageResp, []byte(`"`+string(big[:1000])+`"`))), CodeHistoryOK},
+		{"64-bit length", AppendTextFrame(nil, AppendEnvelope(nil, CodeOfflineMsgOK, CmdMessageResp, []byte(`"`+string(big)+`"`))), CodeOfflineMsgOK},
+		{"heartbeat", AppendTextFrame(nil, []byte(`{"command":13,"data":{}}`)), 0},
+		{"close", AppendCloseFrame(nil, 1008, "slow"), 0},
+		{"empty", nil, 0},
+		{"cut header", []byte{0x81, 126, 1}, 0},
+		{"cut code", AppendTextFrame(nil, []byte(`{"code":`)), 0},
+		{"too large", AppendTextFrame(nil, []byte(`{"code":9999999999}`)), 0},
+	} {
+		if got := FrameCode(tc.frames); got != tc.want {
+			t.Errorf("%s: FrameCode = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -57,3 +57,36 @@ func AppendCloseFrame(dst []byte, code uint16, reason string) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, code)
 	return append(dst, reason...)
 }
+
+// FrameCode returns the status code of the envelope in the first frame of
+// frames (server frames as AppendTextFrame makes them: `{"code":N,…}`), or
+// 0 when frames is empty, is not a TEXT frame, or its envelope has no code
+// (a heartbeat's reply, a push). It reads at most the frame's header and
+// the code's digits.
+func FrameCode(frames []byte) Code {
+	if len(frames) < 2 || frames[0]&0x0f != OpText {
+		return 0
+	}
+	p := frames[2:]
+	switch frames[1] & 0x7f {
+	case 126:
+		p = frames[min(4, len(frames)):]
+	case 127:
+		p = frames[min(10, len(frames)):]
+	}
+	const prefix = `{"code":`
+	if len(p) <= len(prefix) || string(p[:len(prefix)]) != prefix {
+		return 0
+	}
+	var n int
+	for _, c := range p[len(prefix):] {
+		if c < '0' || c > '9' || n > 0xffff {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > 0xffff {
+		return 0
+	}
+	return Code(n)
+}
