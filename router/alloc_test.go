@@ -26,15 +26,6 @@ func TestHandleHeartbeatNoAlloc(t *testing.T) {
 	}
 }
 
-// nullSession takes frames and keeps none.
-type nullSession struct {
-	fakeSession
-	frames int
-}
-
-func (s *nullSession) Send([]byte) bool                 { s.frames++; return true }
-func (s *nullSession) SendReply(f []byte, _ int64) bool { return s.Send(f) }
-
 // TestSection4_1_ChatDeliveredNoAlloc: a stored chat message's ack and
 // push (PROTOCOL §4.1, §4.2), encoded on the committer and copied by the
 // connections they go to, allocate nothing in steady state.

@@ -131,6 +131,7 @@ func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.Appen
 	if online {
 		code = codec.CodeSent
 	}
+	received := e.received // e is recycled once the ack leaves
 	r.replyAck(st, e, code, m)
 	if res.Duplicate {
 		return // pushed the first time
@@ -144,6 +145,7 @@ func (r *Router) delivered(s Session, st *ConnState, e *entry, res storage.Appen
 		p.r, p.d = r, res.Delivery
 		p.t.Init(p)
 		p.t.Seq, p.t.Conv, p.t.ConvID = m.Seq, m.FromID, m.From // for acknowledging connections (§7.2)
+		p.t.Received = received
 		r.hub.Deliver(m.To, push, nil, &p.t)
 		p.t.Release()
 	}

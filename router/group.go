@@ -163,12 +163,13 @@ func (r *Router) groupChat(c *Context, m storage.Message, clientID bool) error {
 			r.reply(st, e, replyFrame(codec.CodeBadMessage, codec.CmdChatAck, nil))
 			return
 		}
+		received := e.received // e is recycled once the ack leaves
 		r.replyAck(st, e, codec.CodeSent, &res.Msg)
 		if res.Duplicate {
 			return
 		}
 		push := pushFrame(&res.Msg)
-		gp := newGroupPush(r, res.Delivery, len(online), gid, g, res.Msg.Seq)
+		gp := newGroupPush(r, res.Delivery, len(online), gid, g, res.Msg.Seq, received)
 		// The online members followed, the others (who may have come
 		// online since) and every terminal of the sender too (compat):
 		// in a cluster one message per node that holds any of them.
@@ -193,12 +194,12 @@ type groupPush struct {
 	trk []Tracker
 }
 
-func newGroupPush(r *Router, d storage.Delivery, n int, gid string, g, seq uint64) *groupPush {
+func newGroupPush(r *Router, d storage.Delivery, n int, gid string, g, seq uint64, received int64) *groupPush {
 	gp := &groupPush{r: r, d: d, trk: make([]Tracker, n)}
 	for i := range gp.trk {
 		t := &gp.trk[i]
 		t.Init(gp)
-		t.Index, t.Seq, t.Conv, t.Group, t.ConvID = int32(i), seq, gid, true, g
+		t.Index, t.Seq, t.Conv, t.Group, t.ConvID, t.Received = int32(i), seq, gid, true, g, received
 	}
 	return gp
 }

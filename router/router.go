@@ -42,6 +42,9 @@ type Options struct {
 	// RecallWindow is how long after sending a message may be recalled;
 	// zero means DefaultRecallWindow.
 	RecallWindow time.Duration
+	// RequestCounts counts every request by command and answer code
+	// (Router.RequestCounts): one atomic add per request.
+	RequestCounts bool
 }
 
 // DefaultRecallWindow is PROTOCOL §4.5's recall window.
@@ -121,9 +124,11 @@ type Router struct {
 
 	workers   []*worker
 	wg        sync.WaitGroup
-	stopSweep func()        // the token sweep (users.go)
-	queued    atomic.Int64  // request payload bytes waiting for workers
-	lost      atomic.Uint64 // pushes no connection wrote (left queued)
+	stopSweep func()         // the token sweep (users.go)
+	queued    atomic.Int64   // request payload bytes waiting for workers
+	lost      atomic.Uint64  // pushes no connection wrote (left queued)
+	limited   atomic.Uint64  // requests the rate limit refused
+	counts    *requestCounts // nil unless Options.RequestCounts (metrics.go)
 
 	pres       presence
 	logouts    logouts        // orders logins against logouts (logout.go)
@@ -146,6 +151,9 @@ func New(db storage.Store, opts Options) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{db: db, opts: opts, log: opts.Logger}
+	if opts.RequestCounts {
+		r.counts = new(requestCounts)
+	}
 	r.pres.agents = make(map[uint64]struct{})
 	r.table[codec.CmdAuth] = route{handle: (*Router).auth, onLoop: true}
 	r.table[codec.CmdLogin] = route{handle: (*Router).login, fail: codec.CodeLoginFailed, resp: codec.CmdLoginResp}
@@ -281,13 +289,16 @@ func (r *Router) handle(s Session, payload []byte, out []byte, refused bool) ([]
 		case codec.CmdAck, codec.CmdSync, codec.CmdRecent, codec.CmdRead, codec.CmdTyping:
 			// A member of the wrong type in a §7 request: its own
 			// command's 10029 (PROTOCOL §6), not an unknown command.
+			r.countCode(cmd, codec.CodeBadRequest)
 			return r.answer(s, out, replyFrame(codec.CodeBadRequest, respOf(cmd), nil)), 0, ""
 		}
+		r.countCode(codec.CmdUnknown, codec.CodeUnknownCmd)
 		return r.answer(s, out, unknownFrame), 0, ""
 	}
 	cmd := c.dec.Req.Command()
 	rt := &r.table[cmd]
 	if rt.handle == nil {
+		r.countCode(codec.CmdUnknown, codec.CodeUnknownCmd)
 		return r.answer(s, out, unknownFrame), 0, ""
 	}
 	if cmd == codec.CmdAck {
@@ -295,6 +306,7 @@ func (r *Router) handle(s Session, payload []byte, out []byte, refused bool) ([]
 			s.Exempt() // acks are not counted by the rate limit (§7.2)
 		}
 		if r.ackOnLoop(s, &c.dec.Req) {
+			r.countCode(cmd, 0)
 			return out, 0, "" // done, and no reply on success
 		}
 	}
@@ -308,6 +320,11 @@ func (r *Router) handle(s Session, payload []byte, out []byte, refused bool) ([]
 		c.out = out
 	}
 	r.finish(c, rt, rt.handle(r, c))
+	if idle {
+		r.count(cmd, c.out[len(out):])
+	} else {
+		r.count(cmd, c.out)
+	}
 	if idle && !c.closeAll {
 		return c.out, c.closeCode, c.closeReason
 	}
@@ -358,6 +375,8 @@ func (r *Router) Refuse(s Session, payload []byte, out []byte) []byte {
 		out, _, _ = r.handle(s, payload, out, true)
 		return out
 	}
+	r.limited.Add(1)
+	r.countCode(cmd, codec.CodeTooManyRequests)
 	if s.State().idle() {
 		if cmd == codec.CmdChat && req.ID != "" {
 			return append(out, refusal(cmd, req)...)

@@ -123,7 +123,11 @@ type Tracker struct {
 	Group bool
 	// ConvID is Conv's uid, or the group's gid.
 	ConvID uint64
-	owner  Follower
+	// Received is when the message's request arrived (Nanotime), for
+	// its push's delivery latency; zero when not known here (a push from
+	// another node).
+	Received int64
+	owner    Follower
 }
 
 // Follower is told the outcome of a tracked frame: written is true when
@@ -153,7 +157,7 @@ func NewTracker(followed func(written bool)) *Tracker {
 // recycled Tracker starts afresh.
 func (t *Tracker) Init(owner Follower) {
 	t.owner = owner
-	t.Seq, t.Conv, t.Group, t.ConvID = 0, "", false, 0
+	t.Seq, t.Conv, t.Group, t.ConvID, t.Received = 0, "", false, 0, 0
 	t.written.Store(false)
 	t.refs.Store(1)
 }

@@ -74,6 +74,9 @@ type entry struct {
 	closeCode   uint16
 	closeReason string
 	closeAll    bool
+	// count: a request from a worker's queue, counted when it leaves
+	// (Options.RequestCounts).
+	count bool
 }
 
 var entryPool = sync.Pool{New: func() any { return new(entry) }}
@@ -190,6 +193,7 @@ func (r *Router) enqueue(s Session, cmd codec.Cmd, payload []byte, req *codec.Re
 		return ClosePolicy, "too many requests unanswered"
 	}
 	e := newEntry(cmd)
+	e.count = r.counts != nil
 	if cmd == codec.CmdChat {
 		e.received = Nanotime()
 	}
@@ -407,6 +411,9 @@ func (r *Router) emitLocked(st *ConnState) {
 }
 
 func (r *Router) emit(s Session, e *entry) {
+	if e.count {
+		r.count(e.cmd, e.out)
+	}
 	if len(e.out) > 0 {
 		if e.trk != nil {
 			s.SendTracked(e.out, e.trk)
