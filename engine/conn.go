@@ -41,12 +41,12 @@ type conn struct {
 	// result goes out with it in one write (phaseLogin), then the
 	// reassembled payload of a fragmented message (phaseOpen).
 	pend      []byte
-	rate      *bucket // messages allowed, once the first came; see ratelimit.go
-	hsScanned int32   // bytes of the upgrade request already searched for CRLFCRLF
-	setIdx    int32   // index in its connSet shard; guarded by the shard's lock
-	closeCode uint16  // status of the CLOSE this side sent, for logs
-	fragOp    byte    // opcode of the fragmented message; 0 when none
-	watched   bool    // on its loop's watch (outbound.go)
+	rate      *bucket       // messages allowed, once the first came; see ratelimit.go
+	hsScanned int32         // bytes of the upgrade request already searched for CRLFCRLF
+	setIdx    int32         // index in its connSet shard; guarded by the shard's lock
+	closeCode atomic.Uint32 // status of the CLOSE this side sent or queued, for logs and metrics
+	fragOp    byte          // opcode of the fragmented message; 0 when none
+	watched   bool          // on its loop's watch (outbound.go)
 	// handed counts the bytes given to gnet; inflight the followed frames
 	// among them not yet known sent (outbound.go).
 	handed   uint64
@@ -114,9 +114,12 @@ func (e *Engine) OnClose(gc gnet.Conn, err error) gnet.Action {
 		e.r.Gone(c)
 	}
 	e.conns.remove(c)
+	if code := uint16(c.closeCode.Load()); code != 0 || !c.phaseIs(phaseHandshake) {
+		e.closes.count(code) // a WebSocket connection, not a failed upgrade
+	}
 	c.pend = nil
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
-		attrs := []slog.Attr{slog.Uint64("conn_id", c.id), slog.String("remote", remoteString(gc)), slog.Int("close", int(c.closeCode))}
+		attrs := []slog.Attr{slog.Uint64("conn_id", c.id), slog.String("remote", remoteString(gc)), slog.Int("close", int(c.closeCode.Load()))}
 		if id := c.ident.Load(); id != nil {
 			attrs = append(attrs, slog.String("uid", id.ID))
 		}
@@ -244,7 +247,7 @@ func (c *conn) refuseLogin(gc gnet.Conn, uid uint64, reason string) {
 	c.ident.Store(nil)
 	out := append(c.pend, loginRefusedFrame...)
 	c.pend = nil
-	c.closeCode = ClosePolicy
+	c.closeCode.Store(uint32(ClosePolicy))
 	out = codec.AppendCloseFrame(out, ClosePolicy, reason)
 	if c.write(gc, out) && !c.closed.Load() {
 		c.beginClosing(gc)
@@ -258,6 +261,7 @@ var loginRefusedFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, cod
 // then the end of the connection. Safe for concurrent use.
 func (c *conn) Close(code uint16, reason string) {
 	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
+	c.closeCode.CompareAndSwap(0, uint32(code))
 	c.closeQueued(codec.AppendCloseFrame(nil, code, reason))
 }
 
@@ -269,7 +273,7 @@ func (c *conn) closeOnLoop(gc gnet.Conn, out []byte, code uint16, reason string)
 		c.write(gc, out)
 		return
 	}
-	c.closeCode = code
+	c.closeCode.Store(uint32(code))
 	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
 	c.deregister()
 	c.flushFirst(gc)

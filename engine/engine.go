@@ -89,6 +89,11 @@ type Options struct {
 	// It runs on the event loop and must not block: a Prometheus
 	// histogram fits.
 	ReplyLatency interface{ Observe(seconds float64) }
+	// PushLatency, if set, observes in seconds the time from a chat
+	// message's arrival to its push handed to a receiver's socket, once
+	// per connection written (PROTOCOL §4.2). Like ReplyLatency it runs
+	// on the event loop and must not block.
+	PushLatency interface{ Observe(seconds float64) }
 	// Now is the clock of the liveness rules (PROTOCOL §2: ping after
 	// PingInterval of silence, close after IdleTimeout); nil means
 	// time.Now. Tests inject their own. The handshake timeout, the close
@@ -174,6 +179,7 @@ type Engine struct {
 
 	slowClosed  atomic.Uint64 // connections closed as slow consumers
 	clientAcked atomic.Uint64 // pushes settled by the client's receipt ack
+	closes      closeCounts   // ended connections by close status (metrics.go)
 	unsent      atomic.Int64  // bytes accepted for clients, not yet written
 	shedding    atomic.Bool   // a shed pass runs (shed.go)
 

@@ -80,6 +80,9 @@ type outq struct {
 	// stamps are the arrival times (router.Nanotime) of the requests
 	// some of the frames answer: measured when those are written.
 	stamps []int64
+	// pushes are the arrival times of the messages some of the frames
+	// push (Tracker.Received), likewise.
+	pushes []int64
 }
 
 // frameTracker follows the frame that ends at offset end of buf.
@@ -107,9 +110,12 @@ func releaseOutq(q *outq) {
 		releaseFrameBuf(q.buf)
 	}
 	clear(q.trk)
-	q.buf, q.trk, q.closing, q.stamps = nil, q.trk[:0], nil, q.stamps[:0]
+	q.buf, q.trk, q.closing, q.stamps, q.pushes = nil, q.trk[:0], nil, q.stamps[:0], q.pushes[:0]
 	if cap(q.stamps) > maxKeptQueue {
 		q.stamps = nil
+	}
+	if cap(q.pushes) > maxKeptQueue {
+		q.pushes = nil
 	}
 	if cap(q.trk) > maxKeptQueue {
 		q.trk = nil
@@ -211,6 +217,9 @@ func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
 	if t != nil {
 		t.Acquire()
 		q.trk = append(q.trk, frameTracker{len(q.buf.b), t})
+		if t.Received != 0 && c.e.opts.PushLatency != nil {
+			q.pushes = append(q.pushes, t.Received)
+		}
 	}
 	if received != 0 && c.e.opts.ReplyLatency != nil {
 		q.stamps = append(q.stamps, received)
@@ -282,10 +291,10 @@ func (c *conn) write(gc gnet.Conn, b []byte) bool {
 // if a CLOSE was queued, the CLOSE after them, and observes the latency
 // of the replies among them (SendReply). s is the loop's reusable scratch.
 func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
-	trk, stamps := s.trk[:0], s.stamps[:0]
+	trk, stamps, pushes := s.trk[:0], s.stamps[:0], s.pushes[:0]
 	defer func() {
 		clear(trk)
-		s.trk, s.stamps = trk[:0], stamps[:0]
+		s.trk, s.stamps, s.pushes = trk[:0], stamps[:0], pushes[:0]
 	}()
 	o := &c.out
 	o.mu.Lock()
@@ -305,10 +314,11 @@ func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
 	fb := q.buf
 	trk = append(trk, q.trk...)
 	stamps = append(stamps, q.stamps...)
+	pushes = append(pushes, q.pushes...)
 	closing := q.closing
 	queued := o.mu.bytes
 	clear(q.trk)
-	q.buf, q.trk, q.closing, q.stamps = nil, q.trk[:0], nil, q.stamps[:0]
+	q.buf, q.trk, q.closing, q.stamps, q.pushes = nil, q.trk[:0], nil, q.stamps[:0], q.pushes[:0]
 	o.mu.bytes = 0
 	o.mu.dirty = false
 	o.mu.Unlock()
@@ -343,10 +353,13 @@ func (c *conn) flush(gc gnet.Conn, s *flushScratch) {
 			ft.t.Done(false)
 		}
 	}
-	if len(stamps) > 0 && sent {
+	if len(stamps)+len(pushes) > 0 && sent {
 		now := router.Nanotime()
 		for _, t0 := range stamps {
 			c.e.opts.ReplyLatency.Observe(float64(now-t0) / 1e9)
+		}
+		for _, t0 := range pushes {
+			c.e.opts.PushLatency.Observe(float64(now-t0) / 1e9)
 		}
 	}
 	if !c.closed.Load() {
@@ -361,6 +374,7 @@ type flushScratch struct {
 	vecs   [][]byte
 	trk    []frameTracker
 	stamps []int64
+	pushes []int64
 }
 
 // writeFrames hands the 101 (if any), the queued frames and the CLOSE (if
@@ -605,7 +619,7 @@ func (c *conn) slow(gc gnet.Conn, msg string) {
 	c.e.slowClosed.Add(1)
 	c.discard()
 	c.deregister()
-	c.closeCode = ClosePolicy
+	c.closeCode.Store(uint32(ClosePolicy))
 }
 
 // dropSlowOnLoop ends a slow consumer at once, to free memory: the
