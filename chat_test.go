@@ -6,10 +6,14 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 const badMessage = `{"code":10002,"command":12,"msg":"send failed 消息发送失败,数据格式不正确,请参考:{'from':来源ID,'to':目标ID,'cmd':'消息命令码','createTime':消息创建时间(Long型),'msgType':Integer消息类型,'content':内容}"}`
@@ -332,41 +336,98 @@ func TestSection4_4_HistoryBothDirections(t *testing.T) {
 	}
 }
 
-// PROTOCOL §1.4: /metrics reports the gateway's gauges and the durable
-// commits behind acknowledged messages.
+// PROTOCOL §1.4: /metrics reports the gateway's gauges, the durable
+// commits behind acknowledged messages, the latency of acks, pushes and
+// commits, requests by command and answer code, rate-limit refusals and
+// close statuses, and the Go runtime's and the process's figures.
 func TestSection1_4_Metrics(t *testing.T) {
-	ts := newTestServer(t).node(0) // one gateway's figures, in a cluster too
+	ts := newTestServer(t, func(c *config) { c.RateLimit, c.RateBurst = 5, 5 }).node(0) // one gateway's figures, in a cluster too
+	a := ts.login(ts.register("visitor_a", 0))
+	b := ts.login(ts.register("agent_b", 1))
+	a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":"x"}`)
+	a.readUntil(`"command":12`)
+	b.readUntil(`"command":11`)
+	scrape := func() string {
+		resp, err := http.Get(ts.http + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	m := scrape()
+	for _, want := range []string{"imgate_connections 2\n", "imgate_online_users 2\n", "imgate_storage_commits_total 1\n", "imgate_undelivered_pushes_total 0\n",
+		"imgate_storage_write_stalls_total 0\n", "imgate_storage_write_stall_seconds_total 0\n", `imgate_requests_total{cmd="11",code="10000"} 1` + "\n",
+		"imgate_storage_commit_seconds_count 1\n", "imgate_storage_commit_batch_ops_sum 1\n", "imgate_rate_limited_total 0\n",
+		"go_goroutines ", "go_memstats_heap_alloc_bytes ", "process_resident_memory_bytes ", "process_open_fds "} {
+		if !strings.Contains(m, want) {
+			t.Fatalf("metrics lack %q:\n%s", want, m)
+		}
+	}
+	// More heartbeats than the burst: some are refused 10028.
+	for range 10 {
+		a.send(`{"cmd":13,"hbbyte":"-127"}`)
+	}
+	refused := 0
+	for range 10 {
+		if strings.Contains(a.read(), `"code":10028`) {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no heartbeat refused past the burst")
+	}
+	if err := b.c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "")); err != nil {
+		t.Fatal(err)
+	}
+	b.expectClose(1000)
+	// The ack's and the push's latencies, receive → written, are
+	// observed once the loop's write returns, which may be just after
+	// the client read them; the close is counted when the connection
+	// ends.
+	wants := []string{"imgate_ack_latency_seconds_count 1\n", "imgate_push_latency_seconds_count 1\n", `imgate_ws_closes_total{code="1000"} 1` + "\n",
+		"imgate_rate_limited_total " + strconv.Itoa(refused) + "\n", `imgate_requests_total{cmd="13",code="10028"} ` + strconv.Itoa(refused) + "\n",
+		`imgate_requests_total{cmd="13",code="none"} ` + strconv.Itoa(10-refused) + "\n"}
+	deadline := time.Now().Add(5 * time.Second)
+	for missing := wants; len(missing) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q:\n%s", missing, m)
+		}
+		m = scrape()
+		missing = slices.DeleteFunc(slices.Clone(wants), func(w string) bool { return strings.Contains(m, w) })
+	}
+	for _, h := range []string{"imgate_ack_latency_seconds", "imgate_push_latency_seconds", "imgate_storage_commit_seconds"} {
+		if !strings.Contains(m, h+`_bucket{le="+Inf"} 1`) || strings.Contains(m, h+"_sum 0\n") {
+			t.Fatalf("%s histogram:\n%s", h, m)
+		}
+	}
+}
+
+// PROTOCOL §1.4: with -metrics=false nothing on the hot path is observed:
+// /metrics keeps the gauges and counters kept anyway, without the latency
+// histograms and the requests by command.
+func TestSection1_4_MetricsOff(t *testing.T) {
+	ts := newTestServer(t, func(c *config) { c.Metrics = false }).node(0)
 	a := ts.login(ts.register("visitor_a", 0))
 	ts.register("agent_b", 1)
 	a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":"x"}`)
-	a.read()
+	a.readUntil(`"command":12`)
 	resp, err := http.Get(ts.http + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"imgate_connections 1\n", "imgate_online_users 1\n", "imgate_storage_commits_total 1\n", "imgate_undelivered_pushes_total 0\n", "imgate_storage_write_stalls_total 0\n", "imgate_storage_write_stall_seconds_total 0\n"} {
+	for _, want := range []string{"imgate_connections 1\n", "imgate_storage_commits_total 1\n", "go_goroutines ", "process_resident_memory_bytes "} {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, b)
 		}
 	}
-	// The ack's latency, receive → written, is observed once the loop's
-	// write returns, which may be just after the client read it.
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(string(b), "imgate_ack_latency_seconds_count 1\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics lack one observed ack latency:\n%s", b)
+	for _, off := range []string{"imgate_ack_latency_seconds", "imgate_push_latency_seconds", "imgate_storage_commit_seconds", "imgate_requests_total"} {
+		if strings.Contains(string(b), off) {
+			t.Fatalf("metrics with -metrics=false have %s:\n%s", off, b)
 		}
-		resp, err := http.Get(ts.http + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
-	if !strings.Contains(string(b), `imgate_ack_latency_seconds_bucket{le="+Inf"} 1`) || strings.Contains(string(b), "imgate_ack_latency_seconds_sum 0\n") {
-		t.Fatalf("ack latency histogram:\n%s", b)
 	}
 }
 

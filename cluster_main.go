@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -72,21 +71,4 @@ func (s *server) joinCluster(cfg config, log *slog.Logger) error {
 	s.node = node
 	s.router.SetHub(node)
 	return nil
-}
-
-func appendClusterMetrics(b []byte, st cluster.Stats) []byte {
-	up := int64(0)
-	if st.Connected {
-		up = 1
-	}
-	b = append(b, "\n# HELP imgate_bus_connected 1 while the NATS connection is up.\n# TYPE imgate_bus_connected gauge\nimgate_bus_connected "...)
-	b = strconv.AppendInt(b, up, 10)
-	b = append(b, "\n# HELP imgate_cluster_nodes Other nodes heard from within the presence expiry.\n# TYPE imgate_cluster_nodes gauge\nimgate_cluster_nodes "...)
-	b = strconv.AppendInt(b, int64(st.Nodes), 10)
-	b = append(b, "\n# HELP imgate_bus_pushes_total Pushes sent to other nodes: one per receiver of a private push, one per group message.\n# TYPE imgate_bus_pushes_total counter\nimgate_bus_pushes_total "...)
-	b = strconv.AppendUint(b, st.Pushes, 10)
-	b = append(b, "\n# HELP imgate_bus_pushes_not_written_total Pushes another node did not write or did not answer for in time; the message stayed queued.\n# TYPE imgate_bus_pushes_not_written_total counter\nimgate_bus_pushes_not_written_total "...)
-	b = strconv.AppendUint(b, st.NotWritten, 10)
-	b = append(b, "\n# HELP imgate_bus_push_timeouts_total Pushes another node did not answer for within the push timeout.\n# TYPE imgate_bus_push_timeouts_total counter\nimgate_bus_push_timeouts_total "...)
-	return strconv.AppendUint(b, st.Timeouts, 10)
 }

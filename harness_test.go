@@ -89,6 +89,7 @@ func newTestServer(t testing.TB, mod ...func(*config)) *testServer {
 		MaxMessageSize: 64 << 10,
 		MaxPending:     4 << 20,
 		TokenTTL:       168 * time.Hour,
+		Metrics:        true,
 		Now:            ck.Now,
 	}
 	for _, m := range mod {

@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +63,7 @@ type config struct {
 	LogLevel       string
 	LogFormat      string
 	PprofAddr      string
+	Metrics        bool
 	// Now is the clock; nil means time.Now (tests inject one).
 	Now func() time.Time
 }
@@ -115,6 +115,7 @@ func flagSet(c *config, getenv func(string) string) (*flag.FlagSet, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text (slog's key=value lines) or json (one JSON object a line)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
+	fs.BoolVar(&c.Metrics, "metrics", true, "observe the hot path for /metrics: ack, push and commit latency histograms, requests by command and code (false: /metrics keeps the gauges and counters kept anyway)")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envVar(f.Name)
@@ -153,10 +154,10 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 // openStore opens the store -store names.
-func openStore(cfg config, log *slog.Logger) (storage.Store, error) {
+func openStore(cfg config, log *slog.Logger, commits storage.CommitObserver) (storage.Store, error) {
 	switch {
 	case cfg.Store == "" || cfg.Store == "pebble":
-		db, err := pebble.Open(cfg.DataDir, pebble.Options{Logger: log})
+		db, err := pebble.Open(cfg.DataDir, pebble.Options{Logger: log, Commits: commits})
 		if err != nil {
 			// Not db: a nil *pebble.DB in a Store is a non-nil Store,
 			// which start's cleanup would Close.
@@ -166,7 +167,7 @@ func openStore(cfg config, log *slog.Logger) (storage.Store, error) {
 	case hasScheme(cfg.Store, "postgres") || hasScheme(cfg.Store, "postgresql"):
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Logger: log})
+		db, err := postgres.Open(ctx, cfg.Store, postgres.Options{Logger: log, Commits: commits})
 		if err != nil {
 			return nil, fmt.Errorf("store %s: %w", redactURL(cfg.Store), err)
 		}
@@ -218,7 +219,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 	if err := codec.Pretouch(); err != nil {
 		return nil, fmt.Errorf("pretouch codec: %w", err)
 	}
-	s := &server{log: log, apiErr: make(chan error, 1), inst: newInstruments()}
+	s := &server{log: log, apiErr: make(chan error, 1), inst: newInstruments(cfg.Metrics)}
 	defer func() {
 		if err != nil {
 			s.stop(context.Background())
@@ -227,7 +228,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 	if cfg.NATS != "" && (cfg.Store == "" || strings.EqualFold(cfg.Store, "pebble")) {
 		return nil, errors.New("-nats needs a shared store: a Pebble directory is one node's disk; set -store to a postgres:// URL that every node uses")
 	}
-	if s.db, err = openStore(cfg, log.With("component", "storage")); err != nil {
+	if s.db, err = openStore(cfg, log.With("component", "storage"), s.inst.commitObserver()); err != nil {
 		return nil, err
 	}
 	s.router, err = router.New(s.db, router.Options{
@@ -238,6 +239,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		// The recall window and group cap follow the flags.
 		RecallWindow:    cfg.RecallWindow,
 		MaxGroupMembers: cfg.MaxGroup,
+		RequestCounts:   cfg.Metrics,
 	})
 	if err != nil {
 		return nil, err
@@ -255,7 +257,8 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		MaxOutputTotal:  cfg.MaxOutputTotal,
 		MaxConnsPerUser: cfg.MaxConnsUser,
 		MaxInflight:     cfg.MaxInflight,
-		ReplyLatency:    s.inst.ackLatency,
+		ReplyLatency:    observer(s.inst.ackLatency),
+		PushLatency:     observer(s.inst.pushLatency),
 	})
 	if err != nil {
 		return nil, err
@@ -269,11 +272,12 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 		Logger:      log.With("component", "httpapi"),
 		APIKey:      cfg.APIKey,
 		AllowOrigin: cfg.AllowOrigin,
-		Metrics:     s.metrics,
+		Metrics:     s.inst.appendText,
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.inst.reg.MustRegister(gatewayCollector{s})
 	if err = s.engine.Start(); err != nil {
 		s.engine = nil
 		return nil, fmt.Errorf("websocket listener: %w", err)
@@ -333,34 +337,6 @@ func pprofMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
-}
-
-// metrics appends the gateway's gauges in Prometheus text format.
-func (s *server) metrics(b []byte) []byte {
-	st := s.engine.Stats()
-	b = append(b, "# HELP imgate_connections Open WebSocket connections.\n# TYPE imgate_connections gauge\nimgate_connections "...)
-	b = strconv.AppendInt(b, int64(st.Conns), 10)
-	b = append(b, "\n# HELP imgate_online_users Users with at least one live connection.\n# TYPE imgate_online_users gauge\nimgate_online_users "...)
-	b = strconv.AppendInt(b, int64(st.Users), 10)
-	cs := s.db.CommitStats()
-	b = append(b, "\n# HELP imgate_storage_commits_total Durable operations committed.\n# TYPE imgate_storage_commits_total counter\nimgate_storage_commits_total "...)
-	b = strconv.AppendUint(b, cs.Ops, 10)
-	b = append(b, "\n# HELP imgate_storage_fsyncs_total Synced commit batches (WAL fsyncs).\n# TYPE imgate_storage_fsyncs_total counter\nimgate_storage_fsyncs_total "...)
-	b = strconv.AppendUint(b, cs.Batches, 10)
-	b = append(b, "\n# HELP imgate_storage_write_stalls_total Times the store stopped taking writes (every ack waited) until its flushes and compactions caught up.\n# TYPE imgate_storage_write_stalls_total counter\nimgate_storage_write_stalls_total "...)
-	b = strconv.AppendUint(b, cs.Stalls, 10)
-	b = append(b, "\n# HELP imgate_storage_write_stall_seconds_total Time the store spent not taking writes.\n# TYPE imgate_storage_write_stall_seconds_total counter\nimgate_storage_write_stall_seconds_total "...)
-	b = strconv.AppendFloat(b, cs.StallTime.Seconds(), 'f', -1, 64)
-	b = append(b, "\n# HELP imgate_undelivered_pushes_total Pushes no connection of the receiver wrote; the message stayed in the offline queue.\n# TYPE imgate_undelivered_pushes_total counter\nimgate_undelivered_pushes_total "...)
-	b = strconv.AppendUint(b, s.router.Undelivered(), 10)
-	b = append(b, "\n# HELP imgate_slow_consumers_total Connections closed because their unsent output passed a cap.\n# TYPE imgate_slow_consumers_total counter\nimgate_slow_consumers_total "...)
-	b = strconv.AppendUint(b, st.SlowConsumers, 10)
-	b = append(b, "\n# HELP imgate_unsent_bytes Output accepted for clients and not yet written to their sockets.\n# TYPE imgate_unsent_bytes gauge\nimgate_unsent_bytes "...)
-	b = strconv.AppendInt(b, st.Unsent, 10)
-	if s.node != nil {
-		b = appendClusterMetrics(b, s.node.Stats())
-	}
-	return s.inst.appendText(append(b, '\n'))
 }
 
 // stop closes the listeners, sends CLOSE 1001 to every client, drains the
