@@ -1,10 +1,16 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"math"
+	"net/http"
+	"os"
+	"regexp"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -85,5 +91,66 @@ func TestHistogramBuckets(t *testing.T) {
 	}
 	if s, want := m.Histogram.GetSampleSum(), 1e9+3.2768+3.3+1.5e-3+200e-6+100.5e-6+100e-6+50e-6; math.Abs(s-want) > 1e-6 {
 		t.Errorf("sum %v, want %v", s, want)
+	}
+}
+
+// The Grafana dashboard (deploy/grafana/imgate.json) queries only metrics
+// the gateway exports (PROTOCOL §1.4): every name in its expressions is in
+// a scrape after some traffic, or described by the gateway's collector
+// (the cluster's, absent on one node).
+func TestSection1_4_DashboardMetricsExist(t *testing.T) {
+	raw, err := os.ReadFile("deploy/grafana/imgate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	ts := newTestServer(t).node(0)
+	a := ts.login(ts.register("visitor_a", 0))
+	ts.login(ts.register("agent_b", 1))
+	a.send(`{"cmd":11,"to":"agent_b","chatType":2,"content":"x"}`)
+	a.readUntil(`"command":12`)
+	resp, err := http.Get(ts.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	known := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) (\S+)`).FindAllStringSubmatch(string(body), -1) {
+		known[m[1]] = true
+		if m[2] == "histogram" || m[2] == "summary" {
+			known[m[1]+"_bucket"], known[m[1]+"_sum"], known[m[1]+"_count"] = true, true, true
+		}
+	}
+	descs := make(chan *prometheus.Desc, 64)
+	gatewayCollector{}.Describe(descs)
+	close(descs)
+	for d := range descs {
+		if m := regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(d.String()); m != nil {
+			known[m[1]] = true
+		}
+	}
+	name := regexp.MustCompile(`\b(?:imgate|go|process)_[a-z_]+`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				n++
+				if !known[m] {
+					t.Errorf("panel %q queries %s, which the gateway does not export", p.Title, m)
+				}
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d metric names in the dashboard's queries", n)
 	}
 }
