@@ -93,15 +93,12 @@ type DB struct {
 	batchMembers map[uint64]struct{}
 }
 
-// Open opens or creates the store in dir.
-func Open(dir string, opts Options) (*DB, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	cache := pebble.NewCache(blockCacheSize)
-	defer cache.Unref() // the DB holds its own reference
-	po := &pebble.Options{Logger: pebbleLogger{log}, Cache: cache}
+// tunedOptions is the Pebble configuration of every DB: a write-heavy
+// LSM (one durable commit per batch of chats), with cache as the block
+// cache. Open adds the logger, listeners and file system.
+// BenchmarkSteadyStateCompaction measures layouts and sizes with it.
+func tunedOptions(cache *pebble.Cache) *pebble.Options {
+	po := &pebble.Options{Cache: cache}
 	// Bloom filters on every level: most point reads here (idempotency
 	// records, tokens of strangers) look for keys that do not exist, and
 	// without a filter each of them reads a block from every level.
@@ -128,6 +125,19 @@ func Open(dir string, opts Options) (*DB, error) {
 	// merge more sublevels, which costs a read; a stall stops every user.
 	po.L0StopWritesThreshold = 128
 	po.LBaseMaxBytes = 256 << 20
+	return po
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cache := pebble.NewCache(blockCacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	po := tunedOptions(cache)
+	po.Logger = pebbleLogger{log}
 	stalls := &stallCounters{log: log}
 	po.EventListener = &pebble.EventListener{WriteStallBegin: stalls.begin, WriteStallEnd: stalls.end}
 	if opts.InMemory {
