@@ -19,8 +19,16 @@
 //	15   recall        16     id
 //	17   get user      18     userId,type,extras
 //	19   get messages  20     userId,type,fromUserId,groupId,beginTime,endTime,offset,count
-//	21   exit group    22     groupId
+//	21   receipt ack   22     peer|groupId,seq        -> no reply; 10029 on failure
+//	23   sync          24     convs[{peer|groupId,afterSeq}],count -> 10032 | 10029
+//	25   recent        26     count,beforeTime        -> 10033 | 10029
+//	27   read          28     peer|groupId,seq        -> 10030 | 10029; 28 to the peer too
+//	29   exit group    30     groupId                 -> 10027 (was 21 before the §7 commands)
+//	33   typing        34     to,state                -> 34 to the peer, no reply; 10029 on failure
 //	 ?   anything else  0                             -> 10017
+//
+// docs/PROTOCOL.md §3 and §6 are the users' copy of these tables;
+// TestProtocolReference_* hold it to CmdX, Codes and the router.
 //
 // Every server packet is an envelope {"code","command","data","msg"}: keys in
 // that order, absent members omitted, never null. msg is derived from code by
