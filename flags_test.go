@@ -134,3 +134,22 @@ func TestFlags_LogFormat(t *testing.T) {
 		t.Errorf("-log-level loud with json: %v", err)
 	}
 }
+
+// The command line wins over the environment (README "Flags"): a flag
+// given on it is not read from its variable, so a bad value there does
+// not stop the start.
+func TestFlags_CommandLineWinsOverABadEnvVar(t *testing.T) {
+	env := func(k string) string {
+		if k == "IMGATE_RATE_LIMIT" {
+			return "abc"
+		}
+		return ""
+	}
+	c, err := parseFlags([]string{"-rate-limit", "5"}, env)
+	if err != nil || c.RateLimit != 5 {
+		t.Fatalf("-rate-limit 5 with IMGATE_RATE_LIMIT=abc: %+v, %v", c.RateLimit, err)
+	}
+	if _, err := parseFlags(nil, env); err == nil || !strings.Contains(err.Error(), "IMGATE_RATE_LIMIT") {
+		t.Fatalf("IMGATE_RATE_LIMIT=abc alone: %v, want an error naming it", err)
+	}
+}

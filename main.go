@@ -72,22 +72,33 @@ type config struct {
 // for flags not given on the command line.
 func parseFlags(args []string, getenv func(string) string) (config, error) {
 	var c config
-	fs, err := flagSet(&c, getenv)
-	if err != nil {
-		return c, err
-	}
+	fs, _ := flagSet(&c, nil)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	return c, nil
+	// The command line wins: the environment sets only the flags it did
+	// not, so a bad variable for a flag given on the command line is
+	// never read.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envVar(f.Name)
+		if v := getenv(name); v != "" && !given[f.Name] {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w (durations take a unit, e.g. 90s; booleans true or false)", name, v, err)
+			}
+		}
+	})
+	return c, envErr
 }
 
 // flagSet defines the flags into c. Each flag's usage ends naming its
-// environment variable (envVar), so -h lists them, and a flag whose
-// variable getenv returns non-empty is set from it.
+// environment variable (envVar), so -h lists them; a flag whose variable
+// getenv (if not nil) returns non-empty is set from it.
 func flagSet(c *config, getenv func(string) string) (*flag.FlagSet, error) {
 	fs := flag.NewFlagSet("imgate", flag.ContinueOnError)
 	fs.StringVar(&c.WSAddr, "ws-addr", ":8889", "WebSocket listen address")
@@ -120,6 +131,9 @@ func flagSet(c *config, getenv func(string) string) (*flag.FlagSet, error) {
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envVar(f.Name)
 		f.Usage += " (env " + name + ")"
+		if getenv == nil {
+			return
+		}
 		if v := getenv(name); v != "" {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
 				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
@@ -280,7 +294,7 @@ func start(cfg config, log *slog.Logger) (_ *server, err error) {
 	s.inst.reg.MustRegister(gatewayCollector{s})
 	if err = s.engine.Start(); err != nil {
 		s.engine = nil
-		return nil, fmt.Errorf("websocket listener: %w", err)
+		return nil, fmt.Errorf("websocket listener %s: %w", cfg.WSAddr, err)
 	}
 	log.Info("listening", "proto", "websocket", "addr", s.engine.Addr().String())
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
