@@ -28,6 +28,20 @@ func deliverChat(r *Router, sess *nullSession, st *ConnState, res storage.Append
 	r.delivered(sess, st, e, res, true)
 }
 
+// chatRouter is a router counting requests (counts) or not, whose pushes
+// reach nobody, and a session of user 1 to deliver chats to.
+func chatRouter(tb testing.TB, counts bool) (*Router, *nullSession, *ConnState) {
+	r := newTestRouter(tb)
+	if counts {
+		r.counts = new(requestCounts)
+	}
+	r.SetHub(offlineHub{})
+	sess := &nullSession{fakeSession: fakeSession{id: Identity{UID: 1, ID: "u1"}}}
+	st := lockState(sess)
+	st.mu.Unlock()
+	return r, sess, st
+}
+
 func chatResult() storage.AppendResult {
 	return storage.AppendResult{Msg: storage.Message{
 		From: 1, To: 2, FromID: "u1", ToID: "u2", ChatType: storage.ChatPrivate,
@@ -39,14 +53,7 @@ func chatResult() storage.AppendResult {
 // their reply leaves, only with Options.RequestCounts.
 func TestSection1_4_RequestCounts(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		r := newTestRouter(t)
-		if on {
-			r.counts = new(requestCounts)
-		}
-		r.SetHub(offlineHub{})
-		sess := &nullSession{fakeSession: fakeSession{id: Identity{UID: 1, ID: "u1"}}}
-		st := lockState(sess)
-		st.mu.Unlock()
+		r, sess, st := chatRouter(t, on)
 		for range 3 {
 			deliverChat(r, sess, st, chatResult())
 		}
@@ -75,14 +82,7 @@ func BenchmarkChatDelivered(b *testing.B) {
 			name = "counts=on"
 		}
 		b.Run(name, func(b *testing.B) {
-			r := newTestRouter(b)
-			if on {
-				r.counts = new(requestCounts)
-			}
-			r.SetHub(offlineHub{})
-			sess := &nullSession{fakeSession: fakeSession{id: Identity{UID: 1, ID: "u1"}}}
-			st := lockState(sess)
-			st.mu.Unlock()
+			r, sess, st := chatRouter(b, on)
 			res := chatResult()
 			b.ReportAllocs()
 			for b.Loop() {
