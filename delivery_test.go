@@ -222,6 +222,15 @@ func TestSection4_2_ClosingConnectionIsOffline(t *testing.T) {
 	if op, _ := rc.readFrame(); op != 8 {
 		t.Fatalf("want the CLOSE, got op %d", op)
 	}
+	if onCluster() {
+		// On its own node the closing connection is offline before its
+		// CLOSE is written; the other nodes hear of it over the bus, after
+		// it (PROTOCOL §8 makes only going online cluster-wide before the
+		// client sees it). A message sent meanwhile from another node may
+		// be acked 10000; no connection writes it, so it is queued all
+		// the same (the pull below).
+		waitFor(t, "agent_b offline on every node", func() bool { return !ts.online(uidOf(t, ts, "agent_b")) })
+	}
 	// The client does not answer the CLOSE: its socket is still open.
 	ids := sendAll(t, a, "agent_b", 1, 10, "10001")
 	b := ts.login(tb)
@@ -506,6 +515,9 @@ func TestSection4_4_PullOfAllQueuesFitsTheOutputCap(t *testing.T) {
 	b.send(`{"cmd":7,"groupId":"g1"}`)
 	_ = b.read()
 	b.c.Close()
+	// The gateway learns of the closed socket when it reads its end: the
+	// messages below must find agent_b offline (10001, queued).
+	waitFor(t, "agent_b offline", func() bool { return !ts.online(uidOf(t, ts, "agent_b")) })
 	a, c := ts.login(ta), ts.login(tc)
 	a.send(`{"cmd":7,"groupId":"g1"}`)
 	_ = a.read()
