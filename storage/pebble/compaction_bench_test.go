@@ -69,17 +69,23 @@ func BenchmarkSteadyStateCompaction(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer pdb.Close()
-			for r, cpu := range compactionRounds(b, pdb, layout, rounds, record, rate) {
-				b.ReportMetric(cpu, fmt.Sprintf("round%d_cpu_us/msg", r))
+			for r, st := range compactionRounds(b, pdb, layout, rounds, record, rate) {
+				b.ReportMetric(st.cpu, fmt.Sprintf("round%d_cpu_us/msg", r))
+				b.ReportMetric(st.compacted, fmt.Sprintf("round%d_compacted_B/msg", r))
+				b.ReportMetric(st.debtMB, fmt.Sprintf("round%d_debt_MB", r))
 			}
 		})
 	}
 }
 
-// compactionRounds writes rounds of 2 M messages of 200 conversations in
-// synced batches of 500 at 200 000/s and returns each round's process CPU
-// per message in µs.
-func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, record, rate int) []float64 {
+// roundStats is one round of compactionRounds: process CPU per message in
+// µs, bytes compactions wrote per message, and Pebble's estimated
+// compaction debt at the round's end.
+type roundStats struct{ cpu, compacted, debtMB float64 }
+
+// compactionRounds writes rounds of 10 s of messages of 200 conversations
+// in synced batches of 500 at rate a second.
+func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, record, rate int) []roundStats {
 	const (
 		batch = 500
 		convs = 200
@@ -97,9 +103,17 @@ func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, recor
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	var out []float64
+	compacted := func() uint64 {
+		var n uint64
+		m := pdb.Metrics()
+		for l := range m.Levels {
+			n += m.Levels[l].TableBytesCompacted
+		}
+		return n
+	}
+	var out []roundStats
 	for r := 0; r < rounds; r++ {
-		c0, start := cpu(), time.Now()
+		c0, b0, start := cpu(), compacted(), time.Now()
 		for i := 0; i < perRound; {
 			if due := time.Duration(i) * time.Second / time.Duration(rate); time.Since(start) < due {
 				time.Sleep(due - time.Since(start))
@@ -131,7 +145,11 @@ func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, recor
 			}
 			_ = bt.Close()
 		}
-		out = append(out, float64((cpu()-c0).Microseconds())/float64(perRound))
+		out = append(out, roundStats{
+			cpu:       float64((cpu() - c0).Microseconds()) / float64(perRound),
+			compacted: float64(compacted()-b0) / float64(perRound),
+			debtMB:    float64(pdb.Metrics().Compact.EstimatedDebt) / (1 << 20),
+		})
 	}
 	return out
 }
