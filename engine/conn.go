@@ -261,8 +261,7 @@ var loginRefusedFrame = codec.AppendTextFrame(nil, codec.AppendEnvelope(nil, cod
 // then the end of the connection. Safe for concurrent use.
 func (c *conn) Close(code uint16, reason string) {
 	c.e.log.Debug("closing connection", "conn_id", c.id, "code", code, "reason", reason)
-	c.closeCode.CompareAndSwap(0, uint32(code))
-	c.closeQueued(codec.AppendCloseFrame(nil, code, reason))
+	c.closeQueued(codec.AppendCloseFrame(nil, code, reason), code)
 }
 
 // closeOnLoop writes out (replies so far) and a CLOSE frame, then half-closes

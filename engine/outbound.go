@@ -238,16 +238,18 @@ func (c *conn) send(frame []byte, t *router.Tracker, received int64) bool {
 	return true
 }
 
-// closeQueued queues a CLOSE frame after everything already queued. The
+// closeQueued queues frame, a CLOSE of status code, after everything
+// already queued, unless the connection is already closing or dead. The
 // connection is offline from now on (PROTOCOL §2: closing counts as
 // closed).
-func (c *conn) closeQueued(frame []byte) {
+func (c *conn) closeQueued(frame []byte, code uint16) {
 	o := &c.out
 	o.mu.Lock()
 	if o.mu.dead || o.mu.closing {
 		o.mu.Unlock()
 		return
 	}
+	c.closeCode.CompareAndSwap(0, uint32(code)) // before the flush can end the connection
 	if o.mu.q == nil {
 		o.mu.q = acquireOutq()
 	}

@@ -460,7 +460,7 @@ func TestSection4_3_FollowerEndsAfterUpgradeBeforeClose(t *testing.T) {
 	c.send([]byte("hi"), nil, 0)
 	tr.Release()
 	closeFrame := codec.AppendCloseFrame(nil, ClosePolicy, "x")
-	c.closeQueued(closeFrame)
+	c.closeQueued(closeFrame, ClosePolicy)
 	loop.run()
 	if got, want := fmtFrames(gc.written), "[HTTP/1.1 101\r\n\r\n abcdefghi "+string(closeFrame)+"]"; got != want || gc.writevs != 1 {
 		t.Fatalf("wrote %q in %d writevs, want %q", got, gc.writevs, want)
@@ -524,5 +524,23 @@ func TestSection4_2_LargeFrameInOrder(t *testing.T) {
 		if got, want := bytes.Join(gc.written, nil), bytes.Join(tc.frames, nil); !bytes.Equal(got, want) || gc.writevs != 1 {
 			t.Errorf("%s: wrote %d bytes in %d writevs, want the %d queued in 1", tc.name, len(got), gc.writevs, len(want))
 		}
+	}
+}
+
+// PROTOCOL §2: a connection is counted under the status of the CLOSE it
+// queued first; a Close of a connection already closing, or dropped as a
+// slow consumer, queues none and records none.
+func TestSection2_CloseCodeIsTheQueuedOne(t *testing.T) {
+	c, _, _ := newTestConn()
+	c.Close(CloseGoingAway, "idle timeout")
+	c.Close(ClosePolicy, "later")
+	if got := uint16(c.closeCode.Load()); got != CloseGoingAway {
+		t.Fatalf("close code %d, want %d", got, CloseGoingAway)
+	}
+	dead, _, _ := newTestConn()
+	dead.out.mu.dead = true
+	dead.Close(CloseGoingAway, "shutdown")
+	if got := dead.closeCode.Load(); got != 0 {
+		t.Fatalf("close code %d on a dropped connection, want none", got)
 	}
 }
