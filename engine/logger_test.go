@@ -27,13 +27,7 @@ func TestGnetLogger_OneMessagePerLine(t *testing.T) {
 			var buf bytes.Buffer
 			log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			tc.logf(gnetLogger{log.With("component", "engine")}, "event-loop %d exits: %s", 3, "closed")
-			m := logtest.OneMessage(t, buf.Bytes())
-			if m["msg"] != "event-loop 3 exits: closed" || m["library"] != "gnet" || m["component"] != "engine" || m["level"] != tc.level {
-				t.Fatalf("line %s", buf.Bytes())
-			}
-			if _, fatal := m["fatal"]; fatal != (tc.name == "fatalf") {
-				t.Fatalf("fatal attribute wrong: %s", buf.Bytes())
-			}
+			logtest.LibraryLine(t, buf.Bytes(), "event-loop 3 exits: closed", "gnet", "engine", tc.level, tc.name == "fatalf")
 		})
 	}
 }

@@ -16,8 +16,5 @@ func TestFasthttpLogger_OneMessagePerLine(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	fasthttpLogger{log.With("component", "httpapi")}.Printf("error when serving connection %q<->%q: %v", "127.0.0.1:8082", "127.0.0.1:5555", "EOF")
-	m := logtest.OneMessage(t, buf.Bytes())
-	if m["msg"] != `error when serving connection "127.0.0.1:8082"<->"127.0.0.1:5555": EOF` || m["library"] != "fasthttp" || m["component"] != "httpapi" || m["level"] != "DEBUG" {
-		t.Fatalf("line %s", buf.Bytes())
-	}
+	logtest.LibraryLine(t, buf.Bytes(), `error when serving connection "127.0.0.1:8082"<->"127.0.0.1:5555": EOF`, "fasthttp", "httpapi", "DEBUG", false)
 }

@@ -55,3 +55,18 @@ func duplicateKey(b []byte) string {
 	}
 	return ""
 }
+
+// LibraryLine fails tb unless line is OneMessage's with msg as its
+// message, written at level under main's component by a library's log
+// adapter: library names it, and fatal says whether it carries fatal=true
+// (a library's Fatalf).
+func LibraryLine(tb testing.TB, line []byte, msg, library, component, level string, fatal bool) {
+	tb.Helper()
+	m := OneMessage(tb, line)
+	if m["msg"] != msg || m["library"] != library || m["component"] != component || m["level"] != level {
+		tb.Fatalf("line %s, want msg %q library %s component %s level %s", line, msg, library, component, level)
+	}
+	if _, ok := m["fatal"]; ok != fatal {
+		tb.Fatalf("fatal attribute %v, want %v: %s", ok, fatal, line)
+	}
+}

@@ -45,13 +45,7 @@ func TestPebbleLogger_OneMessagePerLine(t *testing.T) {
 				}()
 				tc.logf(pebbleLogger{log.With("component", "storage")}, "[JOB %d] compacted %s", 7, "L0 -> L6")
 			}()
-			m := logtest.OneMessage(t, buf.Bytes())
-			if m["msg"] != "[JOB 7] compacted L0 -> L6" || m["library"] != "pebble" || m["component"] != "storage" || m["level"] != tc.level {
-				t.Fatalf("line %s", buf.Bytes())
-			}
-			if _, fatal := m["fatal"]; fatal != (tc.name == "fatalf") {
-				t.Fatalf("fatal attribute wrong: %s", buf.Bytes())
-			}
+			logtest.LibraryLine(t, buf.Bytes(), "[JOB 7] compacted L0 -> L6", "pebble", "storage", tc.level, tc.name == "fatalf")
 		})
 	}
 }
