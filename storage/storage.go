@@ -86,7 +86,10 @@ type AppendOptions struct {
 	// settled (Delivery).
 	Offline bool
 	// ClientID: the sender chose m.ID, so it may be a resend. A server-made
-	// ID is new by construction and skips the idempotency lookup.
+	// ID is new by construction and skips the idempotency lookup; a store
+	// may replace it with one of its own (time-ordered and unique,
+	// PROTOCOL §0), which AppendResult.Msg carries and which then finds
+	// the message for a resend or a recall like a client's.
 	ClientID bool
 	// Visitor, when set, is the visitor side of a visitor-agent (or
 	// consultant) conversation: the other side becomes their last partner.

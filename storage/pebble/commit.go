@@ -47,6 +47,10 @@ const (
 type tx struct {
 	db *DB
 	b  *pebble.Batch // indexed: reads see the batch's own writes first
+	// lb is the batch's writes to the message log (indexed as well),
+	// committed, synced, before b: a history reference in the store
+	// always finds its record in the log.
+	lb *pebble.Batch
 	// Scratch for keys and records: the batch copies what it is given, so
 	// the hot path builds them here instead of allocating.
 	key, val []byte
@@ -329,10 +333,20 @@ func (db *DB) commitLoop() {
 			opt = pebble.NoSync
 		}
 		began := time.Now()
-		err := t.b.Commit(opt)
+		var err error
+		if !t.lb.Empty() {
+			// Records first: a crash between the two commits leaves
+			// records nothing refers to (their messages were not acked),
+			// never a reference without its record.
+			err = t.lb.Commit(opt)
+		}
+		if err == nil {
+			err = t.b.Commit(opt)
+		}
 		took := time.Since(began)
 		_ = t.b.Close()
-		t.b = nil
+		_ = t.lb.Close()
+		t.b, t.lb = nil, nil
 		if err != nil {
 			db.log.Error("commit failed", "ops", len(ops), "err", err)
 			db.resetCaches()
@@ -380,9 +394,10 @@ func (db *DB) commitLoop() {
 // again without it, so a failed operation leaves no partial writes.
 func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 	db := t.db
-	lastGroup := db.lastGroup
+	lastGroup, lastLSN := db.lastGroup, db.lastLSN
 	for {
 		t.b = db.pdb.NewIndexedBatch()
+		t.lb = db.ldb.NewIndexedBatch()
 		t.touched = 0
 		t.jr = nil
 		clear(t.pend)
@@ -415,8 +430,9 @@ func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 		}
 		// Start over without the failed operation.
 		_ = t.b.Close()
+		_ = t.lb.Close()
 		db.resetCaches()
-		db.lastGroup = lastGroup
+		db.lastGroup, db.lastLSN = lastGroup, lastLSN
 	}
 }
 

@@ -362,7 +362,7 @@ func (t *tx) walkBack(conv convKey, lo, hi, skip uint64, fn func(from uint64, re
 		if binary.BigEndian.Uint64(k[len(k)-8:]) == skip {
 			continue
 		}
-		from, recalled, err := messageSender(it.Value())
+		from, recalled, err := recordSender(t.lb, it.Value())
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,8 +51,14 @@ const lockStripes = 256
 
 // DB is the durable store. Create it with Open and close it with Close.
 type DB struct {
-	_       noCopy
-	pdb     *pebble.DB
+	_   noCopy
+	pdb *pebble.DB
+	// ldb is the message log (DIR/messages): the records of messages under
+	// L|lsn, an lsn a store-wide sequence, so that every flush lands
+	// after everything before it and compactions move its tables instead
+	// of rewriting them (BENCHMARKS.md, issue 15). History keeps 9-byte
+	// references to them.
+	ldb     *pebble.DB
 	log     *slog.Logger
 	recent  recencyCache // owners' contacts in recency order (recency.go)
 	seed    maphash.Seed
@@ -81,6 +88,7 @@ type DB struct {
 	dirty       map[[16]byte]dirtyContact
 	dirtyCounts map[uint64]struct{}
 	lastGroup   uint64      // last gid assigned; owned by the committer
+	lastLSN     uint64      // last log record written; owned by the committer
 	sweep       sweepCursor // where the next SweepTokens starts (token.go)
 	journalID   uint64      // last journal record id (lazy.go); owned by the committer
 	live        []*pending  // committed pending records, oldest first (lazy.go); owned by the committer
@@ -150,32 +158,25 @@ func Open(dir string, opts Options) (*DB, error) {
 		}
 		return nil, openError(dir, err) // says when another process holds dir
 	}
-	db := &DB{pdb: pdb, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls, commits: opts.Commits}
-	if db.now == nil {
-		db.now = time.Now
+	// The message log is a Pebble directory of its own: in the store's
+	// LSM, conversation-ordered history overlaps every table of the base
+	// level, and compactions that took the log's tables along rewrote
+	// them as well (BenchmarkSteadyStateCompaction).
+	lpo := tunedOptions(cache)
+	lpo.Logger, lpo.EventListener = pebbleLogger{log.With("pebble_dir", logDir)}, po.EventListener
+	if opts.InMemory {
+		lpo.FS = memFS()
 	}
-	db.users.seed = db.seed
-	last, err := db.lastUID()
+	ldb, err := pebble.Open(filepath.Join(dir, logDir), lpo)
 	if err != nil {
 		_ = pdb.Close()
+		return nil, fmt.Errorf("storage: open the message log %s: %w", filepath.Join(dir, logDir), err)
+	}
+	db := &DB{pdb: pdb, ldb: ldb, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls, commits: opts.Commits}
+	if err := db.load(); err != nil {
+		_ = pdb.Close()
+		_ = ldb.Close()
 		return nil, err
-	}
-	db.nextUID.Store(last + 1)
-	if db.lastGroup, err = db.lastGID(); err != nil {
-		_ = pdb.Close()
-		return nil, err
-	}
-	if err := db.migrate(); err != nil {
-		_ = pdb.Close()
-		return nil, err
-	}
-	if db.epoch, err = db.loadEpoch(); err != nil {
-		_ = pdb.Close()
-		return nil, fmt.Errorf("storage: epoch: %w", err)
-	}
-	if err := db.recoverPending(); err != nil {
-		_ = pdb.Close()
-		return nil, fmt.Errorf("storage: settle pending group deliveries: %w", err)
 	}
 	db.cq.init()
 	// Journal ids only need to differ from any record still on disk, and
@@ -192,6 +193,54 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.dirtyCounts = make(map[uint64]struct{})
 	go db.commitLoop()
 	return db, nil
+}
+
+// logDir is the message log's directory inside the store's.
+const logDir = "messages"
+
+// load reads what the store keeps in memory and runs its migrations and
+// recovery, at Open.
+func (db *DB) load() error {
+	if db.now == nil {
+		db.now = time.Now
+	}
+	db.users.seed = db.seed
+	last, err := db.lastUID()
+	if err != nil {
+		return err
+	}
+	db.nextUID.Store(last + 1)
+	if db.lastGroup, err = db.lastGID(); err != nil {
+		return err
+	}
+	if err := db.migrate(); err != nil {
+		return err
+	}
+	if db.epoch, err = db.loadEpoch(); err != nil {
+		return fmt.Errorf("storage: epoch: %w", err)
+	}
+	if err := db.recoverPending(); err != nil {
+		return fmt.Errorf("storage: settle pending group deliveries: %w", err)
+	}
+	db.lastLSN, err = lastLSN(db.ldb)
+	return err
+}
+
+// lastLSN returns the last record's lsn in the log, 0 if it is empty.
+func lastLSN(ldb *pebble.DB) (uint64, error) {
+	it, err := ldb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLog), UpperBound: []byte("L}")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	k := it.Key()
+	if len(k) != len(prefixLog)+8 {
+		return 0, fmt.Errorf("storage: last log record: bad key %q", k)
+	}
+	return binary.BigEndian.Uint64(k[len(prefixLog):]), nil
 }
 
 // Close flushes and closes the store. Calls after the first return nil.
@@ -213,10 +262,12 @@ func (db *DB) Close() error {
 		time.Sleep(time.Millisecond)
 	}
 	// A clean close flushes the memtable so that the next Open replays no WAL.
-	if err := db.pdb.Flush(); err != nil {
-		db.log.Error("storage flush on close", "err", err)
+	for _, p := range []*pebble.DB{db.ldb, db.pdb} {
+		if err := p.Flush(); err != nil {
+			db.log.Error("storage flush on close", "err", err)
+		}
 	}
-	return db.pdb.Close()
+	return errors.Join(db.pdb.Close(), db.ldb.Close())
 }
 
 // enter admits a read unless the store is closed (then the read returns

@@ -67,6 +67,7 @@ func TestSection4_3_FailedApplyLeavesNoWrites(t *testing.T) {
 	if err := db.submit(op{
 		applyFn: func(t *tx) error {
 			t.set([]byte("z|partial"), nil)
+			t.appendCore(privateConv(1, 2), convState{seq: 9}, &Message{From: 1, To: 2, Content: "failed"}, false, false) // and a message
 			c := Contact{Peer: 9, Unread: 7}
 			t.writeContact(8, &c) // a cache write too
 			return boom
@@ -96,5 +97,8 @@ func TestSection4_3_FailedApplyLeavesNoWrites(t *testing.T) {
 	}
 	if c, _ := db.Contact(2, 1); c.Unread != 2 {
 		t.Fatalf("counters of the batch: %+v", c)
+	}
+	if got := logRecords(t, db.ldb); fmt.Sprint(got) != "[1:before 2:after]" {
+		t.Fatalf("the log holds %v: the failed operation's record, or a gap", got)
 	}
 }

@@ -23,22 +23,50 @@
 //	                                      (v1, 16 bytes: uid | expireAt; see token.go)
 //	K|uid(8B)|terminal                 -> the (user, terminal)'s newest tokens, oldest first: (issuedAt(8B), uvarint len, token)…
 //	R|uid(8B)                          -> ms of the user's last logout: its v1 tokens are revoked
-//	h|conv(16B)|seq(8B)                -> message record (message.go: encodeMessage)
+//	h|conv(16B)|seq(8B)                -> message reference: 0x02, lsn(8B): the record is L|lsn in the log
+//	                                      (stores written before the log: the record itself, message.go: encodeMessage)
 //	q|uid(8B)|peer(8B)|seq(8B)         -> empty: offline queue; the message is h|conv(uid,peer)|seq
 //	c|owner(8B)|peer(8B)               -> contact record v3: unread, pending reply, waiting visitor, last contact, read seq,
 //	                                      last message time and seq
 //	G|uid(8B)|gid(8B)                  -> a member's read seq in a group (read.go)
-//	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B): idempotency of client message ids
+//	D|id(16B)|from(8B)                 -> lsn(8B): a client-chosen message id (idempotency, recall)
+//	d|from(8B)|id(16B)                 -> conv(16B)|seq(8B)|queued(1B), written before D|: read, never written
 //	j|id(8B)                           -> a batch's journal: its private messages acked as pushed, until settled (lazy.go)
 //	P|gid(8B)|seq(8B)                  -> a group message's pending deliveries: the members online when stored (lazy.go)
 //	V|<name>                           -> empty: the named migration is done (migrate.go)
 //	e|                                 -> the store's epoch, 32 hex (PROTOCOL §7.7; db.go)
+//
+// The message log, DIR/messages, is a Pebble directory of its own:
+//
+//	L|lsn(8B)                          -> message record (message.go: encodeMessage)
 //
 // Groups (I| M| m| g| Q|) are in group.go; contacts' records (n| l|) in
 // contact.go. The orders of contacts by last contact and of conversations
 // by last message are not on disk: they are built in memory from an
 // owner's c| records when first asked for and kept by the committer
 // (recency.go).
+//
+// # The message log
+//
+// A message's record is written once, to the log, under its lsn: a
+// store-wide sequence, the next after the log's last key at Open. Every
+// flush of the log lands after everything before it, so its compactions
+// move tables down instead of rewriting them; history (h|, ordered by
+// conversation, so that a page reads what it returns) keeps 9-byte
+// references. A message whose sender chose no id gets one the store makes
+// (storeID: the milliseconds of its createTime, then its lsn), which
+// finds its record without an idempotency record; a client's id gets one,
+// keyed by the id first so that time-ordered ids append to it. The record
+// carries whether the message was queued offline, which a resend of its
+// id is told again. In one LSM, conversation-ordered keys
+// overlap every table of the base level and each compaction rewrote the
+// records with them: about 700 bytes compacted per message once history
+// held a few million, and a compactor that fell behind a sustained
+// 100 000 messages/s (BENCHMARKS.md, issue 15). The committer commits a
+// batch's log writes, synced, before the batch itself: a crash between
+// the two leaves records nothing refers to (their messages were not
+// acked), which are ignored, never a reference without its record. A
+// recall replaces the record in the log and keeps the reference.
 //
 // # Cursors (PROTOCOL §7)
 //
@@ -159,4 +187,13 @@
 //   - x|conv|createTime|seq, a time index of h|, is no longer written or
 //     read (time windows search h| instead). Keys left by older versions
 //     are inert; nothing reads the x| keyspace.
+//   - The message log (DIR/messages) is new: h| values written from now
+//     on are references to it (version byte 2), idempotency records are
+//     written under D|id|from for client ids only, and ids the server
+//     makes are the store's (storeID) rather than the router's. Records
+//     already in h| (version byte 1) and d|from|id keys stay where they
+//     are and are read as before (a recall of one rewrites it in place);
+//     nothing is rewritten at open.
+//     An older version reads a reference as a corrupt record: keep the
+//     copy of the data directory taken before the upgrade to go back.
 package pebble

@@ -274,8 +274,8 @@ func (db *DB) AppendGroup(m Message, online, offline []uint64, ver uint64, opts 
 				return err
 			}
 			msg := m
-			// A group ack is always 10000: the idempotency record says "online".
-			t.appendCore(conv, st, &msg, false)
+			// A group ack is always 10000: the record is not marked queued.
+			t.appendCore(conv, st, &msg, false, opts.ClientID)
 			for _, uid := range offline {
 				t.set(keyGroupQueue(uid, msg.Group, msg.Seq), nil)
 				t.queued(uid, msg.Group, true)

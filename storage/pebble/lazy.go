@@ -266,13 +266,28 @@ func (t *tx) queuePrivate(k offlineKey) error {
 	} else if err != nil {
 		return err
 	}
-	if len(rec) > 2 && rec[2]&flagRecalled != 0 {
+	if recalled, err := t.recalled(rec); err != nil {
+		return err
+	} else if recalled {
 		return nil // recalled meanwhile: nothing to deliver
 	}
 	t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
 	t.set(t.key, nil)
 	t.queued(k.uid, k.peer, false)
 	return nil
+}
+
+// recalled reports whether the message history value v names was
+// recalled. A record that cannot be read is not: its receiver is queued
+// all the same, and reads report it (a store that cannot queue would not
+// open, recoverPending).
+func (t *tx) recalled(v []byte) (bool, error) {
+	_, recalled, err := recordSender(t.lb, v)
+	if errors.Is(err, errCorrupt) {
+		t.db.log.Error("storage: queued a message whose record is unreadable", "err", err)
+		return false, nil
+	}
+	return recalled, err
 }
 
 // queueGroup queues group message seq of gid for uid, unless it was
@@ -284,7 +299,9 @@ func (t *tx) queueGroup(gid, seq, uid uint64) error {
 	} else if err != nil {
 		return err
 	}
-	if len(rec) > 2 && rec[2]&flagRecalled != 0 {
+	if recalled, err := t.recalled(rec); err != nil {
+		return err
+	} else if recalled {
 		return nil
 	}
 	if _, err := t.get(key2(prefixMember, gid, uid)); errors.Is(err, ErrNotFound) {
@@ -362,8 +379,8 @@ func decodeJournal(b []byte) ([]offlineKey, error) {
 // left (some may have read their message already; clients drop
 // duplicates by id), and removes the records.
 func (db *DB) recoverPending() error {
-	t := &tx{db: db, b: db.pdb.NewIndexedBatch()}
-	defer func() { _ = t.b.Close() }()
+	t := &tx{db: db, b: db.pdb.NewIndexedBatch(), lb: db.ldb.NewIndexedBatch()}
+	defer func() { _ = t.b.Close(); _ = t.lb.Close() }()
 	n := 0
 	err := db.scanKeys(prefixJournal, "j}", func(k, v []byte) error {
 		if len(k) != 2+8 {

@@ -4,15 +4,23 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/imgate/imgate/storage"
+	"io"
 	"math"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/imgate/imgate/storage"
 )
 
-// flagRecalled marks a recalled message in its record.
-const flagRecalled = 1
+// Flags of a message record.
+const (
+	flagRecalled = 1 // recalled: content and extras dropped
+	// flagQueued: the message was queued offline when stored (its ack
+	// said 10001), which a resend of its id is told again. Records in h|
+	// (before the log) leave it to their idempotency record.
+	flagQueued = 2
+)
 
 // convKey names a conversation: for private chat the two uids, lower first.
 type convKey [16]byte
@@ -37,11 +45,17 @@ type convState struct {
 }
 
 const (
-	prefixHistory   = "h|" // h|conv(16)|seq(8) -> message record
+	prefixHistory   = "h|" // h|conv(16)|seq(8) -> message reference (or, written before the log, record)
 	prefixOffline   = "q|" // q|uid(8)|peer(8)|seq(8) -> empty; the message is h|conv(uid,peer)|seq
 	prefixContact   = "c|" // c|owner(8)|peer(8) -> contact record
-	prefixDedup     = "d|" // d|from(8)|id(16) -> conv(16)|seq(8)
+	prefixDedup     = "D|" // D|id(16)|from(8) -> lsn(8): a client-chosen id
+	prefixDedupV1   = "d|" // d|from(8)|id(16) -> conv(16)|seq(8)|queued(1), written before D|: read, never written
+	prefixLog       = "L|" // in the message log: L|lsn(8) -> message record
 	messageRecordV1 = 1
+	// messageRefV2 starts a history value that refers to the log: 2,
+	// lsn(8). History values that start with messageRecordV1 are the
+	// record itself (stores written before the log).
+	messageRefV2 = 2
 )
 
 // Each key has an append form, for the committer's scratch, and an
@@ -78,10 +92,89 @@ func keyDedup(from uint64, id [16]byte) []byte {
 	return appendKeyDedup(make([]byte, 0, 2+24), from, id)
 }
 
+// appendKeyDedup appends from's idempotency key of id: the id first, so
+// that time-ordered ids make the keyspace an append.
 func appendKeyDedup(k []byte, from uint64, id [16]byte) []byte {
 	k = append(k, prefixDedup...)
+	k = append(k, id[:]...)
+	return binary.BigEndian.AppendUint64(k, from)
+}
+
+// keyDedupV1 is the idempotency key of stores written before D|.
+func keyDedupV1(from uint64, id [16]byte) []byte {
+	k := make([]byte, 0, 2+24)
+	k = append(k, prefixDedupV1...)
 	k = binary.BigEndian.AppendUint64(k, from)
 	return append(k, id[:]...)
+}
+
+func keyLog(lsn uint64) []byte { return appendKeyLog(make([]byte, 0, 2+8), lsn) }
+
+func appendKeyLog(k []byte, lsn uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(k, prefixLog...), lsn)
+}
+
+// appendMessageRef appends the history value that refers to log record lsn.
+func appendMessageRef(b []byte, lsn uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, messageRefV2), lsn)
+}
+
+// messageRecord returns the message record history value v holds or
+// refers to in the log lr, valid until closer is closed. A reference to a
+// record the log lacks is corrupt: a record is committed before its
+// reference (commit.go).
+func messageRecord(lr reader, v []byte) (rec []byte, closer io.Closer, err error) {
+	if len(v) == 0 {
+		return nil, nil, errCorrupt
+	}
+	switch v[0] {
+	case messageRecordV1:
+		return v, nopCloser{}, nil
+	case messageRefV2:
+		if len(v) != 9 {
+			return nil, nil, errCorrupt
+		}
+		rec, closer, err = lr.Get(keyLog(binary.BigEndian.Uint64(v[1:])))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, nil, fmt.Errorf("storage: log record %d: %w", binary.BigEndian.Uint64(v[1:]), errCorrupt)
+		}
+		return rec, closer, err
+	}
+	return nil, nil, errCorrupt
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// recordTime is messageTime of the record v holds or refers to.
+func recordTime(lr reader, v []byte) (int64, error) {
+	rec, closer, err := messageRecord(lr, v)
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return messageTime(rec)
+}
+
+// recordSender is messageSender of the record v holds or refers to.
+func recordSender(lr reader, v []byte) (uint64, bool, error) {
+	rec, closer, err := messageRecord(lr, v)
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	return messageSender(rec)
+}
+
+// decodeRecord is decodeMessage of the record v holds or refers to.
+func decodeRecord(lr reader, v []byte) (Message, error) {
+	rec, closer, err := messageRecord(lr, v)
+	if err != nil {
+		return Message{}, err
+	}
+	defer closer.Close()
+	return decodeMessage(rec)
 }
 
 // encodeMessage: version(1) chatType(1) flags(1) msgType(uvarint)
@@ -305,12 +398,12 @@ func (t *tx) conv(c convKey) (convState, error) {
 	if st, ok := t.db.convs[c]; ok {
 		return st, nil
 	}
-	return tail(t.b, c)
+	return tail(t.b, t.lb, c)
 }
 
 // tail reads a conversation's last history record in r (the DB or the
-// batch); zero when the conversation is empty.
-func tail(r reader, c convKey) (convState, error) {
+// batch) and the log lr; zero when the conversation is empty.
+func tail(r, lr reader, c convKey) (convState, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: keyHistory(c, 0), UpperBound: keyHistory(c, math.MaxUint64)})
 	if err != nil {
 		return convState{}, err
@@ -320,7 +413,7 @@ func tail(r reader, c convKey) (convState, error) {
 		return convState{}, it.Error()
 	}
 	k := it.Key()
-	ct, err := messageTime(it.Value())
+	ct, err := recordTime(lr, it.Value())
 	if err != nil {
 		return convState{}, fmt.Errorf("storage: conversation tail: %w", err)
 	}
@@ -330,42 +423,122 @@ func tail(r reader, c convKey) (convState, error) {
 // duplicate looks up an earlier message of from with id: ok is true and
 // res holds it if there is one.
 func (t *tx) duplicate(from uint64, id [16]byte) (res AppendResult, ok bool, err error) {
-	v, err := t.get(keyDedup(from, id))
+	f, err := t.byID(from, id)
 	if errors.Is(err, ErrNotFound) {
 		return AppendResult{}, false, nil
 	}
 	if err != nil {
 		return AppendResult{}, false, err
 	}
-	if len(v) != 25 {
-		return AppendResult{}, false, errCorrupt
+	return AppendResult{Msg: f.msg, Duplicate: true, Online: !f.queued}, true, nil
+}
+
+// found is a message byID found: its record decoded, its history key and
+// value, and whether it was queued offline when stored.
+type found struct {
+	msg    Message
+	hk, hv []byte
+	queued bool
+}
+
+// byID finds from's message with id, or returns ErrNotFound. A client's
+// id is in its idempotency record (D|, or d| of a store written before
+// the log); an id the store made names its log record (storeID), which
+// must be from's, carry that id, and be referred to from history (a
+// record a crash left unreferenced was never acked, and its id never
+// given to anyone).
+func (t *tx) byID(from uint64, id [16]byte) (f found, err error) {
+	var lsn uint64
+	switch v, err := t.get(keyDedup(from, id)); {
+	case err == nil && len(v) == 8:
+		lsn = binary.BigEndian.Uint64(v)
+	case err == nil:
+		return f, errCorrupt
+	case !errors.Is(err, ErrNotFound):
+		return f, err
+	default:
+		v, err := t.get(keyDedupV1(from, id))
+		if err == nil {
+			if len(v) != 25 {
+				return f, errCorrupt
+			}
+			f.hk = append([]byte(prefixHistory), v[:24]...)
+			if f.hv, err = t.get(f.hk); err != nil {
+				return f, fmt.Errorf("storage: dedup target: %w", err)
+			}
+			f.msg, err = decodeRecord(t.lb, f.hv)
+			f.queued = v[24] != 0
+			return f, err
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return f, err
+		}
+		lsn = binary.BigEndian.Uint64(id[6:14]) // perhaps made by the store
 	}
-	stored, err := t.get(append([]byte(prefixHistory), v[:24]...))
+	rec, err := getCopy(t.lb, keyLog(lsn))
 	if err != nil {
-		return AppendResult{}, false, fmt.Errorf("storage: dedup target: %w", err)
+		return f, err // ErrNotFound: no such message
 	}
-	sm, err := decodeMessage(stored)
-	return AppendResult{Msg: sm, Duplicate: true, Online: v[24] == 0}, err == nil, err
+	if f.msg, err = decodeMessage(rec); err != nil {
+		return f, err
+	}
+	if f.msg.ID != id || f.msg.From != from {
+		return f, ErrNotFound
+	}
+	f.queued = rec[2]&flagQueued != 0
+	conv := privateConv(f.msg.From, f.msg.To)
+	if f.msg.ChatType == ChatGroup {
+		conv = groupConv(f.msg.Group)
+	}
+	f.hk = keyHistory(conv, f.msg.Seq)
+	f.hv, err = t.get(f.hk)
+	if errors.Is(err, ErrNotFound) || (err == nil && !bytesEqual(f.hv, appendMessageRef(nil, lsn))) {
+		return f, ErrNotFound // a record no history refers to
+	}
+	return f, err
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// storeID is the id the store gives a message whose sender chose none: the
+// milliseconds of its createTime (6 bytes), its lsn (8) and two zero
+// bytes. Time-ordered and unique (PROTOCOL §0): the lsn is, and after a
+// restore from a copy that reuses lsns the milliseconds differ. byID
+// finds the message from it without an idempotency record.
+func storeID(createTime int64, lsn uint64) (id [16]byte) {
+	binary.BigEndian.PutUint64(id[:8], uint64(createTime)<<16)
+	binary.BigEndian.PutUint64(id[6:14], lsn)
+	return id
 }
 
 // appendCore assigns m its seq and createTime after the conversation's
-// tail st and writes the history record and the
-// idempotency record (which remembers whether it was queued offline).
-func (t *tx) appendCore(conv convKey, st convState, m *Message, queued bool) {
+// tail st (and its id, unless its sender chose one: storeID), writes its
+// record to the log and the history reference to it, and, for a
+// client's id, the idempotency record.
+func (t *tx) appendCore(conv convKey, st convState, m *Message, queued, clientID bool) {
 	m.Seq = st.seq + 1
 	m.CreateTime = max(m.CreateTime, st.time)
 	t.cacheConv(conv, convState{seq: m.Seq, time: m.CreateTime})
-	t.key = appendKeyHistory(t.key[:0], conv, m.Seq)
-	t.val = appendMessageRecord(t.val[:0], m)
-	t.set(t.key, t.val)
-	var q byte
-	if queued {
-		q = 1
+	t.db.lastLSN++
+	lsn := t.db.lastLSN
+	if !clientID {
+		m.ID = storeID(m.CreateTime, lsn)
 	}
-	// The dedup value is the history key without its prefix, then q.
-	t.val = append(append(t.val[:0], t.key[len(prefixHistory):]...), q)
-	t.key = appendKeyDedup(t.key[:0], m.From, m.ID)
+	t.key = appendKeyLog(t.key[:0], lsn)
+	t.val = appendMessageRecord(t.val[:0], m)
+	if queued {
+		t.val[2] |= flagQueued
+	}
+	_ = t.lb.Set(t.key, t.val, nil)
+	t.touched++
+	t.key = appendKeyHistory(t.key[:0], conv, m.Seq)
+	t.val = appendMessageRef(t.val[:0], lsn)
 	t.set(t.key, t.val)
+	if clientID {
+		t.key = appendKeyDedup(t.key[:0], m.From, m.ID)
+		t.val = binary.BigEndian.AppendUint64(t.val[:0], lsn)
+		t.set(t.key, t.val)
+	}
 }
 
 // cacheConv records a conversation's new tail.
@@ -436,7 +609,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 	if m.To == m.From {
 		// A note to oneself: stored and shown on one's other
 		// terminals, but nobody's contact, unread or queue.
-		t.appendCore(conv, st, &m, false)
+		t.appendCore(conv, st, &m, false, opts.ClientID)
 		return AppendResult{Msg: m}, nil
 	}
 	toC, toFound, err := t.contact(m.To, m.From)
@@ -466,7 +639,7 @@ func (t *tx) appendPrivate(m Message, opts AppendOptions) (AppendResult, error) 
 		}
 	}
 	// All reads done; from here on only writes, which cannot fail.
-	t.appendCore(conv, st, &m, opts.Offline)
+	t.appendCore(conv, st, &m, opts.Offline, opts.ClientID)
 	var d storage.Delivery
 	if opts.Offline {
 		t.key = appendKeyOffline(t.key[:0], m.To, m.From, m.Seq)

@@ -119,7 +119,7 @@ func (db *DB) recountUnread(conv convKey, peer, unread uint64) (left, readSeq ui
 	defer it.Close()
 	var seen uint64
 	for ok := it.Last(); ok && seen < unread; ok = it.Prev() {
-		from, recalled, err := messageSender(it.Value())
+		from, recalled, err := recordSender(db.ldb, it.Value())
 		if err != nil {
 			return 0, 0, err
 		}

@@ -68,7 +68,7 @@ func (db *DB) history(conv convKey, q HistoryQuery) ([]Message, bool, error) {
 	}
 	size := 0
 	for ; ok && len(out) < q.Count && (q.MaxBytes <= 0 || len(out) == 0 || size < q.MaxBytes); ok = step(it, q.Desc) {
-		m, err := decodeMessage(it.Value())
+		m, err := decodeRecord(db.ldb, it.Value())
 		if err != nil {
 			return nil, false, err
 		}
@@ -106,7 +106,7 @@ func satSub(a, b uint64) uint64 {
 // firstSeqAtOrAfter returns the first seq ≥ floor whose createTime ≥ t,
 // or MaxUint64 when there is none.
 func (db *DB) firstSeqAtOrAfter(conv convKey, t int64, floor uint64) (uint64, error) {
-	last, err := tail(db.pdb, conv)
+	last, err := tail(db.pdb, db.ldb, conv)
 	if err != nil {
 		return 0, err
 	}
@@ -123,7 +123,7 @@ func (db *DB) lastSeqAtOrBefore(conv convKey, t int64, ceil uint64) (uint64, err
 	if t == math.MaxInt64 {
 		return ceil, nil
 	}
-	last, err := tail(db.pdb, conv)
+	last, err := tail(db.pdb, db.ldb, conv)
 	if err != nil {
 		return 0, err
 	}
@@ -157,7 +157,7 @@ func (db *DB) timeAt(conv convKey, seq uint64) (int64, error) {
 		return 0, fmt.Errorf("storage: history %d: %w", seq, err)
 	}
 	defer closer.Close()
-	return messageTime(v)
+	return recordTime(db.ldb, v)
 }
 
 // ReadOffline returns the oldest queued messages q selects, grouped by
@@ -180,7 +180,7 @@ func (db *DB) ReadOffline(uid uint64, q QueueQuery) (QueuePage, error) {
 		if q.Peer != 0 {
 			lower, upper = keyOffline(uid, q.Peer, 0)[:2+16], keyOffline(uid, q.Peer+1, 0)[:2+16]
 		}
-		res.Friends, res.More, err = queueRead(db.pdb, lower, upper, &b, func(p uint64) convKey { return privateConv(uid, p) })
+		res.Friends, res.More, err = queueRead(db.pdb, db.ldb, lower, upper, &b, func(p uint64) convKey { return privateConv(uid, p) })
 		if err != nil {
 			return res, err
 		}
@@ -189,7 +189,7 @@ func (db *DB) ReadOffline(uid uint64, q QueueQuery) (QueuePage, error) {
 		}
 		for i := range res.Friends {
 			pg := &res.Friends[i]
-			st, err := tail(db.pdb, privateConv(uid, pg.Peer))
+			st, err := tail(db.pdb, db.ldb, privateConv(uid, pg.Peer))
 			if err != nil {
 				return res, err
 			}
@@ -203,7 +203,7 @@ func (db *DB) ReadOffline(uid uint64, q QueueQuery) (QueuePage, error) {
 	if q.Group != 0 {
 		lower, upper = key2(prefixGroupQueue, uid, q.Group), key2(prefixGroupQueue, uid, q.Group+1)
 	}
-	res.Groups, res.More, err = queueRead(db.pdb, lower, upper, &b, groupConv)
+	res.Groups, res.More, err = queueRead(db.pdb, db.ldb, lower, upper, &b, groupConv)
 	return res, err
 }
 
@@ -234,11 +234,11 @@ type reader interface {
 	Get([]byte) ([]byte, io.Closer, error)
 }
 
-// queueRead reads queue keys prefix|uid|peer|seq in [lower, upper) and the
-// messages they point at, grouped by peer, until b is full; convOf names
+// queueRead reads queue keys prefix|uid|peer|seq in [lower, upper) of r
+// and the messages they point at (records in the log lr), grouped by peer, until b is full; convOf names
 // peer's conversation. Entries whose message is gone are skipped. more is
 // set when entries remain; each page's More when its own queue has more.
-func queueRead(r reader, lower, upper []byte, b *budget, convOf func(peer uint64) convKey) (pages []OfflinePage, more bool, err error) {
+func queueRead(r, lr reader, lower, upper []byte, b *budget, convOf func(peer uint64) convKey) (pages []OfflinePage, more bool, err error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, false, err
@@ -259,7 +259,7 @@ func queueRead(r reader, lower, upper []byte, b *budget, convOf func(peer uint64
 		if err != nil {
 			return nil, false, err
 		}
-		m, err := decodeMessage(v)
+		m, err := decodeRecord(lr, v)
 		closer.Close()
 		if err != nil {
 			return nil, false, err

@@ -108,7 +108,7 @@ func (db *DB) GroupUnread(uid, gid, readSeq, last uint64) (uint64, error) {
 	defer it.Close()
 	n := lo - readSeq // beyond the walk: counted unread
 	for ok := it.First(); ok; ok = it.Next() {
-		from, recalled, err := messageSender(it.Value())
+		from, recalled, err := recordSender(db.ldb, it.Value())
 		if err != nil {
 			return 0, err
 		}

@@ -1,6 +1,6 @@
 package pebble
 
-import ()
+import "encoding/binary"
 
 // Recall replaces the message that from sent with id by a recall marker
 // (content and extras dropped, Recalled set) and removes it from every
@@ -22,22 +22,11 @@ func (db *DB) Recall(from uint64, id [16]byte, notBefore int64, done func(Messag
 }
 
 func (t *tx) recall(from uint64, id [16]byte, notBefore int64) (Message, error) {
-	v, err := t.get(keyDedup(from, id))
+	f, err := t.byID(from, id)
 	if err != nil {
 		return Message{}, err
 	}
-	if len(v) != 25 {
-		return Message{}, errCorrupt
-	}
-	hk := append([]byte(prefixHistory), v[:24]...)
-	rec, err := t.get(hk)
-	if err != nil {
-		return Message{}, err
-	}
-	m, err := decodeMessage(rec)
-	if err != nil {
-		return Message{}, err
-	}
+	m, hk, ref := f.msg, f.hk, f.hv
 	switch {
 	case m.Recalled:
 		return m, ErrRecalled
@@ -57,7 +46,13 @@ func (t *tx) recall(from uint64, id [16]byte, notBefore int64) (Message, error) 
 	}
 	// All reads done; from here on only writes.
 	m.Recalled, m.Content, m.Extras = true, "", nil
-	t.set(hk, encodeMessage(&m))
+	if ref[0] == messageRefV2 {
+		// The marker replaces the record in the log; the reference stays.
+		_ = t.lb.Set(keyLog(binary.BigEndian.Uint64(ref[1:])), encodeMessage(&m), nil)
+		t.touched++
+	} else {
+		t.set(hk, encodeMessage(&m))
+	}
 	if m.ChatType == ChatGroup {
 		for _, uid := range members {
 			t.del(keyGroupQueue(uid, m.Group, m.Seq))

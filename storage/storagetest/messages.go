@@ -1,6 +1,8 @@
 package storagetest
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -140,6 +142,49 @@ func testMessageToSelf(f *fixture) {
 	}
 	if n := f.lastSeq(1, 1, false); n != 2 {
 		t.Fatalf("last seq %d", n)
+	}
+}
+
+// PROTOCOL §0 and §4.1: a message whose sender chose no id gets one in
+// the result (the store may replace the server's with its own: time-ordered
+// and unique), and that id is the message's: a resend of it is the same
+// message, the ack as the first time, and the sender can recall by it;
+// nobody else can.
+func testServerMadeIDs(f *fixture) {
+	t := f.t
+	var id1, id2 [16]byte // as the router makes them: time-ordered
+	binary.BigEndian.PutUint64(id1[:], 1<<62)
+	binary.BigEndian.PutUint64(id2[:], 1<<62+1)
+	m1, m2 := priv(1, 2, "queued"), priv(1, 2, "pushed")
+	m1.ID, m2.ID = id1, id2
+	r1 := f.append(m1, storage.AppendOptions{Offline: true})
+	r2 := f.append(m2, storage.AppendOptions{})
+	r2.Delivery.Settle(true)
+	if r1.Msg.ID == ([16]byte{}) || bytes.Compare(r1.Msg.ID[:], r2.Msg.ID[:]) >= 0 {
+		t.Fatalf("ids %x then %x: want two, in order", r1.Msg.ID, r2.Msg.ID)
+	}
+	again := f.append(storage.Message{ID: r1.Msg.ID, From: 1, To: 2, ChatType: storage.ChatPrivate, Content: "x"}, storage.AppendOptions{ClientID: true})
+	if !again.Duplicate || again.Online || again.Msg.Seq != 1 || again.Msg.Content != "queued" {
+		t.Fatalf("a resend of the queued message's id: %+v", again)
+	}
+	again = f.append(storage.Message{ID: r2.Msg.ID, From: 1, To: 2, ChatType: storage.ChatPrivate, Content: "x"}, storage.AppendOptions{ClientID: true, Offline: true})
+	if !again.Duplicate || !again.Online || again.Msg.Seq != 2 {
+		t.Fatalf("a resend of the pushed message's id: %+v", again)
+	}
+	if _, err := f.recall(2, r1.Msg.ID, 0); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("recall of 1's message by 2: %v, want ErrNotFound", err)
+	}
+	forged := r2.Msg.ID
+	forged[15] ^= 1
+	if _, err := f.recall(1, forged, 0); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("recall by an id one bit off: %v, want ErrNotFound", err)
+	}
+	if m := f.mustRecall(1, r2.Msg.ID); m.Seq != 2 || !m.Recalled {
+		t.Fatalf("recalled %+v", m)
+	}
+	h, _ := f.history(1, 2, storage.HistoryQuery{Count: 10})
+	if len(h) != 2 || h[0].ID != r1.Msg.ID || h[1].ID != r2.Msg.ID || !h[1].Recalled {
+		t.Fatalf("history %+v", h)
 	}
 }
 

@@ -62,6 +62,7 @@ var cases = []testCase{
 	// §4: private messages, queues, history, recall.
 	{"Section4_1_IdempotentResend", testIdempotentResend},
 	{"Section4_1_ConcurrentResendsStoreOnce", testConcurrentResendsStoreOnce},
+	{"Section4_1_ServerMadeIDs", testServerMadeIDs},
 	{"Section4_2_GapFreeSeqUnderConcurrentAppends", testGapFreeSeqUnderConcurrentAppends},
 	{"Section4_2_ConcurrentAppendsToOneReceiver", testConcurrentAppendsToOneReceiver},
 	{"Section4_3_AppendPrivate", testAppendPrivate},
