@@ -15,28 +15,49 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// BenchmarkSteadyStateCompaction writes chat-shaped records into a Pebble
-// directory with the store's tuning (tunedOptions), paced (200 000
-// messages/s unless rate= says otherwise) in rounds of 10 s, and reports
-// the process CPU each round took per message (round0_cpu_us/msg, …). The
-// first round lands in an empty LSM and compares layouts; once the one
-// compaction Pebble runs at a time never stops, a round's CPU is about a
-// core whatever the layout, so later rounds tell when that happens, not
-// what a message costs (BENCHMARKS.md, issue 15). Run it once, on an
-// otherwise idle machine:
+// BenchmarkSteadyStateCompaction writes chat-shaped records into Pebble
+// with the store's tuning (tunedOptions), paced (200 000 messages/s unless
+// rate= says otherwise) in rounds of 10 s, and reports per round the
+// process CPU per message (round0_cpu_us/msg, …), the bytes compactions
+// wrote per message (round0_compacted_B/msg) and Pebble's estimated
+// compaction debt at the round's end (round0_debt_MB), the log's own
+// beside them where a layout has one. A layout whose compactions rewrite
+// old history pays more each round, until the one compaction Pebble runs
+// at a time never stops and the debt grows whatever the rate
+// (BENCHMARKS.md, issue 15). Run it once, on an otherwise idle machine:
 //
 //	go test -run XXX -bench SteadyStateCompaction -benchtime 1x ./storage/pebble
 //
-// Layouts: "conv" is the store's (a 149-byte record at h|conv|seq and a
-// d|from|id idempotency record per message); "time" keys the record by
-// its time-ordered id (m|id|from) and keeps a 34-byte reference at
-// h|conv|seq, the layout a time-ordered history would have; "history" is
-// "conv" without the idempotency record.
-// IMGATE_BENCH_PEBBLE="memtable=32,lbase=64,rounds=6,record=95" changes
-// the tuning (MiB), the rounds and the record's bytes (149: a 60-byte text
-// between two short user ids, as stored today).
+// Layouts:
+//   - "log", the store's for messages whose id it makes: the record in
+//     the message log, a Pebble directory of its own, at L|lsn, and a
+//     9-byte reference at h|conv|seq in the store. The log's batch commits
+//     before the store's, as the committer does.
+//   - "log-clientids", the store's for client-chosen ids: "log" and an
+//     idempotency record at D|id|from.
+//   - "log-onedb": "log-clientids" in one LSM, its tables split where a
+//     keyspace ends (a span policy).
+//   - "log-from": "log-clientids" with the idempotency record keyed from
+//     first (d|from|id), as it was.
+//   - "log-copy": "log-clientids" with each batch's records again in the
+//     store under one key, what committing the two directories side by
+//     side would need to repair a crash between them.
+//   - "conv", the store's before the log: the 149-byte record at
+//     h|conv|seq and the idempotency record at d|from|id.
+//   - "history": "conv" without the idempotency record.
+//   - "time": the record at m|id|from (its time-ordered id) and a 34-byte
+//     reference at h|conv|seq, in one LSM.
+//
+// IMGATE_BENCH_PEBBLE="memtable=32,lbase=64,rounds=6,record=95,blob=64,
+// newest=1,rate=100000,layouts=conv+log" changes the tuning (MiB), the
+// rounds, the record's bytes (149: a 60-byte text between two short user
+// ids), separates values of at least blob= bytes into blob files, uses
+// Pebble's newest format (columnar blocks), sets the rate and picks the
+// layouts.
 func BenchmarkSteadyStateCompaction(b *testing.B) {
-	memtable, lbase, rounds, record, rate := 0, 0, 4, 149, 200_000
+	memtable, lbase, rounds, record, rate, blob := 0, 0, 4, 149, 200_000, 0
+	newest := false
+	layouts := []string{"log", "log-clientids", "log-onedb", "log-from", "log-copy", "conv", "history", "time"}
 	for _, kv := range strings.Split(os.Getenv("IMGATE_BENCH_PEBBLE"), ",") {
 		k, v, _ := strings.Cut(kv, "=")
 		n, _ := strconv.Atoi(v)
@@ -51,41 +72,85 @@ func BenchmarkSteadyStateCompaction(b *testing.B) {
 			record = max(n, 40)
 		case "rate":
 			rate = max(n, 1000)
+		case "blob":
+			blob = n
+		case "newest":
+			newest = n != 0
+		case "layouts":
+			layouts = strings.Split(v, "+")
 		}
 	}
-	for _, layout := range []string{"conv", "history", "time"} {
+	open := func(b *testing.B, cache *pebble.Cache, spans bool) *pebble.DB {
+		po := tunedOptions(cache)
+		if memtable > 0 {
+			po.MemTableSize = uint64(memtable) << 20
+		}
+		if lbase > 0 {
+			po.LBaseMaxBytes = int64(lbase) << 20
+		}
+		if blob > 0 {
+			po.FormatMajorVersion = pebble.FormatValueSeparation
+			po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+				return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: blob, MaxBlobReferenceDepth: 10,
+					RewriteMinimumAge: 5 * time.Minute, TargetGarbageRatio: 0.2}
+			}
+		}
+		if newest {
+			po.FormatMajorVersion = pebble.FormatNewest
+		}
+		if spans {
+			po.Experimental.SpanPolicyFunc = keyspaceSpans
+		}
+		pdb, err := pebble.Open(b.TempDir(), po)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return pdb
+	}
+	for _, layout := range layouts {
 		b.Run(layout, func(b *testing.B) {
 			cache := pebble.NewCache(blockCacheSize)
 			defer cache.Unref()
-			po := tunedOptions(cache)
-			if memtable > 0 {
-				po.MemTableSize = uint64(memtable) << 20
+			pdbs := []*pebble.DB{open(b, cache, layout == "log-onedb")}
+			if layout != "log-onedb" && strings.HasPrefix(layout, "log") {
+				pdbs = append(pdbs, open(b, cache, false))
 			}
-			if lbase > 0 {
-				po.LBaseMaxBytes = int64(lbase) << 20
-			}
-			pdb, err := pebble.Open(b.TempDir(), po)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pdb.Close()
-			for r, st := range compactionRounds(b, pdb, layout, rounds, record, rate) {
+			defer func() {
+				for _, pdb := range pdbs {
+					_ = pdb.Close()
+				}
+			}()
+			for r, st := range compactionRounds(b, pdbs, layout, rounds, record, rate) {
 				b.ReportMetric(st.cpu, fmt.Sprintf("round%d_cpu_us/msg", r))
 				b.ReportMetric(st.compacted, fmt.Sprintf("round%d_compacted_B/msg", r))
 				b.ReportMetric(st.debtMB, fmt.Sprintf("round%d_debt_MB", r))
+				if len(pdbs) > 1 {
+					b.ReportMetric(st.logCompacted, fmt.Sprintf("round%d_log_compacted_B/msg", r))
+					b.ReportMetric(st.logDebtMB, fmt.Sprintf("round%d_log_debt_MB", r))
+				}
 			}
 		})
 	}
 }
 
+// keyspaceSpans ends a flush's or compaction's output table where a
+// keyspace (its prefix byte) ends.
+func keyspaceSpans(start []byte) (pebble.SpanPolicy, []byte, error) {
+	if len(start) == 0 || start[0] == 0xff {
+		return pebble.SpanPolicy{}, nil, nil
+	}
+	return pebble.SpanPolicy{}, []byte{start[0] + 1}, nil
+}
+
 // roundStats is one round of compactionRounds: process CPU per message in
-// µs, bytes compactions wrote per message, and Pebble's estimated
-// compaction debt at the round's end.
-type roundStats struct{ cpu, compacted, debtMB float64 }
+// µs, bytes compactions wrote per message and Pebble's estimated
+// compaction debt at the round's end, in all and of the log alone.
+type roundStats struct{ cpu, compacted, debtMB, logCompacted, logDebtMB float64 }
 
 // compactionRounds writes rounds of 10 s of messages of 200 conversations
-// in synced batches of 500 at rate a second.
-func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, record, rate int) []roundStats {
+// in synced batches of 500 at rate a second. With two DBs, the second is
+// the log: its batch commits first.
+func compactionRounds(b *testing.B, pdbs []*pebble.DB, layout string, rounds, record, rate int) []roundStats {
 	const (
 		batch = 500
 		convs = 200
@@ -103,22 +168,36 @@ func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, recor
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	compacted := func() uint64 {
-		var n uint64
-		m := pdb.Metrics()
-		for l := range m.Levels {
-			n += m.Levels[l].TableBytesCompacted
+	compacted := func(pdbs ...*pebble.DB) (n uint64) {
+		for _, pdb := range pdbs {
+			m := pdb.Metrics()
+			for l := range m.Levels {
+				n += m.Levels[l].TableBytesCompacted + m.Levels[l].BlobBytesCompacted
+			}
 		}
 		return n
 	}
+	debt := func(pdbs ...*pebble.DB) (n uint64) {
+		for _, pdb := range pdbs {
+			n += pdb.Metrics().Compact.EstimatedDebt
+		}
+		return n
+	}
+	pdb, logs := pdbs[0], pdbs[1:]
+	var lsn uint64
+	var copied []byte
 	var out []roundStats
 	for r := 0; r < rounds; r++ {
-		c0, b0, start := cpu(), compacted(), time.Now()
+		c0, b0, l0, start := cpu(), compacted(pdbs...), compacted(logs...), time.Now()
 		for i := 0; i < perRound; {
 			if due := time.Duration(i) * time.Second / time.Duration(rate); time.Since(start) < due {
 				time.Sleep(due - time.Since(start))
 			}
 			bt := pdb.NewBatch()
+			lt := bt
+			if len(logs) > 0 {
+				lt = logs[0].NewBatch()
+			}
 			for j := 0; j < batch; j, i = j+1, i+1 {
 				p := i % convs
 				seqs[p]++
@@ -126,19 +205,42 @@ func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, recor
 				var id [16]byte // time-ordered, as message ids are
 				binary.BigEndian.PutUint64(id[:], uint64(time.Now().UnixNano()))
 				binary.BigEndian.PutUint64(id[8:], uint64(r*perRound+i))
-				hk := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte(prefixHistory), from), from+1000), seqs[p])
+				hk := appendKeyHistory(nil, privateConv(from, from+1000), seqs[p])
 				copy(rec[20:], id[:])
 				switch layout {
 				case "conv":
 					_ = bt.Set(hk, rec, nil)
-					_ = bt.Set(append(binary.BigEndian.AppendUint64([]byte(prefixDedup), from), id[:]...), hk[2:], nil)
-				case "history": // no idempotency record
+					_ = bt.Set(keyDedupV1(from, id), hk[2:], nil)
+				case "history":
 					_ = bt.Set(hk, rec, nil)
 				case "time":
 					_ = bt.Set(binary.BigEndian.AppendUint64(append([]byte("m|"), id[:]...), from), rec, nil)
 					copy(ref[10:], id[:])
 					_ = bt.Set(hk, ref, nil)
+				default: // log…
+					lsn++
+					_ = lt.Set(keyLog(lsn), rec, nil)
+					_ = bt.Set(hk, appendMessageRef(nil, lsn), nil)
+					switch layout {
+					case "log-from":
+						_ = bt.Set(keyDedupV1(from, id), append(hk[2:], 0), nil)
+					case "log-clientids", "log-onedb", "log-copy":
+						_ = bt.Set(keyDedup(from, id), binary.BigEndian.AppendUint64(nil, lsn), nil)
+					}
+					if layout == "log-copy" {
+						copied = append(copied, rec...)
+					}
 				}
+			}
+			if len(copied) > 0 {
+				_ = bt.Set([]byte("z|"), copied, nil)
+				copied = copied[:0]
+			}
+			if lt != bt {
+				if err := lt.Commit(pebble.Sync); err != nil {
+					b.Fatal(err)
+				}
+				_ = lt.Close()
 			}
 			if err := bt.Commit(pebble.Sync); err != nil {
 				b.Fatal(err)
@@ -146,9 +248,11 @@ func compactionRounds(b *testing.B, pdb *pebble.DB, layout string, rounds, recor
 			_ = bt.Close()
 		}
 		out = append(out, roundStats{
-			cpu:       float64((cpu() - c0).Microseconds()) / float64(perRound),
-			compacted: float64(compacted()-b0) / float64(perRound),
-			debtMB:    float64(pdb.Metrics().Compact.EstimatedDebt) / (1 << 20),
+			cpu:          float64((cpu() - c0).Microseconds()) / float64(perRound),
+			compacted:    float64(compacted(pdbs...)-b0) / float64(perRound),
+			debtMB:       float64(debt(pdbs...)) / (1 << 20),
+			logCompacted: float64(compacted(logs...)-l0) / float64(perRound),
+			logDebtMB:    float64(debt(logs...)) / (1 << 20),
 		})
 	}
 	return out
