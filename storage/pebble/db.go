@@ -145,6 +145,15 @@ func Open(dir string, opts Options) (*DB, error) {
 	cache := pebble.NewCache(blockCacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	po := tunedOptions(cache)
+	// The store holds history references, contacts and queues, small
+	// entries whose conversation-ordered keys overlap every table of the
+	// base level: each L0 compaction rewrites that level, so the fewer and
+	// larger the flushes, the less is rewritten per message. With 32 MiB
+	// memtables the compactions wrote 22 bytes per message over 9 M
+	// messages at 150 000/s, against 100 with 8 MiB (2.3 against 3.4 µs of
+	// CPU per message; BenchmarkSteadyStateCompaction, layout "log").
+	// The log keeps 8 MiB: its flushes are moved down, never rewritten.
+	po.MemTableSize = storeMemTableSize
 	po.Logger = pebbleLogger{log}
 	stalls := &stallCounters{log: log}
 	po.EventListener = &pebble.EventListener{WriteStallBegin: stalls.begin, WriteStallEnd: stalls.end}
@@ -194,6 +203,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	go db.commitLoop()
 	return db, nil
 }
+
+// storeMemTableSize is the store's memtable (the log's is tunedOptions'):
+// up to MemTableStopWritesThreshold of them are held while they flush.
+const storeMemTableSize = 32 << 20
 
 // logDir is the message log's directory inside the store's.
 const logDir = "messages"
