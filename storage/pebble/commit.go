@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -51,6 +52,9 @@ type tx struct {
 	// committed, synced, before b: a history reference in the store
 	// always finds its record in the log.
 	lb *pebble.Batch
+	// scrub lists the log records the batch's recalls replace with their
+	// markers once the batch is committed (recall.go).
+	scrub []logScrub
 	// Scratch for keys and records: the batch copies what it is given, so
 	// the hot path builds them here instead of allocating.
 	key, val []byte
@@ -335,6 +339,9 @@ func (db *DB) commitLoop() {
 		began := time.Now()
 		var err error
 		if !t.lb.Empty() {
+			// The store remembers how far the log goes (keyLogEnd): a store
+			// opened without its log must not give its lsns again.
+			_ = t.b.Set(keyLogEnd, binary.BigEndian.AppendUint64(t.key[:0], db.lastLSN), nil)
 			// Records first: a crash between the two commits leaves
 			// records nothing refers to (their messages were not acked),
 			// never a reference without its record.
@@ -343,6 +350,11 @@ func (db *DB) commitLoop() {
 		if err == nil {
 			err = t.b.Commit(opt)
 		}
+		if err == nil && len(t.scrub) > 0 {
+			db.scrubLog(t.scrub)
+		}
+		clear(t.scrub)
+		t.scrub = t.scrub[:0]
 		took := time.Since(began)
 		_ = t.b.Close()
 		_ = t.lb.Close()
@@ -388,6 +400,27 @@ func (db *DB) commitLoop() {
 	}
 }
 
+// logScrub is a log record a recall replaced with its marker in history.
+type logScrub struct {
+	lsn    uint64
+	marker []byte
+}
+
+// scrubLog overwrites recalled messages' records in the log with their
+// markers, after the batch that recalled them committed. Not synced: the
+// next synced commit of the log carries it, and a crash before that only
+// leaves the content in a record that nothing refers to any more.
+func (db *DB) scrubLog(ss []logScrub) {
+	b := db.ldb.NewBatch()
+	defer func() { _ = b.Close() }()
+	for _, s := range ss {
+		_ = b.Set(keyLog(s.lsn), s.marker, nil)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		db.log.Error("storage: scrub recalled records from the log", "records", len(ss), "err", err)
+	}
+}
+
 // build applies ops and the deferred work lz to a new batch. An operation
 // whose apply fails is marked in failed with its error in errs; if it had
 // written anything, the batch and the caches are thrown away and built
@@ -398,6 +431,8 @@ func (t *tx) build(ops []queued, lz *lazyWork, errs []error, failed []bool) {
 	for {
 		t.b = db.pdb.NewIndexedBatch()
 		t.lb = db.ldb.NewIndexedBatch()
+		clear(t.scrub)
+		t.scrub = t.scrub[:0]
 		t.touched = 0
 		t.jr = nil
 		clear(t.pend)

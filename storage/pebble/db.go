@@ -40,9 +40,14 @@ type noCopy struct{}
 func (*noCopy) Lock()   {}
 func (*noCopy) Unlock() {}
 
-// blockCacheSize is Pebble's block cache: hot conversations' tails,
-// contacts and tokens stay in memory.
-const blockCacheSize = 64 << 20
+// blockCacheSize is Pebble's block cache, shared by the store and its
+// log: hot conversations' tails, contacts, tokens and recent records stay
+// in memory. A conversation's records are spread over log blocks it
+// shares with every conversation active at the time, so a pull reads a
+// block per message where history used to read a block per ~30: at 64 MiB
+// `bench offline -pairs 200 -messages 1000` pulled 0.38x the messages/s
+// of the store before the log, at 128 MiB 1.00x (BENCHMARKS.md, issue 15).
+const blockCacheSize = 128 << 20
 
 // lockStripes is the number of striped locks that serialise read-then-write
 // sequences on the same keys. A power of two; 256 makes collisions between
@@ -59,6 +64,7 @@ type DB struct {
 	// of rewriting them (BENCHMARKS.md, issue 15). History keeps 9-byte
 	// references to them.
 	ldb     *pebble.DB
+	dir     string
 	log     *slog.Logger
 	recent  recencyCache // owners' contacts in recency order (recency.go)
 	seed    maphash.Seed
@@ -181,7 +187,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		_ = pdb.Close()
 		return nil, fmt.Errorf("storage: open the message log %s: %w", filepath.Join(dir, logDir), err)
 	}
-	db := &DB{pdb: pdb, ldb: ldb, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls, commits: opts.Commits}
+	db := &DB{pdb: pdb, ldb: ldb, dir: dir, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls, commits: opts.Commits}
 	if err := db.load(); err != nil {
 		_ = pdb.Close()
 		_ = ldb.Close()
@@ -207,6 +213,9 @@ func Open(dir string, opts Options) (*DB, error) {
 // storeMemTableSize is the store's memtable (the log's is tunedOptions'):
 // up to MemTableStopWritesThreshold of them are held while they flush.
 const storeMemTableSize = 32 << 20
+
+// keyLogEnd holds the last lsn the store's batches wrote to the log.
+var keyLogEnd = []byte("N|")
 
 // logDir is the message log's directory inside the store's.
 const logDir = "messages"
@@ -235,8 +244,23 @@ func (db *DB) load() error {
 	if err := db.recoverPending(); err != nil {
 		return fmt.Errorf("storage: settle pending group deliveries: %w", err)
 	}
-	db.lastLSN, err = lastLSN(db.ldb)
-	return err
+	if db.lastLSN, err = lastLSN(db.ldb); err != nil {
+		return err
+	}
+	switch v, err := getCopy(db.pdb, keyLogEnd); {
+	case errors.Is(err, ErrNotFound): // a store from before the log
+	case err != nil:
+		return err
+	case len(v) != 8:
+		return fmt.Errorf("storage: log end %x: %w", v, errCorrupt)
+	case binary.BigEndian.Uint64(v) > db.lastLSN:
+		// Records are committed before the store refers to them: a log
+		// that ends before the store's references is not this store's.
+		return fmt.Errorf("storage: the message log %s ends at record %d but the store refers to records up to %d: "+
+			"it is missing or from another copy; restore the data directory with its messages/ directory together",
+			filepath.Join(db.dir, logDir), db.lastLSN, binary.BigEndian.Uint64(v))
+	}
+	return nil
 }
 
 // lastLSN returns the last record's lsn in the log, 0 if it is empty.

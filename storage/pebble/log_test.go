@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -79,6 +81,7 @@ func TestSection4_3_HistoryWrittenBeforeTheLogStaysReadable(t *testing.T) {
 		_ = pdb.Set(keyDedupV1(1, id), append(keyHistory(conv, uint64(i+1))[2:], 1), nil)
 		_ = pdb.Delete(keyDedup(1, id), nil)
 	}
+	_ = pdb.Delete(keyLogEnd, nil)
 	if err := errors.Join(pdb.Close(), ldb.Close()); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +122,41 @@ func TestSection4_3_HistoryWrittenBeforeTheLogStaysReadable(t *testing.T) {
 	defer ldb.Close()
 	if got := logRecords(t, ldb); fmt.Sprint(got) != "[1:new]" {
 		t.Fatalf("the log holds %v, want only the new message", got)
+	}
+}
+
+// doc.go "The message log": a store whose log is missing or behind it (a
+// copy without messages/, or another copy's) refuses to open, saying so:
+// new messages would take lsns its history refers to.
+func TestSection4_3_AStoreRefusesALogBehindIt(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	appendSync(t, db, Message{ID: msgID(), From: 1, To: 2, ChatType: ChatPrivate, Content: "one"}, false)
+	appendSync(t, db, Message{ID: msgID(), From: 1, To: 2, ChatType: ChatPrivate, Content: "two"}, false)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ldb := rawOpen(t, filepath.Join(dir, logDir))
+	_ = ldb.Delete(keyLog(2), nil)
+	if err := ldb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir, Options{})
+	if err == nil {
+		_ = db.Close()
+		t.Fatal("opened a store whose log ends before its references")
+	}
+	if want := "ends at record 1 but the store refers to records up to 2"; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), filepath.Join(dir, logDir)) {
+		t.Fatalf("error %q: want it to name the log and say %q", err, want)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, logDir)); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "ends at record 0") {
+		if db != nil {
+			_ = db.Close()
+		}
+		t.Fatalf("a store without its log opened: %v", err)
 	}
 }
 
@@ -165,7 +203,7 @@ func TestSection4_3_LogRecordsAheadOfTheirReferences(t *testing.T) {
 	if got := logRecords(t, ldb); fmt.Sprint(got) != "[1:one 2:never acked 3:never acked 4:two]" {
 		t.Fatalf("log %v: the new record must follow the orphans", got)
 	}
-	_ = ldb.Delete(keyLog(4), nil) // a reference without its record
+	_ = ldb.Delete(keyLog(1), nil) // a reference without its record
 	if err := errors.Join(pdb.Close(), ldb.Close()); err != nil {
 		t.Fatal(err)
 	}
@@ -200,5 +238,57 @@ func TestSection4_1_StoreMadeIDsNeedNoIdempotencyRecord(t *testing.T) {
 	}
 	if dup := appendSync(t, db, Message{ID: server.Msg.ID, From: 1, To: 2, ChatType: ChatPrivate, Content: "again"}, false); !dup.Duplicate || dup.Online || dup.Msg.Content != "a" {
 		t.Fatalf("a resend of the store's id: %+v", dup)
+	}
+}
+
+// PROTOCOL §4.5 and §4.3: a recall writes its marker to history in the
+// batch that removes the queue entries and the unread count, so no crash
+// can leave one without the other; the record in the log is overwritten
+// with the marker after that batch commits. A crash before that overwrite
+// leaves the content in a record nothing refers to: the message reads as
+// recalled, a retry of the recall is told so, a resend gets the first ack.
+func TestSection4_5_RecallIsOneCommitThenTheLogIsScrubbed(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	r := appendOpts(t, db, Message{From: 1, To: 2, ChatType: ChatPrivate, Content: "secret", CreateTime: 1000}, AppendOptions{Offline: true})
+	recall := func(db *DB) error {
+		ch := make(chan error, 1)
+		if err := db.Recall(1, r.Msg.ID, 0, func(_ Message, err error) { ch <- err }); err != nil {
+			t.Fatal(err)
+		}
+		return <-ch
+	}
+	if err := recall(db); err != nil {
+		t.Fatal(err)
+	}
+	hv, err := db.get(keyHistory(privateConv(1, 2), 1))
+	if err != nil || hv[0] != messageRecordV1 || hv[2] != flagRecalled|flagQueued {
+		t.Fatalf("history value %x (%v): want the marker, recalled and queued", hv, err)
+	}
+	if got := logRecords(t, db.ldb); fmt.Sprint(got) != "[1:]" {
+		t.Fatalf("the log holds %v after the recall, want the marker", got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The overwrite lost in a crash: the record keeps its content.
+	ldb := rawOpen(t, filepath.Join(dir, logDir))
+	_ = ldb.Set(keyLog(1), encodeMessage(&r.Msg), pebble.Sync)
+	if err := ldb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir)
+	if err := recall(db); !errors.Is(err, ErrRecalled) {
+		t.Fatalf("a retry of the recall: %v, want ErrRecalled", err)
+	}
+	h, _, err := db.History(1, 2, HistoryQuery{Count: 10})
+	if err != nil || len(h) != 1 || !h[0].Recalled || h[0].Content != "" {
+		t.Fatalf("history %+v %v", h, err)
+	}
+	if c, err := db.Contact(2, 1); err != nil || c.Unread != 0 || len(offline(t, db, 2, 1)) != 0 {
+		t.Fatalf("2's unread %d (%v) or queue left by the recall", c.Unread, err)
+	}
+	if dup := appendOpts(t, db, Message{ID: r.Msg.ID, From: 1, To: 2, ChatType: ChatPrivate, Content: "x"}, AppendOptions{ClientID: true}); !dup.Duplicate || dup.Online {
+		t.Fatalf("a resend after the recall: %+v, want the first ack (queued)", dup)
 	}
 }

@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -165,6 +166,46 @@ func recordSender(lr reader, v []byte) (uint64, bool, error) {
 	}
 	defer closer.Close()
 	return messageSender(rec)
+}
+
+// logCursor reads the records a run of history values refer to through
+// one iterator over the log: a page of history or of a queue refers to
+// records in ascending lsns, which one iterator reaches by seeking
+// forward, where a Get per record would set up its own iterator and read
+// the table's index and filter each time. Close it when done.
+type logCursor struct {
+	lr reader
+	it *pebble.Iterator
+}
+
+// message decodes the record history value v holds or refers to.
+func (c *logCursor) message(v []byte) (Message, error) {
+	if len(v) == 0 || v[0] != messageRefV2 {
+		return decodeRecord(c.lr, v) // a record before the log, or corrupt
+	}
+	if len(v) != 9 {
+		return Message{}, errCorrupt
+	}
+	if c.it == nil {
+		var err error
+		if c.it, err = c.lr.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLog), UpperBound: []byte("L}")}); err != nil {
+			return Message{}, err
+		}
+	}
+	key := keyLog(binary.BigEndian.Uint64(v[1:]))
+	if !c.it.SeekGE(key) || !bytesEqual(c.it.Key(), key) {
+		if err := c.it.Error(); err != nil {
+			return Message{}, err
+		}
+		return Message{}, fmt.Errorf("storage: log record %d: %w", binary.BigEndian.Uint64(v[1:]), errCorrupt)
+	}
+	return decodeMessage(c.it.Value())
+}
+
+func (c *logCursor) Close() {
+	if c.it != nil {
+		_ = c.it.Close()
+	}
 }
 
 // decodeRecord is decodeMessage of the record v holds or refers to.
@@ -492,10 +533,23 @@ func (t *tx) byID(from uint64, id [16]byte) (f found, err error) {
 	}
 	f.hk = keyHistory(conv, f.msg.Seq)
 	f.hv, err = t.get(f.hk)
-	if errors.Is(err, ErrNotFound) || (err == nil && !bytesEqual(f.hv, appendMessageRef(nil, lsn))) {
+	switch {
+	case errors.Is(err, ErrNotFound):
 		return f, ErrNotFound // a record no history refers to
+	case err != nil:
+		return f, err
+	case bytesEqual(f.hv, appendMessageRef(nil, lsn)):
+		return f, nil
+	case len(f.hv) > 2 && f.hv[0] == messageRecordV1:
+		// Recalled: history holds the marker (recall.go).
+		m, err := decodeMessage(f.hv)
+		if err != nil || m.ID != id || m.From != from {
+			return f, cmp.Or(err, ErrNotFound)
+		}
+		f.msg, f.queued = m, f.hv[2]&flagQueued != 0
+		return f, nil
 	}
-	return f, err
+	return f, ErrNotFound // history refers to another record
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

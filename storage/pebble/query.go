@@ -67,8 +67,10 @@ func (db *DB) history(conv convKey, q HistoryQuery) ([]Message, bool, error) {
 		ok = it.SeekGE(keyHistory(conv, satAdd(lo, q.Offset)))
 	}
 	size := 0
+	lc := logCursor{lr: db.ldb}
+	defer lc.Close()
 	for ; ok && len(out) < q.Count && (q.MaxBytes <= 0 || len(out) == 0 || size < q.MaxBytes); ok = step(it, q.Desc) {
-		m, err := decodeRecord(db.ldb, it.Value())
+		m, err := lc.message(it.Value())
 		if err != nil {
 			return nil, false, err
 		}
@@ -244,6 +246,8 @@ func queueRead(r, lr reader, lower, upper []byte, b *budget, convOf func(peer ui
 		return nil, false, err
 	}
 	defer it.Close()
+	lc := logCursor{lr: lr}
+	defer lc.Close()
 	ok := it.First()
 	for ; ok && !b.full(); ok = it.Next() {
 		k := it.Key()
@@ -259,7 +263,7 @@ func queueRead(r, lr reader, lower, upper []byte, b *budget, convOf func(peer ui
 		if err != nil {
 			return nil, false, err
 		}
-		m, err := decodeRecord(lr, v)
+		m, err := lc.message(v)
 		closer.Close()
 		if err != nil {
 			return nil, false, err

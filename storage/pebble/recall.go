@@ -46,12 +46,19 @@ func (t *tx) recall(from uint64, id [16]byte, notBefore int64) (Message, error) 
 	}
 	// All reads done; from here on only writes.
 	m.Recalled, m.Content, m.Extras = true, "", nil
+	// The marker goes to history itself, in this batch with the queue and
+	// counters it changes: written to the log, which commits first, a
+	// crash between the two would leave the message recalled and still
+	// queued and unread, with a retry told it was recalled already. The
+	// record in the log is overwritten with the marker only after this
+	// batch commits (tx.scrub), so its content does not stay there.
+	marker := encodeMessage(&m)
+	if f.queued {
+		marker[2] |= flagQueued // a resend of its id is still told 10001
+	}
+	t.set(hk, marker)
 	if ref[0] == messageRefV2 {
-		// The marker replaces the record in the log; the reference stays.
-		_ = t.lb.Set(keyLog(binary.BigEndian.Uint64(ref[1:])), encodeMessage(&m), nil)
-		t.touched++
-	} else {
-		t.set(hk, encodeMessage(&m))
+		t.scrub = append(t.scrub, logScrub{lsn: binary.BigEndian.Uint64(ref[1:]), marker: marker})
 	}
 	if m.ChatType == ChatGroup {
 		for _, uid := range members {
