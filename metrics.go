@@ -183,7 +183,7 @@ var (
 	descConns        = prometheus.NewDesc("imgate_connections", "Open WebSocket connections.", nil, nil)
 	descUsers        = prometheus.NewDesc("imgate_online_users", "Users with at least one live connection.", nil, nil)
 	descCommits      = prometheus.NewDesc("imgate_storage_commits_total", "Durable operations committed.", nil, nil)
-	descFsyncs       = prometheus.NewDesc("imgate_storage_fsyncs_total", "Synced commit batches (WAL fsyncs).", nil, nil)
+	descFsyncs       = prometheus.NewDesc("imgate_storage_fsyncs_total", "Synced commit batches (each syncs the store's WAL, and the message log's first when it holds messages).", nil, nil)
 	descStalls       = prometheus.NewDesc("imgate_storage_write_stalls_total", "Times the store stopped taking writes (every ack waited) until its flushes and compactions caught up.", nil, nil)
 	descStallSeconds = prometheus.NewDesc("imgate_storage_write_stall_seconds_total", "Time the store spent not taking writes.", nil, nil)
 	descUndelivered  = prometheus.NewDesc("imgate_undelivered_pushes_total", "Pushes no connection of the receiver wrote; the message stayed in (or went back to) the offline queue (PROTOCOL §4.3).", nil, nil)
