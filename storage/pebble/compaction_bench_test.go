@@ -32,7 +32,8 @@ import (
 //   - "log", the store's for messages whose id it makes: the record in
 //     the message log, a Pebble directory of its own, at L|lsn, and a
 //     9-byte reference at h|conv|seq in the store. The log's batch commits
-//     before the store's, as the committer does.
+//     before the store's, as the committer does; the store has its 32 MiB
+//     memtables (storeMemTableSize), the log and one-LSM layouts 8 MiB.
 //   - "log-clientids", the store's for client-chosen ids: "log" and an
 //     idempotency record at D|id|from.
 //   - "log-onedb": "log-clientids" in one LSM, its tables split where a
@@ -80,8 +81,11 @@ func BenchmarkSteadyStateCompaction(b *testing.B) {
 			layouts = strings.Split(v, "+")
 		}
 	}
-	open := func(b *testing.B, cache *pebble.Cache, spans bool) *pebble.DB {
+	open := func(b *testing.B, cache *pebble.Cache, spans, store bool) *pebble.DB {
 		po := tunedOptions(cache)
+		if store {
+			po.MemTableSize = storeMemTableSize // as Open: the store's, not the log's
+		}
 		if memtable > 0 {
 			po.MemTableSize = uint64(memtable) << 20
 		}
@@ -111,9 +115,10 @@ func BenchmarkSteadyStateCompaction(b *testing.B) {
 		b.Run(layout, func(b *testing.B) {
 			cache := pebble.NewCache(blockCacheSize)
 			defer cache.Unref()
-			pdbs := []*pebble.DB{open(b, cache, layout == "log-onedb")}
-			if layout != "log-onedb" && strings.HasPrefix(layout, "log") {
-				pdbs = append(pdbs, open(b, cache, false))
+			split := layout != "log-onedb" && strings.HasPrefix(layout, "log")
+			pdbs := []*pebble.DB{open(b, cache, layout == "log-onedb", split)}
+			if split {
+				pdbs = append(pdbs, open(b, cache, false, false))
 			}
 			defer func() {
 				for _, pdb := range pdbs {
