@@ -123,10 +123,12 @@ func (o op) done(err error)    { o.doneFn(err) }
 
 type commitCounters struct{ ops, batches atomic.Uint64 }
 
-// CommitStats returns the counters since Open.
+// CommitStats returns the counters since Open. Stalls are the store's and
+// its log's, each of which stops the commits.
 func (db *DB) CommitStats() CommitStats {
 	n, d := db.stalls.stats()
-	return CommitStats{Ops: db.cstats.ops.Load(), Batches: db.cstats.batches.Load(), Stalls: n, StallTime: d}
+	ln, ld := db.logStalls.stats()
+	return CommitStats{Ops: db.cstats.ops.Load(), Batches: db.cstats.batches.Load(), Stalls: n + ln, StallTime: d + ld}
 }
 
 // stallCounters follows Pebble's write stalls: its memtables or L0 are

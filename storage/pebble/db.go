@@ -84,6 +84,7 @@ type DB struct {
 	commitDone chan struct{}
 	cstats     commitCounters
 	stalls     *stallCounters
+	logStalls  *stallCounters         // the message log's
 	commits    storage.CommitObserver // Options.Commits
 	convs      map[convKey]convState
 	contacts   map[[16]byte]cachedContact // owner|peer; see tx.contact
@@ -178,7 +179,12 @@ func Open(dir string, opts Options) (*DB, error) {
 	// level, and compactions that took the log's tables along rewrote
 	// them as well (BenchmarkSteadyStateCompaction).
 	lpo := tunedOptions(cache)
-	lpo.Logger, lpo.EventListener = pebbleLogger{log.With("pebble_dir", logDir)}, po.EventListener
+	// Its own logger and listener: Pebble fills a listener's defaults
+	// with the logger of the DB that opens it first.
+	llog := log.With("pebble_dir", logDir)
+	logStalls := &stallCounters{log: llog}
+	lpo.Logger = pebbleLogger{llog}
+	lpo.EventListener = &pebble.EventListener{WriteStallBegin: logStalls.begin, WriteStallEnd: logStalls.end}
 	if opts.InMemory {
 		lpo.FS = memFS()
 	}
@@ -187,7 +193,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		_ = pdb.Close()
 		return nil, fmt.Errorf("storage: open the message log %s: %w", filepath.Join(dir, logDir), err)
 	}
-	db := &DB{pdb: pdb, ldb: ldb, dir: dir, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls, commits: opts.Commits}
+	db := &DB{pdb: pdb, ldb: ldb, dir: dir, log: log, seed: maphash.MakeSeed(), now: opts.Now, stalls: stalls, logStalls: logStalls, commits: opts.Commits}
 	if err := db.load(); err != nil {
 		_ = pdb.Close()
 		_ = ldb.Close()

@@ -3,6 +3,7 @@ package pebble
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,4 +173,40 @@ func TestHelperHoldsDataDir(t *testing.T) {
 	defer db.Close()
 	fmt.Println("held")
 	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// doc.go "The message log": Pebble's lines about the log say so
+// (pebble_dir=messages), the store's do not: each DB has its own logger
+// and listener.
+func TestPebbleLogger_LogLinesNameTheirDirectory(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	db, err := Open(t.TempDir(), Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var store, messages int
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if rec["library"] != "pebble" {
+			continue
+		}
+		switch rec["pebble_dir"] {
+		case nil:
+			store++
+		case logDir:
+			messages++
+		default:
+			t.Fatalf("line %q names another directory", line)
+		}
+	}
+	if store == 0 || messages == 0 {
+		t.Fatalf("Pebble lines: %d of the store, %d of the log; want both\n%s", store, messages, buf.Bytes())
+	}
 }
