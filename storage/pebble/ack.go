@@ -186,14 +186,5 @@ func (db *DB) LastSeq(uid, peer uint64, group bool) (uint64, error) {
 }
 
 func (db *DB) lastSeq(conv convKey) (uint64, error) {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: keyHistory(conv, 0), UpperBound: keyHistory(conv, math.MaxUint64)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	if !it.Last() {
-		return 0, it.Error()
-	}
-	k := it.Key()
-	return binary.BigEndian.Uint64(k[len(k)-8:]), nil
+	return lastKey(db.pdb, keyHistory(conv, 0), keyHistory(conv, math.MaxUint64), len(prefixHistory)+16+8, "seq")
 }

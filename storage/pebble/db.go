@@ -271,19 +271,26 @@ func (db *DB) load() error {
 
 // lastLSN returns the last record's lsn in the log, 0 if it is empty.
 func lastLSN(ldb *pebble.DB) (uint64, error) {
-	it, err := ldb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLog), UpperBound: []byte("L}")})
+	return lastKey(ldb, []byte(prefixLog), []byte("L}"), len(prefixLog)+8, "log record")
+}
+
+// lastKey returns the big-endian number that ends the last key of r in
+// [lower, upper), 0 when there is none; the keys are n bytes long. what
+// names them in an error.
+func lastKey(r reader, lower, upper []byte, n int, what string) (uint64, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("storage: last %s: %w", what, err)
 	}
 	defer it.Close()
 	if !it.Last() {
 		return 0, it.Error()
 	}
 	k := it.Key()
-	if len(k) != len(prefixLog)+8 {
-		return 0, fmt.Errorf("storage: last log record: bad key %q", k)
+	if len(k) != n {
+		return 0, fmt.Errorf("storage: last %s: bad key %q", what, k)
 	}
-	return binary.BigEndian.Uint64(k[len(prefixLog):]), nil
+	return binary.BigEndian.Uint64(k[len(k)-8:]), nil
 }
 
 // Close flushes and closes the store. Calls after the first return nil.
@@ -349,22 +356,7 @@ func (db *DB) get(key []byte) ([]byte, error) {
 }
 
 func (db *DB) lastUID() (uint64, error) {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: []byte(prefixUser),
-		UpperBound: []byte(prefixUserEnd),
-	})
-	if err != nil {
-		return 0, fmt.Errorf("storage: last uid: %w", err)
-	}
-	defer it.Close()
-	if !it.Last() {
-		return 0, it.Error()
-	}
-	k := it.Key()
-	if len(k) != len(prefixUser)+8 {
-		return 0, fmt.Errorf("storage: last uid: bad key %q", k)
-	}
-	return binary.BigEndian.Uint64(k[len(prefixUser):]), nil
+	return lastKey(db.pdb, []byte(prefixUser), []byte(prefixUserEnd), len(prefixUser)+8, "uid")
 }
 
 // pebbleLogger forwards Pebble's reports to slog: its Infof lines are

@@ -53,15 +53,7 @@ func keyGroupMeta(gid uint64) []byte {
 }
 
 func (db *DB) lastGID() (uint64, error) {
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixGroupMeta), UpperBound: []byte(prefixGroupMeta2)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	if !it.Last() {
-		return 0, it.Error()
-	}
-	return binary.BigEndian.Uint64(it.Key()[len(prefixGroupMeta):]), nil
+	return lastKey(db.pdb, []byte(prefixGroupMeta), []byte(prefixGroupMeta2), len(prefixGroupMeta)+8, "gid")
 }
 
 // GroupByID returns the gid of a group id, or ErrNotFound.
