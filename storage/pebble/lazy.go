@@ -266,9 +266,7 @@ func (t *tx) queuePrivate(k offlineKey) error {
 	} else if err != nil {
 		return err
 	}
-	if recalled, err := t.recalled(rec); err != nil {
-		return err
-	} else if recalled {
+	if recalled(rec) {
 		return nil // recalled meanwhile: nothing to deliver
 	}
 	t.key = appendKeyOffline(t.key[:0], k.uid, k.peer, k.seq)
@@ -277,17 +275,11 @@ func (t *tx) queuePrivate(k offlineKey) error {
 	return nil
 }
 
-// recalled reports whether the message history value v names was
-// recalled. A record that cannot be read is not: its receiver is queued
-// all the same, and reads report it (a store that cannot queue would not
-// open, recoverPending).
-func (t *tx) recalled(v []byte) (bool, error) {
-	_, recalled, err := recordSender(t.lb, v)
-	if errors.Is(err, errCorrupt) {
-		t.db.log.Error("storage: queued a message whose record is unreadable", "err", err)
-		return false, nil
-	}
-	return recalled, err
+// recalled reports whether history value v is a recall marker. A recall
+// writes its marker into history (recall.go), so a reference to the log
+// never names a recalled message.
+func recalled(v []byte) bool {
+	return len(v) > 2 && v[0] == messageRecordV1 && v[2]&flagRecalled != 0
 }
 
 // queueGroup queues group message seq of gid for uid, unless it was
@@ -299,9 +291,7 @@ func (t *tx) queueGroup(gid, seq, uid uint64) error {
 	} else if err != nil {
 		return err
 	}
-	if recalled, err := t.recalled(rec); err != nil {
-		return err
-	} else if recalled {
+	if recalled(rec) {
 		return nil
 	}
 	if _, err := t.get(key2(prefixMember, gid, uid)); errors.Is(err, ErrNotFound) {

@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -170,9 +171,10 @@ func recordSender(lr reader, v []byte) (uint64, bool, error) {
 
 // logCursor reads the records a run of history values refer to through
 // one iterator over the log: a page of history or of a queue refers to
-// records in ascending lsns, which one iterator reaches by seeking
-// forward, where a Get per record would set up its own iterator and read
-// the table's index and filter each time. Close it when done.
+// records in lsn order (seq order is lsn order within a conversation),
+// which one iterator reaches by seeking on, where a Get per record would
+// set up its own iterator and read the table's index and filter each
+// time. Close it when done.
 type logCursor struct {
 	lr reader
 	it *pebble.Iterator
@@ -193,7 +195,7 @@ func (c *logCursor) message(v []byte) (Message, error) {
 		}
 	}
 	key := keyLog(binary.BigEndian.Uint64(v[1:]))
-	if !c.it.SeekGE(key) || !bytesEqual(c.it.Key(), key) {
+	if !c.it.SeekGE(key) || !bytes.Equal(c.it.Key(), key) {
 		if err := c.it.Error(); err != nil {
 			return Message{}, err
 		}
@@ -538,7 +540,7 @@ func (t *tx) byID(from uint64, id [16]byte) (f found, err error) {
 		return f, ErrNotFound // a record no history refers to
 	case err != nil:
 		return f, err
-	case bytesEqual(f.hv, appendMessageRef(nil, lsn)):
+	case bytes.Equal(f.hv, appendMessageRef(nil, lsn)):
 		return f, nil
 	case len(f.hv) > 2 && f.hv[0] == messageRecordV1:
 		// Recalled: history holds the marker (recall.go).
@@ -551,8 +553,6 @@ func (t *tx) byID(from uint64, id [16]byte) (f found, err error) {
 	}
 	return f, ErrNotFound // history refers to another record
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 // storeID is the id the store gives a message whose sender chose none: the
 // milliseconds of its createTime (6 bytes), its lsn (8) and two zero

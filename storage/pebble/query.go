@@ -237,9 +237,10 @@ type reader interface {
 }
 
 // queueRead reads queue keys prefix|uid|peer|seq in [lower, upper) of r
-// and the messages they point at (records in the log lr), grouped by peer, until b is full; convOf names
-// peer's conversation. Entries whose message is gone are skipped. more is
-// set when entries remain; each page's More when its own queue has more.
+// and the messages they point at (records in the log lr), grouped by
+// peer, until b is full; convOf names peer's conversation. Entries whose
+// message is gone are skipped. more is set when entries remain; each
+// page's More when its own queue has more.
 func queueRead(r, lr reader, lower, upper []byte, b *budget, convOf func(peer uint64) convKey) (pages []OfflinePage, more bool, err error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
