@@ -88,17 +88,17 @@ func TestSection4_3_AckedMessagesSurviveSIGKILL(t *testing.T) {
 	}
 }
 
-// PROTOCOL §4.3: killed while messages are in flight, every message that
-// was acked is there after the restart; seqs stay gap-free and nothing is
-// stored twice.
-func TestSection4_3_KillDuringSending(t *testing.T) {
-	dir := t.TempDir()
+// floodProc starts a gateway process on dir, registers visitor_a and
+// agent_b, and has visitor_a send agent_b sent messages without ids as
+// fast as the socket takes them, until the server is gone. It returns the
+// process, visitor_a's token and connection (whose acks the caller reads).
+func floodProc(t *testing.T, dir string, sent int) (*proc, string, *wsClient) {
+	t.Helper()
 	p := startProc(t, dir, "-rate-limit", "-1")
 	ts := p.testServer()
 	ta := ts.register("visitor_a", 0)
 	ts.register("agent_b", 1)
 	a := ts.login(ta)
-	const sent, killAfter = 3000, 400
 	go func() {
 		for i := 0; i < sent; i++ {
 			if a.c.WriteMessage(1, []byte(fmt.Sprintf(`{"cmd":11,"to":"agent_b","chatType":2,"content":"m%d"}`, i))) != nil {
@@ -106,6 +106,16 @@ func TestSection4_3_KillDuringSending(t *testing.T) {
 			}
 		}
 	}()
+	return p, ta, a
+}
+
+// PROTOCOL §4.3: killed while messages are in flight, every message that
+// was acked is there after the restart; seqs stay gap-free and nothing is
+// stored twice.
+func TestSection4_3_KillDuringSending(t *testing.T) {
+	dir := t.TempDir()
+	const sent, killAfter = 3000, 400
+	p, ta, a := floodProc(t, dir, sent)
 	acked := map[string]bool{}
 	for len(acked) < killAfter {
 		m := ackRE.FindStringSubmatch(a.read())

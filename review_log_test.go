@@ -51,19 +51,8 @@ func TestSection4_1_ResendOfARecalledQueuedMessageGetsItsFirstAck(t *testing.T) 
 // resend is acked as before, with its seq) and a new one can be recalled.
 func TestSection4_3_StoreMadeIDsStayUniqueAcrossAKill(t *testing.T) {
 	dir := t.TempDir()
-	p := startProc(t, dir, "-rate-limit", "-1")
-	ts := p.testServer()
-	ta := ts.register("visitor_a", 0)
-	ts.register("agent_b", 1)
-	a := ts.login(ta)
 	const sent, killAfter = 3000, 300
-	go func() {
-		for i := 0; i < sent; i++ {
-			if a.c.WriteMessage(1, []byte(fmt.Sprintf(`{"cmd":11,"to":"agent_b","chatType":2,"content":"m%d"}`, i))) != nil {
-				return // the server is gone
-			}
-		}
-	}()
+	p, ta, a := floodProc(t, dir, sent)
 	type ack struct{ code, id, seq string }
 	var before []ack
 	for len(before) < killAfter {

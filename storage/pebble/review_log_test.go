@@ -229,53 +229,50 @@ func TestSection4_4_ReadsBesideTheCommitterSeeWholeMessages(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() {
-		defer readers.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			h, _, err := db.History(1, 2, HistoryQuery{Count: 40, Desc: true})
-			if err != nil {
-				report(fmt.Errorf("history: %w", err))
-				return
-			}
-			for i, m := range h {
-				if (i > 0 && m.Seq != h[i-1].Seq-1) || (m.From != 1 && m.From != 2) || (m.Content == "") != m.Recalled {
-					report(fmt.Errorf("history page %d: %+v", i, m))
+	// read calls fn until stop is closed or fn fails, which it reports.
+	read := func(fn func() error) {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := fn(); err != nil {
+					report(err)
 					return
 				}
 			}
+		}()
+	}
+	read(func() error {
+		h, _, err := db.History(1, 2, HistoryQuery{Count: 40, Desc: true})
+		if err != nil {
+			return fmt.Errorf("history: %w", err)
 		}
-	}()
-	go func() {
-		defer readers.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+		for i, m := range h {
+			if (i > 0 && m.Seq != h[i-1].Seq-1) || (m.From != 1 && m.From != 2) || (m.Content == "") != m.Recalled {
+				return fmt.Errorf("history page %d: %+v", i, m)
 			}
-			res, err := db.ReadOffline(2, QueueQuery{Peer: 1, Limit: 50})
-			if err != nil {
-				report(fmt.Errorf("queue: %w", err))
-				return
-			}
-			for _, pg := range res.Friends {
-				for _, m := range pg.Msgs {
-					// A recall's marker commits before its queue removal: a
-					// read between the two may see the marker queued.
-					if m.From != 1 || m.To != 2 || (m.Content == "") != m.Recalled {
-						report(fmt.Errorf("queued %+v", m))
-						return
-					}
+		}
+		return nil
+	})
+	read(func() error {
+		res, err := db.ReadOffline(2, QueueQuery{Peer: 1, Limit: 50})
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		for _, pg := range res.Friends {
+			for _, m := range pg.Msgs {
+				if m.From != 1 || m.To != 2 || (m.Content == "") != m.Recalled {
+					return fmt.Errorf("queued %+v", m)
 				}
 			}
 		}
-	}()
+		return nil
+	})
 
 	var mu sync.Mutex
 	var all []Message
