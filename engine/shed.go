@@ -35,17 +35,30 @@ type heavy struct {
 	unsent int64
 }
 
+// shedPass closes the heaviest connections until the rest fit in nine
+// tenths of the budget. Only a connection holding more than an even share
+// of that target is a candidate: those alone hold all of the excess, so a
+// connection that keeps up (a sender reading its acks) is never closed,
+// even when the budget's counter runs ahead of what the listed
+// connections hold (bytes of connections closing meanwhile, or shed by a
+// send, not yet given back).
 func (e *Engine) shedPass() {
-	over := e.unsent.Load() - e.opts.MaxOutputTotal*9/10
-	if over <= 0 {
+	target := e.opts.MaxOutputTotal * 9 / 10
+	if e.unsent.Load() <= target {
 		return
 	}
+	share := target / int64(max(e.conns.len(), 1))
 	var list []heavy
+	var held int64
 	e.conns.each(func(c *conn) {
 		if n := c.unsentBytes(); n > 0 && !c.closed.Load() {
-			list = append(list, heavy{c, n})
+			held += n
+			if n > share {
+				list = append(list, heavy{c, n})
+			}
 		}
 	})
+	over := min(e.unsent.Load(), held) - target
 	slices.SortFunc(list, func(a, b heavy) int {
 		switch {
 		case a.unsent > b.unsent:
