@@ -153,3 +153,47 @@ func TestFlags_CommandLineWinsOverABadEnvVar(t *testing.T) {
 		t.Fatalf("IMGATE_RATE_LIMIT=abc alone: %v, want an error naming it", err)
 	}
 }
+
+// TestFlags_Procs: the gateway runs on the CPUs plus spareProcs Go
+// processors unless -procs (IMGATE_PROCS) or Go's own GOMAXPROCS says
+// otherwise; a negative -procs is refused.
+func TestFlags_Procs(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		flag    int
+		env     func(string) string
+		current int // the runtime's GOMAXPROCS at start
+		want    int
+	}{
+		{"default", 0, env(), 2, 2 + spareProcs},
+		{"container of one CPU", 0, env(), 1, 1 + spareProcs},
+		{"GOMAXPROCS set", 0, env("GOMAXPROCS", "3"), 3, 3},
+		{"-procs wins", 5, env("GOMAXPROCS", "3"), 3, 5},
+	} {
+		if got := procs(tc.flag, tc.env, tc.current); got != tc.want {
+			t.Errorf("%s: %d processors, want %d", tc.name, got, tc.want)
+		}
+	}
+	c, err := parseFlags(nil, env("IMGATE_PROCS", "12"))
+	if err != nil || c.Procs != 12 {
+		t.Fatalf("IMGATE_PROCS=12: procs %d, %v", c.Procs, err)
+	}
+	for _, bad := range [][]string{{"-procs", "-1"}} {
+		if _, err := parseFlags(bad, env()); err == nil || !strings.Contains(err.Error(), "-procs -1") {
+			t.Errorf("%v: %v, want a refusal naming -procs", bad, err)
+		}
+	}
+	if _, err := parseFlags(nil, env("IMGATE_PROCS", "-2")); err == nil {
+		t.Error("IMGATE_PROCS=-2 accepted")
+	}
+}

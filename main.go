@@ -22,6 +22,8 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,14 +66,14 @@ type config struct {
 	LogFormat      string
 	PprofAddr      string
 	Metrics        bool
+	Procs          int
 	// Now is the clock; nil means time.Now (tests inject one).
 	Now func() time.Time
 }
 
 // parseFlags reads args, with IMGATE_* environment variables as fallbacks
 // for flags not given on the command line.
-func parseFlags(args []string, getenv func(string) string) (config, error) {
-	var c config
+func parseFlags(args []string, getenv func(string) string) (c config, err error) {
 	fs, _ := flagSet(&c, nil)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -79,6 +81,11 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	defer func() {
+		if err == nil && c.Procs < 0 {
+			err = fmt.Errorf("-procs %d: want 0 (the default) or more", c.Procs)
+		}
+	}()
 	// The command line wins: the environment sets only the flags it did
 	// not, so a bad variable for a flag given on the command line is
 	// never read.
@@ -127,6 +134,7 @@ func flagSet(c *config, getenv func(string) string) (*flag.FlagSet, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text (slog's key=value lines) or json (one JSON object a line)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	fs.BoolVar(&c.Metrics, "metrics", true, "observe the hot path for /metrics: ack, push and commit latency histograms, requests by command and code (false: /metrics keeps the gauges and counters kept anyway)")
+	fs.IntVar(&c.Procs, "procs", 0, "Go processors (GOMAXPROCS) to run on; 0: the GOMAXPROCS environment variable if set, else the CPUs plus "+strconv.Itoa(spareProcs)+", so that goroutines running long (compactions, flushes, the committer, the GC) never leave an event loop waiting for a processor")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envVar(f.Name)
@@ -408,6 +416,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "imgate:", err)
 		os.Exit(2)
 	}
+	runtime.GOMAXPROCS(procs(cfg.Procs, os.Getenv, runtime.GOMAXPROCS(0)))
+	log.Info("processors", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
 	s, err := start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -428,4 +438,30 @@ func main() {
 		os.Exit(1)
 	}
 	log.Info("stopped")
+}
+
+// spareProcs is how many Go processors the gateway keeps beyond the CPUs
+// (-procs 0). Go hands a processor to a runnable goroutine only when one
+// is free, and takes it from a goroutine that runs on only after a 10 ms
+// slice. With as many processors as CPUs, the goroutines that run long
+// (each Pebble store's compaction and flush, the committer, the GC's
+// workers) can hold them all, and an event loop woken by its socket waits
+// for the slice to end: that was the tail of the ack latency at a steady
+// rate. With spare processors it runs at once and the kernel, which
+// preempts in far less than 10 ms, shares the CPUs. BENCHMARKS.md
+// ("Processors") has the figures behind six.
+const spareProcs = 6
+
+// procs is the GOMAXPROCS the gateway runs with, given the runtime's
+// current one: flag if positive, else current when the GOMAXPROCS
+// environment variable set it (Go's own convention wins), else current
+// (the runtime's default, the CPUs a container may use) plus spareProcs.
+func procs(flag int, getenv func(string) string, current int) int {
+	switch {
+	case flag > 0:
+		return flag
+	case getenv("GOMAXPROCS") != "":
+		return current
+	}
+	return current + spareProcs
 }

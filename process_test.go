@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -255,4 +256,23 @@ func TestSection1_1_GeneratedTokenLogsIn(t *testing.T) {
 	ts.restart()
 	c := ts.dial(tok)
 	c.expectLogin(`{"code":10007,"command":6,"data":{"avatar":"","id":"consultant_9","nick":"","sign":"","terminal":"","type":2},"msg":"ok 登录成功!"}`)
+}
+
+// TestProcess_ProcessorsBeyondTheCPUs: the gateway runs with spareProcs Go
+// processors beyond its CPUs by default (so that an event loop never waits
+// for one behind a compaction), and with -procs when given.
+func TestProcess_ProcessorsBeyondTheCPUs(t *testing.T) {
+	want := runtime.GOMAXPROCS(0) + spareProcs
+	if os.Getenv("GOMAXPROCS") != "" {
+		want = runtime.GOMAXPROCS(0) // inherited: Go's own setting wins
+	}
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{{nil, want}, {[]string{"-procs", "3"}, 3}} {
+		p := startProc(t, t.TempDir(), tc.args...)
+		if line := fmt.Sprintf("msg=processors gomaxprocs=%d ", tc.want); !strings.Contains(p.logText(), line) {
+			t.Errorf("%v: no %q in the log:\n%s", tc.args, line, p.logText())
+		}
+	}
 }
