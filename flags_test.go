@@ -155,8 +155,8 @@ func TestFlags_CommandLineWinsOverABadEnvVar(t *testing.T) {
 }
 
 // TestFlags_Procs: the gateway runs on the CPUs plus spareProcs Go
-// processors unless -procs (IMGATE_PROCS) or Go's own GOMAXPROCS says
-// otherwise; a negative -procs is refused.
+// processors unless -procs (IMGATE_PROCS), Go's own GOMAXPROCS or a
+// container's CPU limit says otherwise; a negative -procs is refused.
 func TestFlags_Procs(t *testing.T) {
 	env := func(kv ...string) func(string) string {
 		return func(k string) string {
@@ -173,14 +173,17 @@ func TestFlags_Procs(t *testing.T) {
 		flag    int
 		env     func(string) string
 		current int // the runtime's GOMAXPROCS at start
+		cpus    int // runtime.NumCPU
 		want    int
 	}{
-		{"default", 0, env(), 2, 2 + spareProcs},
-		{"container of one CPU", 0, env(), 1, 1 + spareProcs},
-		{"GOMAXPROCS set", 0, env("GOMAXPROCS", "3"), 3, 3},
-		{"-procs wins", 5, env("GOMAXPROCS", "3"), 3, 5},
+		{"default", 0, env(), 2, 2, 2 + spareProcs},
+		{"machine of one CPU", 0, env(), 1, 1, 1 + spareProcs},
+		{"CPU limit below the CPUs", 0, env(), 2, 8, 2},
+		{"GOMAXPROCS set", 0, env("GOMAXPROCS", "3"), 3, 2, 3},
+		{"-procs wins", 5, env("GOMAXPROCS", "3"), 3, 2, 5},
+		{"-procs wins over a CPU limit", 4, env(), 2, 8, 4},
 	} {
-		if got := procs(tc.flag, tc.env, tc.current); got != tc.want {
+		if got := procs(tc.flag, tc.env, tc.current, tc.cpus); got != tc.want {
 			t.Errorf("%s: %d processors, want %d", tc.name, got, tc.want)
 		}
 	}

@@ -134,7 +134,7 @@ func flagSet(c *config, getenv func(string) string) (*flag.FlagSet, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text (slog's key=value lines) or json (one JSON object a line)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	fs.BoolVar(&c.Metrics, "metrics", true, "observe the hot path for /metrics: ack, push and commit latency histograms, requests by command and code (false: /metrics keeps the gauges and counters kept anyway)")
-	fs.IntVar(&c.Procs, "procs", 0, "Go processors (GOMAXPROCS) to run on; 0: the GOMAXPROCS environment variable if set, else the CPUs plus "+strconv.Itoa(spareProcs)+", so that goroutines running long (compactions, flushes, the committer, the GC) never leave an event loop waiting for a processor")
+	fs.IntVar(&c.Procs, "procs", 0, "Go processors (GOMAXPROCS) to run on; 0: the GOMAXPROCS environment variable if set, else Go's default when a container's CPU limit lowers it, else the CPUs plus "+strconv.Itoa(spareProcs)+", so that goroutines running long (compactions, flushes, the committer, the GC) never leave an event loop waiting for a processor")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envVar(f.Name)
@@ -416,7 +416,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "imgate:", err)
 		os.Exit(2)
 	}
-	runtime.GOMAXPROCS(procs(cfg.Procs, os.Getenv, runtime.GOMAXPROCS(0)))
+	if n, current := procs(cfg.Procs, os.Getenv, runtime.GOMAXPROCS(0), runtime.NumCPU()), runtime.GOMAXPROCS(0); n != current {
+		runtime.GOMAXPROCS(n) // this also ends the runtime's own updates of it
+	}
 	log.Info("processors", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
 	s, err := start(cfg, log)
 	if err != nil {
@@ -453,14 +455,18 @@ func main() {
 const spareProcs = 6
 
 // procs is the GOMAXPROCS the gateway runs with, given the runtime's
-// current one: flag if positive, else current when the GOMAXPROCS
-// environment variable set it (Go's own convention wins), else current
-// (the runtime's default, the CPUs a container may use) plus spareProcs.
-func procs(flag int, getenv func(string) string, current int) int {
+// current one and the CPUs the process may run on: flag if positive; else
+// current when the GOMAXPROCS environment variable set it (Go's own
+// convention wins) or when it is below cpus, which means a CPU limit of
+// the container set it (spare processors would run past the limit and be
+// throttled for the rest of its period, and setting any value would end
+// the runtime's updates of it when the limit changes); else current plus
+// spareProcs.
+func procs(flag int, getenv func(string) string, current, cpus int) int {
 	switch {
 	case flag > 0:
 		return flag
-	case getenv("GOMAXPROCS") != "":
+	case getenv("GOMAXPROCS") != "", current < cpus:
 		return current
 	}
 	return current + spareProcs

@@ -262,9 +262,11 @@ func TestSection1_1_GeneratedTokenLogsIn(t *testing.T) {
 // processors beyond its CPUs by default (so that an event loop never waits
 // for one behind a compaction), and with -procs when given.
 func TestProcess_ProcessorsBeyondTheCPUs(t *testing.T) {
-	want := runtime.GOMAXPROCS(0) + spareProcs
-	if os.Getenv("GOMAXPROCS") != "" {
-		want = runtime.GOMAXPROCS(0) // inherited: Go's own setting wins
+	// The child inherits this environment and its CPU limit: none (the
+	// CPUs plus spareProcs), a GOMAXPROCS variable or a container's limit.
+	want := procs(0, os.Getenv, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) == runtime.NumCPU() && want != runtime.NumCPU()+spareProcs {
+		t.Fatalf("procs gives %d on %d CPUs, want %d", want, runtime.NumCPU(), runtime.NumCPU()+spareProcs)
 	}
 	for _, tc := range []struct {
 		args []string
