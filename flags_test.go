@@ -180,6 +180,9 @@ func TestFlags_Procs(t *testing.T) {
 		{"machine of one CPU", 0, env(), 1, 1, 1 + spareProcs},
 		{"CPU limit below the CPUs", 0, env(), 2, 8, 2},
 		{"GOMAXPROCS set", 0, env("GOMAXPROCS", "3"), 3, 2, 3},
+		{"GOMAXPROCS=0, which Go ignores", 0, env("GOMAXPROCS", "0"), 2, 2, 2 + spareProcs},
+		{"GOMAXPROCS=abc, which Go ignores", 0, env("GOMAXPROCS", "abc"), 2, 2, 2 + spareProcs},
+		{"CPU limit rounded up to the CPUs", 0, env(), 2, 2, 2 + spareProcs},
 		{"-procs wins", 5, env("GOMAXPROCS", "3"), 3, 2, 5},
 		{"-procs wins over a CPU limit", 4, env(), 2, 8, 4},
 	} {
@@ -191,8 +194,8 @@ func TestFlags_Procs(t *testing.T) {
 	if err != nil || c.Procs != 12 {
 		t.Fatalf("IMGATE_PROCS=12: procs %d, %v", c.Procs, err)
 	}
-	for _, bad := range [][]string{{"-procs", "-1"}} {
-		if _, err := parseFlags(bad, env()); err == nil || !strings.Contains(err.Error(), "-procs -1") {
+	for _, bad := range [][]string{{"-procs", "-1"}, {"-procs", "1025"}, {"-procs", "4294967295"}} {
+		if _, err := parseFlags(bad, env()); err == nil || !strings.Contains(err.Error(), "-procs "+bad[1]) {
 			t.Errorf("%v: %v, want a refusal naming -procs", bad, err)
 		}
 	}

@@ -82,8 +82,8 @@ func parseFlags(args []string, getenv func(string) string) (c config, err error)
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	defer func() {
-		if err == nil && c.Procs < 0 {
-			err = fmt.Errorf("-procs %d: want 0 (the default) or more", c.Procs)
+		if err == nil && (c.Procs < 0 || c.Procs > maxProcs) {
+			err = fmt.Errorf("-procs %d: want 0 (the default) to %d", c.Procs, maxProcs)
 		}
 	}()
 	// The command line wins: the environment sets only the flags it did
@@ -134,7 +134,7 @@ func flagSet(c *config, getenv func(string) string) (*flag.FlagSet, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text (slog's key=value lines) or json (one JSON object a line)")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	fs.BoolVar(&c.Metrics, "metrics", true, "observe the hot path for /metrics: ack, push and commit latency histograms, requests by command and code (false: /metrics keeps the gauges and counters kept anyway)")
-	fs.IntVar(&c.Procs, "procs", 0, "Go processors (GOMAXPROCS) to run on; 0: the GOMAXPROCS environment variable if set, else Go's default when a container's CPU limit lowers it, else the CPUs plus "+strconv.Itoa(spareProcs)+", so that goroutines running long (compactions, flushes, the committer, the GC) never leave an event loop waiting for a processor")
+	fs.IntVar(&c.Procs, "procs", 0, "Go processors (GOMAXPROCS) to run on, at most "+strconv.Itoa(maxProcs)+"; 0: the GOMAXPROCS environment variable if set, else Go's default when a container's CPU limit lowers it below the CPUs, else the CPUs plus "+strconv.Itoa(spareProcs)+", so that goroutines running long (compactions, flushes, the committer, the GC) never leave an event loop waiting for a processor")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envVar(f.Name)
@@ -416,10 +416,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "imgate:", err)
 		os.Exit(2)
 	}
-	if n, current := procs(cfg.Procs, os.Getenv, runtime.GOMAXPROCS(0), runtime.NumCPU()), runtime.GOMAXPROCS(0); n != current {
-		runtime.GOMAXPROCS(n) // this also ends the runtime's own updates of it
+	goDefault := runtime.GOMAXPROCS(0)
+	if n := procs(cfg.Procs, os.Getenv, goDefault, runtime.NumCPU()); cfg.Procs > 0 || n != goDefault {
+		// This also ends the runtime's own updates of GOMAXPROCS when the
+		// CPUs or the CPU limit change: -procs is then what runs.
+		runtime.GOMAXPROCS(n)
 	}
-	log.Info("processors", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
+	log.Info("processors", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU(), "go_default", goDefault)
 	s, err := start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -450,23 +453,35 @@ func main() {
 // workers) can hold them all, and an event loop woken by its socket waits
 // for the slice to end: that was the tail of the ack latency at a steady
 // rate. With spare processors it runs at once and the kernel, which
-// preempts in far less than 10 ms, shares the CPUs. BENCHMARKS.md
-// ("Processors") has the figures behind six.
+// preempts in far less than 10 ms, shares the CPUs. The process still
+// runs on no more CPUs than before: spare processors add threads, not
+// CPU time. BENCHMARKS.md ("Processors") has the figures behind six,
+// measured on 2 CPUs.
 const spareProcs = 6
 
-// procs is the GOMAXPROCS the gateway runs with, given the runtime's
-// current one and the CPUs the process may run on: flag if positive; else
-// current when the GOMAXPROCS environment variable set it (Go's own
-// convention wins) or when it is below cpus, which means a CPU limit of
-// the container set it (spare processors would run past the limit and be
-// throttled for the rest of its period, and setting any value would end
-// the runtime's updates of it when the limit changes); else current plus
-// spareProcs.
+// maxProcs is the largest -procs taken.
+const maxProcs = 1024
+
+// procs is the GOMAXPROCS the gateway runs with, given Go's default
+// (current) and the CPUs the process may run on (cpus, its affinity mask):
+//   - flag, if positive (-procs);
+//   - current, if the GOMAXPROCS environment variable set it (Go's own
+//     convention wins; like the runtime, only a number above 0 counts);
+//   - current, if it is below cpus: a container's CPU limit set it, and
+//     spare processors would run past that limit and be throttled for the
+//     rest of each period. A limit Go rounds up to the CPUs (1.5 of 2; Go
+//     counts none below 2) leaves current at cpus: the process could use
+//     every CPU with Go's default already, and spare processors do not
+//     make it use more;
+//   - else current plus spareProcs.
 func procs(flag int, getenv func(string) string, current, cpus int) int {
-	switch {
-	case flag > 0:
+	if flag > 0 {
 		return flag
-	case getenv("GOMAXPROCS") != "", current < cpus:
+	}
+	if n, err := strconv.Atoi(getenv("GOMAXPROCS")); err == nil && n > 0 {
+		return current
+	}
+	if current < cpus {
 		return current
 	}
 	return current + spareProcs
