@@ -271,7 +271,7 @@ func (db *DB) load() error {
 
 // lastLSN returns the last record's lsn in the log, 0 if it is empty.
 func lastLSN(ldb *pebble.DB) (uint64, error) {
-	return lastKey(ldb, []byte(prefixLog), []byte("L}"), len(prefixLog)+8, "log record")
+	return lastKey(ldb, []byte(prefixLog), []byte(prefixLogEnd), len(prefixLog)+8, "log record")
 }
 
 // lastKey returns the big-endian number that ends the last key of r in

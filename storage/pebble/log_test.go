@@ -27,7 +27,7 @@ func rawOpen(t *testing.T, dir string) *pebble.DB {
 // logRecords returns the lsns and contents of the message log's records.
 func logRecords(t *testing.T, ldb *pebble.DB) []string {
 	t.Helper()
-	it, err := ldb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLog), UpperBound: []byte("L}")})
+	it, err := ldb.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLog), UpperBound: []byte(prefixLogEnd)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,7 @@ const (
 	prefixDedup     = "D|" // D|id(16)|from(8) -> lsn(8): a client-chosen id
 	prefixDedupV1   = "d|" // d|from(8)|id(16) -> conv(16)|seq(8)|queued(1), written before D|: read, never written
 	prefixLog       = "L|" // in the message log: L|lsn(8) -> message record
+	prefixLogEnd    = "L}" // '|'+1: the exclusive upper bound of L|
 	messageRecordV1 = 1
 	// messageRefV2 starts a history value that refers to the log: 2,
 	// lsn(8). History values that start with messageRecordV1 are the
@@ -190,7 +191,7 @@ func (c *logCursor) message(v []byte) (Message, error) {
 	}
 	if c.it == nil {
 		var err error
-		if c.it, err = c.lr.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLog), UpperBound: []byte("L}")}); err != nil {
+		if c.it, err = c.lr.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixLog), UpperBound: []byte(prefixLogEnd)}); err != nil {
 			return Message{}, err
 		}
 	}
